@@ -1,0 +1,549 @@
+/**
+ * The GPU: one Dawn device, its buffer pool, its pipeline cache and the command recorder.
+ *
+ * Recording model: every kernel launch is appended to one open command encoder (inside one
+ * compute pass); nothing is submitted until someone needs a result (`read`, `sync`) or calls
+ * `submit()`. A whole forward pass therefore becomes a single queue submission. Kernel
+ * parameters go into a CPU-side uniform staging area and are uploaded with one writeBuffer per
+ * 64 KiB chunk just before the submit; each launch binds its slice with a dynamic offset.
+ *
+ * Errors: each submission is wrapped in WebGPU error scopes; their results are checked at the
+ * next `read`/`sync`, and any validation, out-of-memory or internal error is thrown as a
+ * GpuError whose message carries Dawn's text, which names the kernel and shapes through the
+ * labels we give every bind group. A lost device is reported on stderr when it happens and
+ * every later call throws DeviceLostError.
+ */
+import { FILL_POISON_BITS, fillBits } from "../kernels/fill.js";
+import { bytesPerElement, type DType, type HostArray, fromF16Bits, toF16Bits } from "./dtype.js";
+import { DeviceLostError, GpuError, ShapeError, shapeString } from "./errors.js";
+import type { AnyKernel, Kernel, Access, ParamType, SpecValue } from "./kernel.js";
+import { BufferPool, bufferId, type MemoryStats } from "./pool.js";
+import { Storage, Tensor, elementCount, validateShape } from "./tensor.js";
+import { requestDevice, type GpuOptions, type AdapterSummary } from "./adapter.js";
+
+export type { GpuOptions } from "./adapter.js";
+
+const UNIFORM_CHUNK_BYTES = 64 * 1024;
+
+interface UniformChunk {
+  buffer: GPUBuffer;
+  data: Uint8Array;
+}
+
+export interface Launch<P extends Record<string, ParamType>, B extends Record<string, Access>, S> {
+  params: Record<keyof P, number>;
+  tensors: Record<keyof B, Tensor>;
+  /** Workgroup counts; see `flatGrid` for launches above 65535 workgroups. */
+  workgroups: readonly [number, number?, number?];
+  spec?: S;
+}
+
+export class Gpu {
+  readonly device: GPUDevice;
+  readonly adapter: AdapterSummary;
+  readonly limits: GPUSupportedLimits;
+  readonly features: ReadonlySet<string>;
+  readonly hasF16: boolean;
+  readonly hasSubgroups: boolean;
+  readonly hasTimestamps: boolean;
+  /** Fill every freshly allocated activation with NaN, so an unwritten element shows. */
+  readonly poison: boolean;
+  readonly pool: BufferPool;
+
+  private lostInfo: GPUDeviceLostInfo | null = null;
+  private destroyed = false;
+  private uncaptured: string[] = [];
+  private pendingChecks: Promise<(GPUError | null)[]>[] = [];
+
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly layouts = new Map<AnyKernel, { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly chunks: UniformChunk[] = [];
+  private chunkIndex = 0;
+  private chunkOffset = 0;
+  private readonly uniformAlignment: number;
+  /** Launches recorded since the last submit, and in all. */
+  dispatchesInBatch = 0;
+  dispatchCount = 0;
+  submitCount = 0;
+
+  private readonly scopes: Set<Tensor>[] = [];
+  private readonly tensorScope = new WeakMap<Tensor, Set<Tensor>>();
+  private readonly stagingFree: GPUBuffer[] = [];
+
+  private constructor(device: GPUDevice, adapter: AdapterSummary, options: GpuOptions) {
+    this.device = device;
+    this.adapter = adapter;
+    this.limits = device.limits;
+    this.features = new Set(device.features);
+    this.hasF16 = this.features.has("shader-f16");
+    this.hasSubgroups = this.features.has("subgroups");
+    this.hasTimestamps = this.features.has("timestamp-query");
+    this.poison = options.poison ?? process.env.WGSL_VLM_POISON === "1";
+    this.uniformAlignment = device.limits.minUniformBufferOffsetAlignment;
+    this.pool = new BufferPool(device, device.limits.maxBufferSize, () => this.bindGroups.clear());
+
+    device.addEventListener("uncapturederror", (event) => {
+      this.uncaptured.push((event as GPUUncapturedErrorEvent).error.message);
+    });
+    void device.lost.then((info) => {
+      this.lostInfo = info;
+      if (!this.destroyed) {
+        const report = options.onDeviceLost ?? ((message: string) => process.stderr.write(`wgsl-vlm: ${message}\n`));
+        report(this.lostMessage());
+      }
+    });
+  }
+
+  static async create(options: GpuOptions = {}): Promise<Gpu> {
+    const { device, summary } = await requestDevice(options);
+    return new Gpu(device, summary, options);
+  }
+
+  // ---------------------------------------------------------------- tensors
+
+  /** An uninitialised tensor (NaN-filled when poisoning). Persistent ones bypass the pool. */
+  empty(shape: readonly number[], dtype: DType = "f32", options: { name?: string; persistent?: boolean } = {}): Tensor {
+    const tensor = this.allocate(shape, dtype, options);
+    if (this.poison && !options.persistent) fillBits(tensor, FILL_POISON_BITS);
+    return tensor;
+  }
+
+  private allocate(shape: readonly number[], dtype: DType, options: { name?: string; persistent?: boolean }): Tensor {
+    this.assertUsable();
+    validateShape(shape, options.name || "empty()");
+    const bytes = elementCount(shape) * bytesPerElement(dtype);
+    const label = `${options.name || "tensor"} ${dtype}[${shapeString(shape)}]`;
+    const persistent = options.persistent ?? false;
+    const buffer = this.pool.acquire(bytes, label, persistent);
+    return new Tensor(new Storage(this, buffer, !persistent), shape, dtype, 0, options.name);
+  }
+
+  /** A tensor holding `data`, converted to `dtype` (f16 rounds to nearest even). */
+  tensor(
+    data: ArrayLike<number>,
+    shape: readonly number[],
+    dtype: DType = "f32",
+    options: { name?: string; persistent?: boolean } = {},
+  ): Tensor {
+    validateShape(shape, options.name || "tensor()");
+    const count = elementCount(shape);
+    if (data.length !== count) {
+      throw new ShapeError(`${options.name || "tensor()"}: ${data.length} values given for shape [${shape.join(", ")}] (${count})`);
+    }
+    const t = this.allocate(shape, dtype, options);
+    this.write(t, encodeHost(data, dtype));
+    return t;
+  }
+
+  /** Uploads raw little-endian bytes (already in the tensor's dtype) into `t`, at a byte offset. */
+  write(t: Tensor, bytes: Uint8Array | ArrayBufferView, byteOffset = 0): void {
+    this.assertUsable();
+    const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (byteOffset + view.byteLength > t.byteLength + 3) {
+      throw new ShapeError(`write of ${view.byteLength} bytes at ${byteOffset} overruns ${t.describe()}`);
+    }
+    // queue.writeBuffer runs before commands still waiting in the encoder, which may read the
+    // buffer's previous contents (pooled buffers are recycled), so those go first.
+    this.submit();
+    const padded = view.byteLength % 4 === 0 ? view : padTo4(view);
+    this.device.queue.writeBuffer(t.buffer, t.byteOffset + byteOffset, padded, 0, padded.byteLength);
+  }
+
+  freeStorage(storage: Storage): void {
+    this.pool.release(storage.buffer, !storage.pooled);
+  }
+
+  memory(): MemoryStats {
+    return this.pool.stats();
+  }
+
+  // ---------------------------------------------------------------- scopes
+
+  /**
+   * Runs `fn`, then disposes every tensor created inside it except those it returns (a tensor,
+   * or an array or object of tensors), which move to the enclosing scope. Synchronous only:
+   * recording a forward pass never awaits.
+   */
+  scope<T>(fn: () => T): T {
+    const created = new Set<Tensor>();
+    this.scopes.push(created);
+    let result: T;
+    try {
+      result = fn();
+      if (result instanceof Promise) throw new TypeError("gpu.scope() takes a synchronous function");
+    } catch (error) {
+      this.scopes.pop();
+      for (const t of created) t.dispose();
+      throw error;
+    }
+    this.scopes.pop();
+    const kept = new Set<Tensor>();
+    collectTensors(result, kept);
+    const parent = this.scopes.at(-1);
+    for (const t of created) {
+      if (kept.has(t)) {
+        this.tensorScope.delete(t);
+        if (parent) this.trackInScope(t);
+      } else {
+        t.dispose();
+      }
+    }
+    return result;
+  }
+
+  /** Takes `t` out of the current scope so it outlives it. */
+  keep<T extends Tensor>(t: T): T {
+    this.untrackInScope(t);
+    return t;
+  }
+
+  trackInScope(t: Tensor): void {
+    const scope = this.scopes.at(-1);
+    if (!scope) return;
+    scope.add(t);
+    this.tensorScope.set(t, scope);
+  }
+
+  untrackInScope(t: Tensor): void {
+    this.tensorScope.get(t)?.delete(t);
+    this.tensorScope.delete(t);
+  }
+
+  // ---------------------------------------------------------------- launching kernels
+
+  /** Records one launch of `kernel`. Nothing runs until the next submit. */
+  run<P extends Record<string, ParamType>, B extends Record<string, Access>, S extends Record<string, SpecValue>>(
+    kernel: Kernel<P, B, S>,
+    launch: Launch<P, B, S>,
+  ): void {
+    this.assertUsable();
+    const anyKernel = kernel as unknown as AnyKernel;
+    const types = {} as Record<keyof B, DType>;
+    const entries: GPUBindGroupEntry[] = [];
+    const labelParts: string[] = [];
+    let cacheKey = "";
+    kernel.bindingNames.forEach((name, i) => {
+      const t = launch.tensors[name];
+      if (!(t instanceof Tensor)) throw new ShapeError(`${kernel.name}: no tensor given for binding '${name}'`);
+      if (t.gpu !== this) throw new ShapeError(`${kernel.name}: ${t.describe()} belongs to another device`);
+      types[name] = t.dtype;
+      const size = Math.max(4, Math.ceil(t.byteLength / 4) * 4);
+      if (size > this.limits.maxStorageBufferBindingSize) {
+        throw new ShapeError(
+          `${kernel.name}: ${name} ${t.describe()} is ${t.byteLength} bytes, over this device's ` +
+            `maxStorageBufferBindingSize (${this.limits.maxStorageBufferBindingSize}); split it`,
+        );
+      }
+      entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset: t.byteOffset, size } });
+      labelParts.push(`${name}: ${t.describe()}`);
+      cacheKey += `${bufferId(t.buffer)}:${t.byteOffset}:${size},`;
+    });
+    const spec = (launch.spec ?? {}) as S;
+    const pipeline = this.pipeline(kernel, spec, types);
+    const layout = this.layoutFor(anyKernel);
+
+    const { chunk, chunkIndex, offset } = this.allocateParams(kernel.paramBytes);
+    chunk.data.set(kernel.pack(launch.params), offset);
+    const label = `${kernel.name}(${labelParts.join(", ")})`;
+    cacheKey = `${kernelId(anyKernel)}|${chunkIndex}|${cacheKey}`;
+    let bindGroup = this.bindGroups.get(cacheKey);
+    if (!bindGroup) {
+      entries.unshift({ binding: 0, resource: { buffer: chunk.buffer, offset: 0, size: kernel.paramBytes } });
+      bindGroup = this.device.createBindGroup({ label, layout: layout.bindGroup, entries });
+      if (this.bindGroups.size > 8192) this.bindGroups.clear();
+      this.bindGroups.set(cacheKey, bindGroup);
+    }
+
+    const [x, y = 1, z = 1] = launch.workgroups;
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) {
+      throw new ShapeError(`${label}: workgroup grid ${x}x${y}x${z} exceeds ${max} per dimension`);
+    }
+    if (x === 0 || y === 0 || z === 0) return; // an empty tensor: nothing to compute
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup, [offset]);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatchesInBatch++;
+    this.dispatchCount++;
+  }
+
+  private pipeline<S extends Record<string, SpecValue>>(kernel: Kernel<any, any, S>, spec: S, types: Record<string, DType>): GPUComputePipeline {
+    const key = `${kernel.name}|${JSON.stringify(spec)}|${JSON.stringify(types)}`;
+    let pipeline = this.pipelines.get(key);
+    if (pipeline) return pipeline;
+    if (Object.values(types).includes("f16") && !this.hasF16) {
+      throw new ShapeError(`${kernel.name}: this adapter has no shader-f16, so f16 tensors cannot be used`);
+    }
+    const label = `${kernel.name} ${JSON.stringify(spec)} ${JSON.stringify(types)}`;
+    const module = this.device.createShaderModule({ label, code: kernel.source(spec, types) });
+    pipeline = this.device.createComputePipeline({
+      label,
+      layout: this.layoutFor(kernel as unknown as AnyKernel).pipeline,
+      compute: { module, entryPoint: "main" },
+    });
+    this.pipelines.set(key, pipeline);
+    return pipeline;
+  }
+
+  private layoutFor(kernel: AnyKernel) {
+    let layout = this.layouts.get(kernel);
+    if (!layout) {
+      const entries: GPUBindGroupLayoutEntry[] = [
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: kernel.paramBytes } },
+        ...kernel.bindingNames.map((name, i) => ({
+          binding: i + 1,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: kernel.bindings[name] === "read" ? ("read-only-storage" as const) : ("storage" as const) },
+        })),
+      ];
+      const bindGroup = this.device.createBindGroupLayout({ label: kernel.name, entries });
+      layout = { bindGroup, pipeline: this.device.createPipelineLayout({ label: kernel.name, bindGroupLayouts: [bindGroup] }) };
+      this.layouts.set(kernel, layout);
+    }
+    return layout;
+  }
+
+  private allocateParams(bytes: number): { chunk: UniformChunk; chunkIndex: number; offset: number } {
+    const stride = Math.ceil(bytes / this.uniformAlignment) * this.uniformAlignment;
+    if (this.chunkOffset + stride > UNIFORM_CHUNK_BYTES) {
+      this.chunkIndex++;
+      this.chunkOffset = 0;
+    }
+    if (this.chunkIndex === this.chunks.length) {
+      this.chunks.push({
+        buffer: this.device.createBuffer({
+          label: `kernel parameters ${this.chunkIndex}`,
+          size: UNIFORM_CHUNK_BYTES,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        }),
+        data: new Uint8Array(UNIFORM_CHUNK_BYTES),
+      });
+    }
+    const offset = this.chunkOffset;
+    this.chunkOffset += stride;
+    return { chunk: this.chunks[this.chunkIndex], chunkIndex: this.chunkIndex, offset };
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    if (!this.encoder) {
+      this.device.pushErrorScope("internal");
+      this.device.pushErrorScope("out-of-memory");
+      this.device.pushErrorScope("validation");
+      this.encoder = this.device.createCommandEncoder({ label: "wgsl-vlm batch" });
+    }
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  /** Records a buffer-to-buffer copy (ends the open compute pass). */
+  copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.assertUsable();
+    const encoder = this.commandEncoder();
+    this.pass?.end();
+    this.pass = null;
+    encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Records commands directly on the batch's encoder (ends the open compute pass); for timestamp queries and the like. */
+  withEncoder(fn: (encoder: GPUCommandEncoder) => void): void {
+    this.assertUsable();
+    const encoder = this.commandEncoder();
+    this.pass?.end();
+    this.pass = null;
+    fn(encoder);
+  }
+
+  /** Sends everything recorded so far to the GPU as one submission. */
+  submit(): void {
+    if (!this.encoder) return;
+    this.assertUsable();
+    this.pass?.end();
+    this.pass = null;
+    for (let i = 0; i <= this.chunkIndex && i < this.chunks.length; i++) {
+      const used = i < this.chunkIndex ? UNIFORM_CHUNK_BYTES : this.chunkOffset;
+      if (used > 0) this.device.queue.writeBuffer(this.chunks[i].buffer, 0, this.chunks[i].data, 0, used);
+    }
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.chunkIndex = 0;
+    this.chunkOffset = 0;
+    this.dispatchesInBatch = 0;
+    this.submitCount++;
+    const scopes = this.device;
+    this.pendingChecks.push(Promise.all([scopes.popErrorScope(), scopes.popErrorScope(), scopes.popErrorScope()]));
+  }
+
+  /** Submits, waits for the GPU to finish, and throws any error it reported. */
+  async sync(): Promise<void> {
+    this.submit();
+    await this.guard(this.device.queue.onSubmittedWorkDone());
+    await this.throwReportedErrors();
+  }
+
+  // ---------------------------------------------------------------- reading back
+
+  /** Copies tensors to the CPU, in one submission. f16 widens to f32. */
+  async read(t: Tensor): Promise<HostArray>;
+  async read(...tensors: Tensor[]): Promise<HostArray[]>;
+  async read(...tensors: Tensor[]): Promise<HostArray | HostArray[]> {
+    const results = await this.readBytesMany(tensors);
+    const arrays = tensors.map((t, i) => decodeHost(results[i], t.dtype, t.size));
+    return tensors.length === 1 ? arrays[0] : arrays;
+  }
+
+  private async readBytesMany(tensors: Tensor[]): Promise<Uint8Array[]> {
+    this.assertUsable();
+    const stagings = tensors.map((t) => {
+      const bytes = Math.max(4, Math.ceil(t.byteLength / 4) * 4);
+      const staging = this.acquireStaging(bytes);
+      this.copyBuffer(t.buffer, t.byteOffset, staging, 0, bytes);
+      return staging;
+    });
+    this.submit();
+    try {
+      await this.guard(Promise.all(stagings.map((s) => s.mapAsync(GPUMapMode.READ))));
+      await this.throwReportedErrors();
+      return stagings.map((s, i) => new Uint8Array(s.getMappedRange(0, Math.ceil(tensors[i].byteLength / 4) * 4 || 4).slice(0)));
+    } finally {
+      for (const s of stagings) {
+        if (s.mapState === "mapped") s.unmap();
+        this.releaseStaging(s);
+      }
+    }
+  }
+
+  private acquireStaging(bytes: number): GPUBuffer {
+    const i = this.stagingFree.findIndex((b) => b.size >= bytes && b.size <= bytes * 4 + 4096);
+    if (i >= 0) return this.stagingFree.splice(i, 1)[0];
+    return this.device.createBuffer({
+      label: "readback",
+      size: BufferPool.roundedSize(bytes),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  private releaseStaging(buffer: GPUBuffer): void {
+    if (this.stagingFree.length < 16) this.stagingFree.push(buffer);
+    else buffer.destroy();
+  }
+
+  // ---------------------------------------------------------------- errors and loss
+
+  /** Awaits a GPU promise; if the device was lost meanwhile, throws that instead of the raw rejection. */
+  private async guard<T>(promise: Promise<T>): Promise<T> {
+    try {
+      return await promise;
+    } catch (error) {
+      if (this.lostInfo) throw new DeviceLostError(this.lostMessage());
+      throw error;
+    }
+  }
+
+  private async throwReportedErrors(): Promise<void> {
+    const checks = this.pendingChecks;
+    this.pendingChecks = [];
+    const messages: string[] = [];
+    for (const errors of await Promise.all(checks)) {
+      for (const error of errors) if (error) messages.push(`${errorKind(error)}: ${error.message}`);
+    }
+    messages.push(...this.uncaptured.splice(0));
+    if (this.lostInfo) throw new DeviceLostError(this.lostMessage());
+    if (messages.length > 0) throw new GpuError(`GPU reported ${messages.length} error(s):\n${messages.join("\n")}`);
+  }
+
+  private lostMessage(): string {
+    const info = this.lostInfo;
+    return `GPU device lost${info ? ` (${info.reason}): ${info.message}` : ""}`;
+  }
+
+  get isLost(): boolean {
+    return this.lostInfo !== null;
+  }
+
+  private assertUsable(): void {
+    if (this.lostInfo) throw new DeviceLostError(this.lostMessage());
+    if (this.destroyed) throw new DeviceLostError("this Gpu was destroyed");
+  }
+
+  /** Releases the device and everything on it. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.encoder = null;
+    this.pass = null;
+    this.device.destroy();
+  }
+}
+
+const kernelIds = new WeakMap<AnyKernel, number>();
+let nextKernelId = 1;
+function kernelId(kernel: AnyKernel): number {
+  let id = kernelIds.get(kernel);
+  if (id === undefined) kernelIds.set(kernel, (id = nextKernelId++));
+  return id;
+}
+
+function errorKind(error: GPUError): string {
+  const name = error.constructor?.name ?? "";
+  if (name.includes("Validation")) return "validation error";
+  if (name.includes("OutOfMemory")) return "out of memory";
+  if (name.includes("Internal")) return "internal error";
+  return "error";
+}
+
+function padTo4(view: Uint8Array): Uint8Array {
+  const padded = new Uint8Array(Math.ceil(view.byteLength / 4) * 4);
+  padded.set(view);
+  return padded;
+}
+
+function collectTensors(value: unknown, into: Set<Tensor>): void {
+  if (value instanceof Tensor) into.add(value);
+  else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
+  else if (value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collectTensors(v, into);
+  }
+}
+
+/** Host values → the bytes a tensor of `dtype` holds. */
+export function encodeHost(data: ArrayLike<number>, dtype: DType): Uint8Array {
+  let typed: ArrayBufferView;
+  switch (dtype) {
+    case "f32":
+      typed = data instanceof Float32Array ? data : Float32Array.from(data);
+      break;
+    case "f16":
+      typed = toF16Bits(data);
+      break;
+    case "i32":
+      typed = data instanceof Int32Array ? data : Int32Array.from(data);
+      break;
+    case "u32":
+      typed = data instanceof Uint32Array ? data : Uint32Array.from(data);
+      break;
+  }
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+/** The bytes of a tensor → a host array (f16 widened to f32). */
+export function decodeHost(bytes: Uint8Array, dtype: DType, count: number): HostArray {
+  switch (dtype) {
+    case "f32":
+      return new Float32Array(bytes.buffer, bytes.byteOffset, count);
+    case "f16":
+      return fromF16Bits(new Uint16Array(bytes.buffer, bytes.byteOffset, count));
+    case "i32":
+      return new Int32Array(bytes.buffer, bytes.byteOffset, count);
+    case "u32":
+      return new Uint32Array(bytes.buffer, bytes.byteOffset, count);
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Shared test tools: one poisoned GPU per test file, seeded random inputs, and a closeness check
+ * that names the worst element.
+ *
+ * Inputs are fresh on every run (a new seed each time, printed in every failure so it can be
+ * replayed with WGSL_VLM_SEED=<seed>). Every activation buffer the runtime allocates is filled
+ * with NaN first (poison), so an element a kernel forgets to write fails the comparison.
+ */
+import { Gpu } from "../src/tensor/gpu.js";
+import { roundToF16, roundToF32, type DType } from "../src/tensor/dtype.js";
+import type { Tensor } from "../src/tensor/tensor.js";
+
+let shared: Promise<Gpu> | undefined;
+
+/** The GPU for this test file (each vitest worker is its own process). */
+export function testGpu(): Promise<Gpu> {
+  shared ??= Gpu.create({ poison: true });
+  return shared;
+}
+
+export const SEED = Number(process.env.WGSL_VLM_SEED ?? Math.floor(Math.random() * 2 ** 31));
+
+/** mulberry32: a tiny seeded generator, good enough for test data. */
+export function rng(seed: number = SEED): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard normal samples (Box-Muller) times `scale`. */
+export function randn(random: () => number, count: number, scale = 1): Float64Array {
+  const out = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    const u = 1 - random();
+    const v = random();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  return out;
+}
+
+export function randint(random: () => number, count: number, below: number): Int32Array {
+  return Int32Array.from({ length: count }, () => Math.floor(random() * below));
+}
+
+/** The values as the GPU will really hold them in `dtype`. */
+export function roundTo(values: ArrayLike<number>, dtype: DType): Float64Array {
+  if (dtype === "f16") return roundToF16(values);
+  if (dtype === "f32") return roundToF32(values);
+  return Float64Array.from(values);
+}
+
+/** Uploads values as `dtype`; returns the tensor and the values it really holds (for the reference). */
+export function upload(gpu: Gpu, values: ArrayLike<number>, shape: number[], dtype: DType): { t: Tensor; values: Float64Array } {
+  return { t: gpu.tensor(values, shape, dtype), values: roundTo(values, dtype) };
+}
+
+export interface Tolerance {
+  atol: number;
+  rtol: number;
+}
+
+/**
+ * Tolerances against a float64 reference computed on the same (rounded) inputs.
+ * - f32: each product and sum rounds at 2^-24 relative; over a few hundred accumulated terms
+ *   the error stays near 1e-6 of the magnitudes involved, so 1e-5 relative (plus an absolute
+ *   floor for outputs that cancel to near zero) passes a right kernel and fails a wrong one.
+ * - f16 (storage; math in f32): the output itself is rounded to 11 significant bits, an error
+ *   of up to 2^-11 ≈ 4.9e-4 relative, plus intermediate f16 stores in fused kernels: 2e-3.
+ */
+export const TOLERANCE: Record<"f32" | "f16", Tolerance> = {
+  f32: { atol: 1e-5, rtol: 1e-5 },
+  f16: { atol: 2e-3, rtol: 2e-3 },
+};
+
+/** The float dtypes this adapter can run: f32 always, f16 when it has shader-f16. */
+export function floatDtypes(gpu: Gpu): ("f32" | "f16")[] {
+  return gpu.hasF16 ? ["f32", "f16"] : ["f32"];
+}
+
+/**
+ * Fails, naming the worst element and the seed, unless every |actual - expected| is within
+ * atol + rtol·|expected|. NaN or a missing element always fails.
+ */
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance, what: string): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: ${actual.length} values, expected ${expected.length} (seed ${SEED})`);
+  }
+  let worst = -1;
+  let worstExcess = 0;
+  let maxAbs = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    const err = Math.abs(a - e);
+    if (!Number.isFinite(a) && a !== e) {
+      throw new Error(`${what}: element ${i} is ${a}, expected ${e} (seed ${SEED})`);
+    }
+    maxAbs = Math.max(maxAbs, err);
+    const excess = err - (tol.atol + tol.rtol * Math.abs(e));
+    if (excess > worstExcess) {
+      worstExcess = excess;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+        `(|diff| ${Math.abs(actual[worst] - expected[worst]).toExponential(3)} > ${tol.atol} + ${tol.rtol}·|expected|; ` +
+        `max |diff| ${maxAbs.toExponential(3)}; seed ${SEED})`,
+    );
+  }
+}
+
+/** Sizes that are 1, small and odd, and one past a power of two: no tile divides them. */
+export const AWKWARD = [1, 3, 17, 129] as const;
