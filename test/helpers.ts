@@ -118,3 +118,29 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
 
 /** Sizes that are 1, small and odd, and one past a power of two: no tile divides them. */
 export const AWKWARD = [1, 3, 17, 129] as const;
+
+/** Like expectClose, with a bound per element (for error bounds that depend on the data). */
+export function expectWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, bounds: ArrayLike<number>, what: string): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: ${actual.length} values, expected ${expected.length} (seed ${SEED})`);
+  }
+  let worst = -1;
+  let worstRatio = 1;
+  for (let i = 0; i < actual.length; i++) {
+    const err = Math.abs(actual[i] - expected[i]);
+    if (!Number.isFinite(actual[i]) && actual[i] !== expected[i]) {
+      throw new Error(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]} (seed ${SEED})`);
+    }
+    const ratio = err / bounds[i];
+    if (ratio > worstRatio) {
+      worstRatio = ratio;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+        `(|diff| ${Math.abs(actual[worst] - expected[worst]).toExponential(3)} > bound ${bounds[worst].toExponential(3)}; seed ${SEED})`,
+    );
+  }
+}

@@ -33,7 +33,7 @@ export interface KernelDefinition<
   /** The shader body for one specialization (declarations come from `params`/`bindings`). */
   wgsl: (spec: S & { types: Record<keyof B, DType> }) => string;
   /** Element type of a binding when it is not the plain dtype (e.g. `vec4<f32>`). */
-  elementType?: (binding: keyof B & string, dtype: DType, spec: S) => string;
+  elementType?: (binding: keyof B & string, dtype: DType, spec: NoInfer<S>) => string;
 }
 
 export interface Kernel<P extends Record<string, ParamType>, B extends Record<string, Access>, S extends Record<string, SpecValue>>

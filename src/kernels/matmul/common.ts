@@ -1,0 +1,128 @@
+/**
+ * What every matmul version shares: argument checking, the output allocation, the uniform
+ * parameters, and the epilogue (bias, store) in WGSL.
+ */
+import type { DType } from "../../tensor/dtype.js";
+import { check } from "../../tensor/errors.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import type { MatmulShape } from "./reference.js";
+
+export interface MatmulOptions {
+  /** Added to every row: [N]. */
+  bias?: Tensor | null;
+  /** Output dtype (default: A's). */
+  outDtype?: DType;
+}
+
+/** A checked matmul: its sizes, its output, and the tensors bound to the kernel. */
+export interface MatmulCall {
+  shape: MatmulShape;
+  a: Tensor;
+  b: Tensor;
+  /** Bound to the bias slot; when there is no bias, A stands in (the shader never reads it). */
+  bias: Tensor;
+  hasBias: boolean;
+  c: Tensor;
+}
+
+/** Uniform parameters of every version (strides in elements). */
+export const MATMUL_PARAMS = {
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  a_batch_stride: "u32",
+  b_batch_stride: "u32",
+} as const;
+
+export const MATMUL_BINDINGS = { a: "read", b: "read", bias: "read", c: "read_write" } as const;
+
+/**
+ * A: [..., M, K]. B: [N, K] (a weight shared by all rows of A, whose leading dimensions then
+ * fold into M) or [batch, N, K] with A [batch, M, K]. C: A's leading dims + [N].
+ */
+export function planMatmul(
+  version: string,
+  a: Tensor,
+  b: Tensor,
+  options: MatmulOptions = {},
+  /** A version's own limits, checked before anything is allocated or dispatched. */
+  checkShape: (shape: MatmulShape) => void = () => {},
+): MatmulCall {
+  const what = `matmul ${version}`;
+  check(a.rank >= 1, () => `${what}: A ${a.describe()} must have at least one dimension`);
+  check(b.rank === 2 || b.rank === 3, () => `${what}: B ${b.describe()} must be [N, K] or [batch, N, K]`);
+  const K = a.dim(-1);
+  check(b.dim(-1) === K, () => `${what}: A ${a.describe()} and B ${b.describe()} disagree on K (the last dimension)`);
+  const N = b.dim(-2);
+  let shape: MatmulShape;
+  let cShape: number[];
+  if (b.rank === 2) {
+    const M = a.size / Math.max(K, 1);
+    shape = { batch: 1, M: K === 0 ? a.size : M, N, K, batchedB: false };
+    cShape = [...a.shape.slice(0, -1), N];
+    if (a.rank === 1) cShape = [N];
+  } else {
+    check(
+      a.rank === 3 && a.dim(0) === b.dim(0),
+      () => `${what}: batched B ${b.describe()} needs A [batch, M, K] with the same batch, got ${a.describe()}`,
+    );
+    shape = { batch: a.dim(0), M: a.dim(1), N, K, batchedB: true };
+    cShape = [a.dim(0), a.dim(1), N];
+  }
+  check(K > 0, () => `${what}: K is 0 (A ${a.describe()}, B ${b.describe()})`);
+  const bias = options.bias ?? null;
+  if (bias) {
+    check(bias.rank === 1 && bias.dim(0) === N, () => `${what}: bias ${bias.describe()} must be [${N}]`);
+  }
+  checkShape(shape);
+  const c = a.gpu.empty(cShape, options.outDtype ?? a.dtype, { name: "matmul" });
+  return { shape, a, b, bias: bias ?? a, hasBias: bias !== null, c };
+}
+
+/** Parameters of a call; strides are in elements (quadLoadWgsl divides by 4 itself). */
+export function matmulParams({ shape }: MatmulCall) {
+  const { M, N, K, batchedB } = shape;
+  return { M, N, K, a_batch_stride: M * K, b_batch_stride: batchedB ? N * K : 0 };
+}
+
+/** WGSL: the store of one finished sum, adding the bias when there is one. */
+export function epilogueWgsl(hasBias: boolean): string {
+  return /* wgsl */ `
+fn store_c(z: u32, m: u32, n: u32, sum: f32) {
+  c[(z * params.M + m) * params.N + n] = c_t(sum${hasBias ? " + f32(bias[n])" : ""});
+}`;
+}
+
+/**
+ * WGSL: `load4_<x>(base, k)` reads 4 consecutive K-values x[base + k .. base + k + 3] of A or B
+ * (base = the element offset of a row) into a vec4f, zero past K. With `vec4` the binding is an
+ * array of vec4 and one 16-byte load does it (needs K % 4 == 0, so rows start 4-aligned).
+ */
+export function quadLoadWgsl(x: "a" | "b", vec4: boolean): string {
+  if (vec4) {
+    return /* wgsl */ `
+fn load4_${x}(base: u32, k: u32) -> vec4f {
+  if (k >= params.K) { return vec4f(0.0); }
+  return vec4f(${x}[(base + k) / 4u]);
+}`;
+  }
+  return /* wgsl */ `
+fn load4_${x}(base: u32, k: u32) -> vec4f {
+  var v = vec4f(0.0);
+  for (var i = 0u; i < 4u; i++) {
+    if (k + i < params.K) { v[i] = f32(${x}[base + k + i]); }
+  }
+  return v;
+}`;
+}
+
+/** Element type for A and B under the `vec4` specialization. */
+export function quadElementType(binding: string, dtype: DType, spec: Record<string, unknown>): string {
+  return spec.vec4 === true && (binding === "a" || binding === "b") ? `vec4<${dtype}>` : dtype;
+}
+
+/** vec4 loads of A and B need rows that start on 4-element boundaries, in memory too. */
+export function canLoadVec4(K: number, a: Tensor, b: Tensor): boolean {
+  const aligned = (t: Tensor) => t.byteOffset % (t.dtype === "f16" ? 8 : 16) === 0;
+  return K % 4 === 0 && aligned(a) && aligned(b);
+}

@@ -1,0 +1,120 @@
+import { describe, expect, it } from "vitest";
+import { MATMUL_VERSIONS, matmul, matmulReference, type MatmulShape } from "../src/kernels/matmul/index.js";
+import { MATVEC_MAX_ROWS } from "../src/kernels/matmul/matvec.js";
+import type { DType } from "../src/tensor/dtype.js";
+import { ShapeError } from "../src/tensor/errors.js";
+import { AWKWARD, expectWithin, randn, rng, testGpu, upload } from "./helpers.js";
+
+/**
+ * Error bound for a dot product of K terms summed in float32 in any order:
+ * |error| <= (K + 1)·u·Σ|a_k·b_k| (+|bias|) with u = 2^-24 (Higham, Accuracy and Stability of
+ * Numerical Algorithms, §3.1), plus the rounding of the stored output (2^-24 in f32, 2^-11 in
+ * f16, and up to 2^-14 absolute in f16: below that outputs are subnormal, which a GPU may flush
+ * to zero). Inputs are compared after the same rounding the GPU applied, so they add nothing.
+ * A kernel that drops or repeats a term is off by a whole |a_k·b_k|, far above this bound.
+ */
+function errorBounds(a: Float64Array, b: Float64Array, bias: Float64Array | null, s: MatmulShape, out: DType): Float64Array {
+  const magnitude = matmulReference(a.map(Math.abs), b.map(Math.abs), bias && bias.map(Math.abs), s);
+  const expected = matmulReference(a, b, bias, s);
+  const u = 2 ** -24;
+  const [relative, absolute] = out === "f16" ? [2 ** -11, 2 ** -14] : [u, 1e-38];
+  return magnitude.map((mag, i) => (s.K + 1) * u * mag + relative * Math.abs(expected[i]) + absolute);
+}
+
+/** Storage dtypes of (A, B, C): all f32; all f16; f32 activations with f16 weights. */
+const COMBOS: [DType, DType, DType][] = [
+  ["f32", "f32", "f32"],
+  ["f16", "f16", "f16"],
+  ["f32", "f16", "f32"],
+];
+
+describe("matmul", async () => {
+  const gpu = await testGpu();
+  const random = rng();
+  const combos = COMBOS.filter((c) => gpu.hasF16 || !c.includes("f16"));
+
+  function check(version: string, M: number, N: number, K: number, [ad, bd, cd]: [DType, DType, DType], withBias: boolean) {
+    const shape: MatmulShape = { batch: 1, M, N, K, batchedB: false };
+    const a = upload(gpu, randn(random, M * K), [M, K], ad);
+    const b = upload(gpu, randn(random, N * K), [N, K], bd);
+    const bias = withBias ? upload(gpu, randn(random, N), [N], bd) : null;
+    const c = MATMUL_VERSIONS[version](a.t, b.t, { bias: bias?.t, outDtype: cd });
+    expect(c.shape).toEqual([M, N]);
+    return c.read().then((got) => {
+      const expected = matmulReference(a.values, b.values, bias?.values ?? null, shape);
+      expectWithin(got, expected, errorBounds(a.values, b.values, bias?.values ?? null, shape, cd), `${version} ${ad}·${bd}→${cd} M=${M} N=${N} K=${K}`);
+    });
+  }
+
+  for (const version of ["v1_naive", "v2_tiled", "v3_register_tiled"]) {
+    for (const combo of combos) {
+      it(`${version} ${combo.join("·")} over awkward M, N, K`, async () => {
+        const checks: Promise<void>[] = [];
+        for (const M of AWKWARD) {
+          for (const N of AWKWARD) {
+            for (const K of [1, 3, 17, 64, 129]) checks.push(check(version, M, N, K, combo, (M + N + K) % 2 === 0));
+          }
+        }
+        await Promise.all(checks);
+      });
+    }
+  }
+
+  for (const combo of combos) {
+    it(`matvec ${combo.join("·")} for 1 to ${MATVEC_MAX_ROWS} rows`, async () => {
+      const checks: Promise<void>[] = [];
+      for (const M of [1, 2, 3, MATVEC_MAX_ROWS]) {
+        for (const N of [1, 3, 17, 129, 300]) {
+          for (const K of [1, 3, 17, 64, 129, 1028]) checks.push(check("matvec", M, N, K, combo, (N + K) % 2 === 1));
+        }
+      }
+      await Promise.all(checks);
+    });
+  }
+
+  it("tiles a product bigger than one workgroup tile in every direction", async () => {
+    await check("v3_register_tiled", 200, 130, 260, ["f32", "f32", "f32"], true);
+    await check("v2_tiled", 70, 33, 50, ["f32", "f32", "f32"], true);
+  });
+
+  it("batches A against one B per batch entry", async () => {
+    const shape: MatmulShape = { batch: 3, M: 17, N: 5, K: 20, batchedB: true };
+    const a = upload(gpu, randn(random, 3 * 17 * 20), [3, 17, 20], "f32");
+    const b = upload(gpu, randn(random, 3 * 5 * 20), [3, 5, 20], "f32");
+    const expected = matmulReference(a.values, b.values, null, shape);
+    for (const version of ["v1_naive", "v2_tiled", "v3_register_tiled"]) {
+      const c = MATMUL_VERSIONS[version](a.t, b.t);
+      expect(c.shape).toEqual([3, 17, 5]);
+      expectWithin(await c.read(), expected, errorBounds(a.values, b.values, null, shape, "f32"), `${version} batched`);
+    }
+  });
+
+  it("folds A's leading dimensions into rows against a weight, and picks matvec for few rows", async () => {
+    const a = upload(gpu, randn(random, 2 * 3 * 8), [2, 3, 8], "f32");
+    const w = upload(gpu, randn(random, 4 * 8), [4, 8], "f32");
+    const shape: MatmulShape = { batch: 1, M: 6, N: 4, K: 8, batchedB: false };
+    const c = matmul(a.t, w.t);
+    expect(c.shape).toEqual([2, 3, 4]);
+    expectWithin(await c.read(), matmulReference(a.values, w.values, null, shape), errorBounds(a.values, w.values, null, shape, "f32"), "folded");
+    const many = upload(gpu, randn(random, 40 * 8), [40, 8], "f32");
+    const c2 = matmul(many.t, w.t);
+    const shape2 = { ...shape, M: 40 };
+    expectWithin(await c2.read(), matmulReference(many.values, w.values, null, shape2), errorBounds(many.values, w.values, null, shape2, "f32"), "many rows");
+  });
+
+  it("rejects mismatched shapes before any dispatch", () => {
+    const a = gpu.tensor(new Float32Array(12), [3, 4]);
+    const b = gpu.tensor(new Float32Array(10), [2, 5]);
+    const bias = gpu.tensor(new Float32Array(3), [3]);
+    const w = gpu.tensor(new Float32Array(8), [2, 4]);
+    const before = gpu.dispatchCount;
+    for (const version of Object.values(MATMUL_VERSIONS)) {
+      expect(() => version(a, b)).toThrow(ShapeError);
+      expect(() => version(a, w, { bias })).toThrow(/bias f32\[3\] must be \[2\]/);
+    }
+    expect(() => matmul(a, b)).toThrow(/disagree on K/);
+    const tall = gpu.tensor(new Float32Array(40), [10, 4]);
+    expect(() => MATMUL_VERSIONS.matvec(tall, w)).toThrow(/matvec takes 1 to 8/);
+    expect(gpu.dispatchCount).toBe(before);
+  });
+});
