@@ -108,7 +108,10 @@ export class Gpu {
   /** An uninitialised tensor (NaN-filled when poisoning). Persistent ones bypass the pool. */
   empty(shape: readonly number[], dtype: DType = "f32", options: { name?: string; persistent?: boolean } = {}): Tensor {
     const tensor = this.allocate(shape, dtype, options);
-    if (this.poison && !options.persistent) fillBits(tensor, FILL_POISON_BITS);
+    // (A tensor too big to bind whole cannot be filled in one launch; only split weights get that big.)
+    if (this.poison && !options.persistent && tensor.byteLength <= this.limits.maxStorageBufferBindingSize) {
+      fillBits(tensor, FILL_POISON_BITS);
+    }
     return tensor;
   }
 
