@@ -54,6 +54,7 @@ export function fillWord(value: number, dtype: DType): number {
 export function fillBits(x: Tensor, bits: number): void {
   const bytes = x.size * bytesPerElement(x.dtype);
   const words = Math.ceil(bytes / 4);
+  if (words === 0) return;
   const lastMask = bytes % 4 === 2 ? 0xffff : 0xffffffff;
   x.gpu.run(fillKernel, {
     params: { words, bits: bits >>> 0, last_mask: lastMask },
