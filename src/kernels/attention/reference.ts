@@ -1,0 +1,55 @@
+/**
+ * Scaled dot-product attention, the definition, in float64:
+ *
+ *   out[i, h, :] = Σ_j softmax_j(scale · q[i, h, :] · k[j, g, :]) · v[j, g, :]
+ *
+ * over the keys j that query i sees (all kvLength of them, or j <= queryOffset + i when causal),
+ * with g = floor(h / (H / H_kv)) the kv head that query head h shares. The softmax subtracts the
+ * row's maximum score before exponentiating, so no exp overflows. See problem.ts for the
+ * shapes, layouts and options; every GPU version computes exactly this.
+ */
+import { check } from "../../tensor/errors.js";
+import { elementCount } from "../../tensor/tensor.js";
+import { attentionProblem, keyLimit, type AttentionOptions } from "./problem.js";
+
+/** Values of a tensor on the CPU, with its shape. */
+export interface HostTensor {
+  values: ArrayLike<number>;
+  shape: readonly number[];
+}
+
+export function attentionReference(q: HostTensor, k: HostTensor, v: HostTensor, options: AttentionOptions): Float64Array {
+  for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) {
+    check(t.values.length === elementCount(t.shape), () => `attentionReference: ${name} has ${t.values.length} values for shape [${t.shape.join(", ")}]`);
+  }
+  const p = attentionProblem("attentionReference", q, k, v, options);
+  const D = p.headDim;
+  const out = new Float64Array(p.queries * p.heads * D);
+  const scores = new Float64Array(p.kvLength);
+  for (let i = 0; i < p.queries; i++) {
+    const seen = keyLimit(p, i);
+    for (let h = 0; h < p.heads; h++) {
+      const g = Math.floor(h / p.groupSize);
+      const qRow = (i * p.heads + h) * D;
+      let max = -Infinity;
+      for (let j = 0; j < seen; j++) {
+        const kRow = g * p.kvHeadStride + j * p.kvPositionStride;
+        let dot = 0;
+        for (let d = 0; d < D; d++) dot += q.values[qRow + d] * k.values[kRow + d];
+        scores[j] = p.scale * dot;
+        max = Math.max(max, scores[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < seen; j++) {
+        scores[j] = Math.exp(scores[j] - max);
+        sum += scores[j];
+      }
+      for (let j = 0; j < seen; j++) {
+        const vRow = g * p.kvHeadStride + j * p.kvPositionStride;
+        const weight = scores[j] / sum;
+        for (let d = 0; d < D; d++) out[qRow + d] += weight * v.values[vRow + d];
+      }
+    }
+  }
+  return out;
+}

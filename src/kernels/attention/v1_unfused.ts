@@ -1,0 +1,157 @@
+/**
+ * Attention version 1: unfused, the way the formula reads.
+ *
+ * Three kernels, with the whole score matrix in memory between them:
+ * 1. scores[h, i, j] = scale · q[i, h, :] · k[j, g, :], one thread per score; a key the query
+ *    must not see (causal mask) gets MASKED, our stand-in for -inf.
+ * 2. a softmax over each row scores[h, i, :], in place: one workgroup per row reduces the
+ *    row's maximum and then its sum of exp(score - max) in workgroup memory. Masked scores
+ *    become exactly 0.
+ * 3. out[i, h, d] = Σ_j probs[h, i, j] · v[j, g, d], one thread per output element.
+ *
+ * Simple and easy to check, but the H·S·T score matrix is written once and read twice: at a
+ * few thousand tokens it is hundreds of megabytes of memory traffic (and may not even fit in one
+ * storage binding), which is what v2 (flash) avoids.
+ */
+import { check } from "../../tensor/errors.js";
+import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { ATTENTION_PARAMS, ATTENTION_WGSL, attentionParams, attentionTensors, MASKED_WGSL, type AttentionOptions } from "./problem.js";
+
+const SCORES_WORKGROUP = 256;
+const SOFTMAX_WORKGROUP = 128;
+const OUTPUT_WORKGROUP = 64;
+
+const scoresKernel = defineKernel({
+  name: "attention_v1_scores",
+  params: ATTENTION_PARAMS,
+  bindings: { q: "read", k: "read", scores: "read_write" },
+  wgsl: () => /* wgsl */ `
+${FLAT_WORKGROUP_WGSL}
+${ATTENTION_WGSL}
+@compute @workgroup_size(${SCORES_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let index = flat_workgroup(wid, nwg) * ${SCORES_WORKGROUP}u + lid;
+  if (index >= params.heads * params.queries * params.kv_length) { return; }
+  // scores is [H, S, T]: index = (h * S + i) * T + j
+  let j = index % params.kv_length;
+  let i = (index / params.kv_length) % params.queries;
+  let h = index / (params.kv_length * params.queries);
+  if (j >= key_limit(i)) {
+    scores[index] = MASKED;
+    return;
+  }
+  let q_row = row_index(i, h);
+  let k_row = kv_index(h / params.group_size, j);
+  var dot = 0.0;
+  for (var d = 0u; d < params.head_dim; d++) {
+    dot += f32(q[q_row + d]) * f32(k[k_row + d]);
+  }
+  scores[index] = params.scale * dot;
+}`,
+});
+
+const softmaxKernel = defineKernel({
+  name: "attention_v1_softmax",
+  params: { rows: "u32", row_length: "u32" },
+  bindings: { scores: "read_write" },
+  wgsl: () => /* wgsl */ `
+${FLAT_WORKGROUP_WGSL}
+const WORKGROUP = ${SOFTMAX_WORKGROUP}u;
+var<workgroup> partial: array<f32, WORKGROUP>;
+
+// Tree reduction of one value per thread; every thread gets the result.
+fn workgroup_reduce(value: f32, lid: u32, take_max: bool) -> f32 {
+  partial[lid] = value;
+  workgroupBarrier();
+  for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+    if (lid < stride) {
+      let other = partial[lid + stride];
+      partial[lid] = select(partial[lid] + other, max(partial[lid], other), take_max);
+    }
+    workgroupBarrier();
+  }
+  let result = partial[0];
+  workgroupBarrier(); // everyone has read partial[0] before it is reused
+  return result;
+}
+
+@compute @workgroup_size(${SOFTMAX_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = flat_workgroup(wid, nwg);
+  if (row >= params.rows) { return; }
+  let start = row * params.row_length;
+  var row_max = ${MASKED_WGSL};
+  for (var j = lid; j < params.row_length; j += WORKGROUP) {
+    row_max = max(row_max, scores[start + j]);
+  }
+  row_max = workgroup_reduce(row_max, lid, true);
+  var sum = 0.0;
+  for (var j = lid; j < params.row_length; j += WORKGROUP) {
+    let e = exp(scores[start + j] - row_max);
+    scores[start + j] = e;
+    sum += e;
+  }
+  let inverse = 1.0 / workgroup_reduce(sum, lid, false);
+  for (var j = lid; j < params.row_length; j += WORKGROUP) {
+    scores[start + j] *= inverse;
+  }
+}`,
+});
+
+const outputKernel = defineKernel({
+  name: "attention_v1_output",
+  params: ATTENTION_PARAMS,
+  bindings: { probs: "read", v: "read", out: "read_write" },
+  wgsl: () => /* wgsl */ `
+${FLAT_WORKGROUP_WGSL}
+${ATTENTION_WGSL}
+@compute @workgroup_size(${OUTPUT_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let index = flat_workgroup(wid, nwg) * ${OUTPUT_WORKGROUP}u + lid;
+  if (index >= params.queries * params.heads * params.head_dim) { return; }
+  // out is [S, H, D]: index = (i * H + h) * D + d
+  let d = index % params.head_dim;
+  let h = (index / params.head_dim) % params.heads;
+  let i = index / (params.head_dim * params.heads);
+  let g = h / params.group_size;
+  let probs_row = (h * params.queries + i) * params.kv_length;
+  var sum = 0.0;
+  for (var j = 0u; j < params.kv_length; j++) {
+    sum += probs[probs_row + j] * f32(v[kv_index(g, j) + d]);
+  }
+  out[index] = out_t(sum);
+}`,
+});
+
+/** Attention by materialising the [H, S, T] score matrix (see the top of this file). */
+export function unfusedAttention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
+  const op = "attention v1_unfused";
+  const p = attentionTensors(op, q, k, v, options);
+  const scoreCount = p.heads * p.queries * p.kvLength;
+  check(
+    scoreCount * 4 <= q.gpu.limits.maxStorageBufferBindingSize,
+    () => `${op}: the ${p.heads}x${p.queries}x${p.kvLength} score matrix exceeds this device's largest storage binding; use flash attention`,
+  );
+  const gpu = q.gpu;
+  const params = attentionParams(p);
+  const scores = gpu.empty([p.heads, p.queries, p.kvLength], "f32", { name: "attention scores" });
+  gpu.run(scoresKernel, {
+    params,
+    tensors: { q, k, scores },
+    workgroups: flatGrid(Math.ceil(scoreCount / SCORES_WORKGROUP)),
+  });
+  gpu.run(softmaxKernel, {
+    params: { rows: p.heads * p.queries, row_length: p.kvLength },
+    tensors: { scores },
+    workgroups: flatGrid(p.heads * p.queries),
+  });
+  const out = gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
+  gpu.run(outputKernel, {
+    params,
+    tensors: { probs: scores, v, out },
+    workgroups: flatGrid(Math.ceil(out.size / OUTPUT_WORKGROUP)),
+  });
+  scores.dispose(); // safe while the launches are pending: later users of the buffer run after them
+  return out;
+}

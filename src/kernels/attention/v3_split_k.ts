@@ -1,0 +1,210 @@
+/**
+ * Attention version 3: split-K (flash-decoding), for a few queries over a long context.
+ *
+ * When decoding one token, v2 has only H workgroups (one query block per head), each walking
+ * the whole context alone: most of a big GPU idles. Here the keys are cut into chunks and every
+ * (query, head, chunk) gets its own workgroup, so there are S·H·ceil(T / chunk) of them.
+ *
+ * 1. Partial kernel. A workgroup takes query i, head h and keys [start, end) of its chunk
+ *    (cut short by the causal mask; a chunk wholly past what the query sees returns at once and
+ *    its slot is never read). It loads the scaled query into workgroup memory, computes the
+ *    chunk's scores (one key per thread at a time, a D-long dot product each), reduces their
+ *    maximum m, turns them into exp(score - m) and reduces their sum l, then computes the
+ *    unnormalised output Σ_j exp(score_j - m) · v_j, one output dim per thread. It writes
+ *    (m, l) and that D-vector: a softmax over the chunk that has not been normalised yet.
+ * 2. Combine kernel. One workgroup per (query, head) merges its chunks c = 0 .. C-1, where C
+ *    counts only the chunks the query sees: with M = max_c m_c and w_c = exp(m_c - M),
+ *    out = Σ_c w_c · acc_c / Σ_c w_c · l_c. This is the online-softmax rescaling of v2, done
+ *    across workgroups instead of across loop iterations.
+ *
+ * The chunk size is picked so the partial kernel launches about TARGET_WORKGROUPS workgroups
+ * (bounded to [MIN_CHUNK, MAX_CHUNK] keys: a shorter chunk is mostly overhead, a longer one
+ * needs more workgroup memory for its scores). Each query head reads its kv head's keys on its
+ * own, so with grouped-query attention the group's heads read the same k and v (from cache).
+ */
+import { check } from "../../tensor/errors.js";
+import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import {
+  ATTENTION_PARAMS,
+  ATTENTION_WGSL,
+  attentionParams,
+  attentionTensors,
+  keyLimit,
+  type AttentionOptions,
+  type AttentionProblem,
+} from "./problem.js";
+
+const PARTIAL_THREADS = 128;
+const COMBINE_THREADS = 64;
+/** The largest head dim this version handles (the query row lives in workgroup memory). */
+export const SPLIT_K_MAX_HEAD_DIM = 256;
+const MIN_CHUNK = 64;
+const MAX_CHUNK = 256;
+/** Enough workgroups to keep every core of a large GPU busy several times over. */
+const TARGET_WORKGROUPS = 1024;
+
+export type SplitKOptions = AttentionOptions & {
+  /** Keys per chunk, 1 to 256. Default: chosen from the problem size (see the top of this file). */
+  chunkSize?: number;
+};
+
+const SPLIT_PARAMS = { ...ATTENTION_PARAMS, chunk: "u32", chunks: "u32" } as const;
+
+const partialKernel = defineKernel({
+  name: "attention_v3_partial",
+  params: SPLIT_PARAMS,
+  bindings: { q: "read", k: "read", v: "read", partial_acc: "read_write", partial_stats: "read_write" },
+  wgsl: () => /* wgsl */ `
+${FLAT_WORKGROUP_WGSL}
+${ATTENTION_WGSL}
+const THREADS = ${PARTIAL_THREADS}u;
+var<workgroup> q_row: array<f32, ${SPLIT_K_MAX_HEAD_DIM}>;
+var<workgroup> scores: array<f32, ${MAX_CHUNK}>;
+var<workgroup> reduction: array<f32, THREADS>;
+
+// Tree reduction of one value per thread; every thread gets the result.
+fn workgroup_reduce(value: f32, lid: u32, take_max: bool) -> f32 {
+  reduction[lid] = value;
+  workgroupBarrier();
+  for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+    if (lid < stride) {
+      let other = reduction[lid + stride];
+      reduction[lid] = select(reduction[lid] + other, max(reduction[lid], other), take_max);
+    }
+    workgroupBarrier();
+  }
+  let result = reduction[0];
+  workgroupBarrier(); // everyone has read reduction[0] before it is reused
+  return result;
+}
+
+@compute @workgroup_size(${PARTIAL_THREADS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  // Workgroup (row, chunk), row = i * H + h: the layout of the partial buffers.
+  let slot = flat_workgroup(wid, nwg);
+  if (slot >= params.queries * params.heads * params.chunks) { return; }
+  let row = slot / params.chunks;
+  let i = row / params.heads;
+  let head = row % params.heads;
+  let kv_head = head / params.group_size;
+  let start = (slot % params.chunks) * params.chunk;
+  let end = min(start + params.chunk, key_limit(i));
+  if (start >= end) { return; } // the combine kernel does not read this slot
+  let n = end - start;
+  let D = params.head_dim;
+
+  for (var d = lid; d < D; d += THREADS) {
+    q_row[d] = f32(q[row_index(i, head) + d]) * params.scale;
+  }
+  workgroupBarrier();
+
+  var local_max = MASKED;
+  for (var j = lid; j < n; j += THREADS) {
+    let k_row = kv_index(kv_head, start + j);
+    var dot = 0.0;
+    for (var d = 0u; d < D; d++) {
+      dot += q_row[d] * f32(k[k_row + d]);
+    }
+    scores[j] = dot;
+    local_max = max(local_max, dot);
+  }
+  let m = workgroup_reduce(local_max, lid, true);
+
+  var local_sum = 0.0;
+  for (var j = lid; j < n; j += THREADS) {
+    let weight = exp(scores[j] - m);
+    scores[j] = weight;
+    local_sum += weight;
+  }
+  let l = workgroup_reduce(local_sum, lid, false); // its barriers also publish the weights
+
+  for (var d = lid; d < D; d += THREADS) {
+    var sum = 0.0;
+    for (var j = 0u; j < n; j++) {
+      sum += scores[j] * f32(v[kv_index(kv_head, start + j) + d]);
+    }
+    partial_acc[slot * D + d] = sum;
+  }
+  if (lid == 0u) {
+    partial_stats[2u * slot] = m;
+    partial_stats[2u * slot + 1u] = l;
+  }
+}`,
+});
+
+const combineKernel = defineKernel({
+  name: "attention_v3_combine",
+  params: SPLIT_PARAMS,
+  bindings: { partial_acc: "read", partial_stats: "read", out: "read_write" },
+  wgsl: () => /* wgsl */ `
+${FLAT_WORKGROUP_WGSL}
+${ATTENTION_WGSL}
+@compute @workgroup_size(${COMBINE_THREADS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = flat_workgroup(wid, nwg);
+  if (row >= params.queries * params.heads) { return; }
+  let i = row / params.heads;
+  // Only the chunks that hold keys query i sees were written.
+  let used = (key_limit(i) + params.chunk - 1u) / params.chunk;
+  let first = row * params.chunks;
+
+  var m = MASKED;
+  for (var c = 0u; c < used; c++) {
+    m = max(m, partial_stats[2u * (first + c)]);
+  }
+  var l = 0.0;
+  for (var c = 0u; c < used; c++) {
+    l += exp(partial_stats[2u * (first + c)] - m) * partial_stats[2u * (first + c) + 1u];
+  }
+  let D = params.head_dim;
+  for (var d = lid; d < D; d += ${COMBINE_THREADS}u) {
+    var sum = 0.0;
+    for (var c = 0u; c < used; c++) {
+      sum += exp(partial_stats[2u * (first + c)] - m) * partial_acc[(first + c) * D + d];
+    }
+    out[row * D + d] = out_t(sum / l);
+  }
+}`,
+});
+
+/** Keys per chunk: about TARGET_WORKGROUPS workgroups in all, within [MIN_CHUNK, MAX_CHUNK]. */
+function splitKChunkSize(p: AttentionProblem): number {
+  const chunksWanted = Math.ceil(TARGET_WORKGROUPS / (p.queries * p.heads));
+  const chunk = Math.ceil(keyLimit(p, p.queries - 1) / chunksWanted);
+  return Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, chunk));
+}
+
+/** Attention with the keys split over workgroups, then merged (see the top of this file). */
+export function splitKAttention(q: Tensor, k: Tensor, v: Tensor, options: SplitKOptions): Tensor {
+  const op = "attention v3_split_k";
+  const p = attentionTensors(op, q, k, v, options);
+  check(p.headDim <= SPLIT_K_MAX_HEAD_DIM, () => `${op}: head dim ${p.headDim} of ${q.describe()} is over ${SPLIT_K_MAX_HEAD_DIM}`);
+  const chunk = options.chunkSize ?? splitKChunkSize(p);
+  check(
+    Number.isInteger(chunk) && chunk >= 1 && chunk <= MAX_CHUNK,
+    () => `${op}: chunkSize ${chunk} must be an integer in [1, ${MAX_CHUNK}]`,
+  );
+  // The last query sees the most keys; slots past what a query sees stay unwritten.
+  const chunks = Math.ceil(keyLimit(p, p.queries - 1) / chunk);
+  const rows = p.queries * p.heads;
+  const gpu = q.gpu;
+  const params = { ...attentionParams(p), chunk, chunks };
+  const partialAcc = gpu.empty([rows * chunks, p.headDim], "f32", { name: "attention partial output" });
+  const partialStats = gpu.empty([rows * chunks, 2], "f32", { name: "attention partial max and sum" });
+  gpu.run(partialKernel, {
+    params,
+    tensors: { q, k, v, partial_acc: partialAcc, partial_stats: partialStats },
+    workgroups: flatGrid(rows * chunks),
+  });
+  const out = gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
+  gpu.run(combineKernel, {
+    params,
+    tensors: { partial_acc: partialAcc, partial_stats: partialStats, out },
+    workgroups: flatGrid(rows),
+  });
+  // Safe while the launches are pending: later users of these buffers run after them.
+  partialAcc.dispose();
+  partialStats.dispose();
+  return out;
+}
