@@ -102,6 +102,33 @@ describe("matmul", async () => {
     expectWithin(await c2.read(), matmulReference(many.values, w.values, null, shape2), errorBounds(many.values, w.values, null, shape2, "f32"), "many rows");
   });
 
+  it("fills column ranges of one output from a weight split into row parts", async () => {
+    const [M, K] = [5, 20];
+    const rowsPerPart = [8, 4, 5];
+    const N = 17;
+    const a = upload(gpu, randn(random, M * K), [M, K], "f32");
+    const w = randn(random, N * K);
+    const bias = randn(random, N);
+    const shape: MatmulShape = { batch: 1, M, N, K, batchedB: false };
+    for (const version of Object.keys(MATMUL_VERSIONS)) {
+      const out = gpu.empty([M, N], "f32");
+      let start = 0;
+      for (const rows of rowsPerPart) {
+        const part = gpu.tensor(w.subarray(start * K, (start + rows) * K), [rows, K]);
+        const partBias = gpu.tensor(bias.subarray(start, start + rows), [rows]);
+        expect(MATMUL_VERSIONS[version](a.t, part, { bias: partBias, out, outColumn: start })).toBe(out);
+        start += rows;
+      }
+      const wv = upload(gpu, w, [N, K], "f32").values;
+      const bv = upload(gpu, bias, [N], "f32").values;
+      expectWithin(await out.read(), matmulReference(a.values, wv, bv, shape), errorBounds(a.values, wv, bv, shape, "f32"), `${version} split`);
+    }
+    const out = gpu.empty([M, N], "f32");
+    const part = gpu.tensor(w.subarray(0, 8 * K), [8, K]);
+    expect(() => matmul(a.t, part, { out, outColumn: 10 })).toThrow(/columns \[10, 18\) do not fit/);
+    expect(() => matmul(a.t, part, { outColumn: 1 })).toThrow(/outColumn needs an out tensor/);
+  });
+
   it("rejects mismatched shapes before any dispatch", () => {
     const a = gpu.tensor(new Float32Array(12), [3, 4]);
     const b = gpu.tensor(new Float32Array(10), [2, 5]);

@@ -12,6 +12,13 @@ export interface MatmulOptions {
   bias?: Tensor | null;
   /** Output dtype (default: A's). */
   outDtype?: DType;
+  /**
+   * Write into columns [outColumn, outColumn + N) of this existing [..., M, N_total] tensor
+   * instead of a new one: how a weight split into row parts (each its own buffer, for weights
+   * over the storage binding limit) fills one output.
+   */
+  out?: Tensor;
+  outColumn?: number;
 }
 
 /** A checked matmul: its sizes, its output, and the tensors bound to the kernel. */
@@ -23,6 +30,8 @@ export interface MatmulCall {
   bias: Tensor;
   hasBias: boolean;
   c: Tensor;
+  /** First column of C written (0 unless filling part of a wider output). */
+  outColumn: number;
 }
 
 /** Uniform parameters of every version (strides in elements). */
@@ -32,6 +41,8 @@ export const MATMUL_PARAMS = {
   K: "u32",
   a_batch_stride: "u32",
   b_batch_stride: "u32",
+  c_row_stride: "u32",
+  c_column: "u32",
 } as const;
 
 export const MATMUL_BINDINGS = { a: "read", b: "read", bias: "read", c: "read_write" } as const;
@@ -74,22 +85,39 @@ export function planMatmul(
   if (bias) {
     check(bias.rank === 1 && bias.dim(0) === N, () => `${what}: bias ${bias.describe()} must be [${N}]`);
   }
+  const outColumn = options.outColumn ?? 0;
+  const out = options.out;
+  if (out) {
+    const total = out.dim(-1);
+    check(
+      out.size / Math.max(total, 1) === shape.batch * shape.M && out.rank === cShape.length,
+      () => `${what}: out ${out.describe()} does not have the ${shape.batch * shape.M} rows of A ${a.describe()}`,
+    );
+    check(
+      Number.isInteger(outColumn) && outColumn >= 0 && outColumn + N <= total,
+      () => `${what}: columns [${outColumn}, ${outColumn + N}) do not fit in out ${out.describe()}`,
+    );
+    check(out.buffer !== a.buffer && out.buffer !== b.buffer, () => `${what}: out ${out.describe()} shares a buffer with an input`);
+    check(!options.outDtype || options.outDtype === out.dtype, () => `${what}: outDtype ${options.outDtype} differs from out ${out.describe()}`);
+  } else {
+    check(outColumn === 0, () => `${what}: outColumn needs an out tensor`);
+  }
   checkShape(shape);
-  const c = a.gpu.empty(cShape, options.outDtype ?? a.dtype, { name: "matmul" });
-  return { shape, a, b, bias: bias ?? a, hasBias: bias !== null, c };
+  const c = out ?? a.gpu.empty(cShape, options.outDtype ?? a.dtype, { name: "matmul" });
+  return { shape, a, b, bias: bias ?? a, hasBias: bias !== null, c, outColumn };
 }
 
 /** Parameters of a call; strides are in elements (quadLoadWgsl divides by 4 itself). */
-export function matmulParams({ shape }: MatmulCall) {
+export function matmulParams({ shape, c, outColumn }: MatmulCall) {
   const { M, N, K, batchedB } = shape;
-  return { M, N, K, a_batch_stride: M * K, b_batch_stride: batchedB ? N * K : 0 };
+  return { M, N, K, a_batch_stride: M * K, b_batch_stride: batchedB ? N * K : 0, c_row_stride: c.dim(-1), c_column: outColumn };
 }
 
 /** WGSL: the store of one finished sum, adding the bias when there is one. */
 export function epilogueWgsl(hasBias: boolean): string {
   return /* wgsl */ `
 fn store_c(z: u32, m: u32, n: u32, sum: f32) {
-  c[(z * params.M + m) * params.N + n] = c_t(sum${hasBias ? " + f32(bias[n])" : ""});
+  c[(z * params.M + m) * params.c_row_stride + params.c_column + n] = c_t(sum${hasBias ? " + f32(bias[n])" : ""});
 }`;
 }
 
