@@ -1,34 +1,58 @@
 /**
  * safetensors, read by hand.
  *
- * The format: an 8-byte little-endian header length N, then N bytes of JSON mapping each tensor
- * name to { dtype, shape, data_offsets: [begin, end] } (offsets relative to the data region
- * that follows the header), plus an optional "__metadata__" map of strings.
+ * The format: an 8-byte little-endian header length N, then N bytes of UTF-8 JSON mapping each
+ * tensor name to { dtype, shape, data_offsets: [begin, end] } (offsets relative to the data
+ * region that follows the header), plus an optional "__metadata__" map of strings to strings.
+ * Writers pad the JSON with spaces so the data region starts 8-byte aligned.
  *
  * Only the header is read when a file is opened; tensors are read one at a time with positioned
  * reads, so a 14 GB checkpoint never sits in JavaScript memory. Everything in the header is
- * checked before it is trusted, and every problem is an Error naming the file and the tensor.
+ * checked before it is trusted, and every problem is a SafetensorsError naming the file (and
+ * the tensor, when one is involved).
+ *
+ * What is legal follows the reference implementation (the Rust `safetensors` crate):
+ * - the header is at most 100,000,000 bytes, valid UTF-8, and a JSON object;
+ * - each tensor's byte count is exactly its element count times its dtype's size (a shape of
+ *   [] is a scalar of one element; a 0 in the shape makes an empty tensor of zero bytes);
+ * - the tensors, ordered by offset, tile the data region exactly: the first starts at 0, each
+ *   starts where the previous one ends, and the last ends at the end of the file. So gaps,
+ *   overlaps and trailing bytes after the last tensor are all errors;
+ * - extra fields in a tensor's entry are ignored, as the reference ignores them.
+ * Stricter than the reference: a key appearing twice in the header is an error (the reference
+ * keeps the last one silently).
  */
-import { open, type FileHandle } from "node:fs/promises";
+import { open, stat, type FileHandle } from "node:fs/promises";
 import { fromF16Bits } from "../tensor/dtype.js";
+import { JsonError, parseJson } from "./json.js";
 
+/**
+ * Bytes per element of each dtype, in the reference implementation's order (ascending
+ * alignment), which its writer uses to lay tensors out: see safetensors_writer.ts.
+ */
 export const SAFETENSORS_DTYPES = {
-  F64: 8,
-  F32: 4,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
   F16: 2,
   BF16: 2,
-  I64: 8,
   I32: 4,
-  I16: 2,
-  I8: 1,
-  U64: 8,
   U32: 4,
-  U16: 2,
-  U8: 1,
-  BOOL: 1,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
 } as const;
 
 export type SafetensorsDType = keyof typeof SAFETENSORS_DTYPES;
+
+export function isSafetensorsDType(value: unknown): value is SafetensorsDType {
+  return typeof value === "string" && Object.hasOwn(SAFETENSORS_DTYPES, value);
+}
 
 export interface TensorEntry {
   name: string;
@@ -39,47 +63,44 @@ export interface TensorEntry {
   end: number;
 }
 
-/** Headers larger than this are refused: real ones are well under 10 MB even for 1000s of tensors. */
-export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** The reference implementation's limit: real headers are well under 10 MB even for 1000s of tensors. */
+export const MAX_HEADER_BYTES = 100_000_000;
 
 export class SafetensorsError extends Error {
   override name = "SafetensorsError";
 }
 
 export class SafetensorsFile {
+  private closed = false;
+
   private constructor(
     readonly path: string,
     private readonly handle: FileHandle,
     readonly fileSize: number,
+    /** Where the data region starts: 8 + the header length. */
     readonly dataStart: number,
     readonly metadata: Record<string, string>,
+    /** Every tensor, in the order of their bytes in the file. */
     readonly tensors: Map<string, TensorEntry>,
   ) {}
 
   static async open(path: string): Promise<SafetensorsFile> {
+    // Checked before opening: opening a FIFO would wait for a writer forever.
+    const kind = await stat(path).then(
+      (s) => (s.isFile() ? "file" : "not a regular file"),
+      (error: unknown) => `cannot open (${describeIoError(error)})`,
+    );
+    if (kind !== "file") throw new SafetensorsError(`${path}: ${kind}`);
     let handle: FileHandle;
     try {
       handle = await open(path, "r");
     } catch (error) {
-      throw new SafetensorsError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+      throw new SafetensorsError(`${path}: cannot open (${describeIoError(error)})`);
     }
     try {
       const { size } = await handle.stat();
-      const fail = (message: string): never => {
-        throw new SafetensorsError(`${path}: ${message}`);
-      };
-      if (size < 8) fail(`file is ${size} bytes, too short for the 8-byte header length`);
-      const lengthBytes = Buffer.alloc(8);
-      await readExactly(handle, lengthBytes, 0, path);
-      const headerLength = lengthBytes.readBigUInt64LE(0);
-      if (headerLength === 0n) fail("header length is 0");
-      if (headerLength > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLength} is over the ${MAX_HEADER_BYTES}-byte limit`);
-      if (headerLength > BigInt(size - 8)) fail(`header length ${headerLength} runs past the end of the ${size}-byte file`);
-      const length = Number(headerLength);
-      const headerBytes = Buffer.alloc(length);
-      await readExactly(handle, headerBytes, 8, path);
-      const { metadata, tensors } = parseHeader(headerBytes, 8 + length, size, path);
-      return new SafetensorsFile(path, handle, size, 8 + length, metadata, tensors);
+      const { metadata, tensors, dataStart } = await readHeader(handle, size, path);
+      return new SafetensorsFile(path, handle, size, dataStart, metadata, tensors);
     } catch (error) {
       await handle.close();
       throw error;
@@ -93,6 +114,21 @@ export class SafetensorsFile {
   }
 
   /**
+   * Reads `target.byteLength` bytes of tensor `name`, starting `offset` bytes into its data.
+   * The building block for reading big tensors in chunks into one reused buffer.
+   */
+  async readInto(name: string, offset: number, target: Uint8Array): Promise<void> {
+    const entry = this.entry(name);
+    const length = entry.end - entry.begin;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + target.byteLength > length) {
+      throw new SafetensorsError(
+        `${this.path}: tensor '${name}': cannot read bytes [${offset}, ${offset + target.byteLength}) of its ${length}`,
+      );
+    }
+    await this.readAt(target, entry.begin + offset, `tensor '${name}'`);
+  }
+
+  /**
    * The raw little-endian bytes of one tensor. Pass `into` (at least the tensor's size) to reuse
    * one buffer across many reads; the result is then a view of it.
    */
@@ -100,11 +136,11 @@ export class SafetensorsFile {
     const entry = this.entry(name);
     const length = entry.end - entry.begin;
     const target = into && into.byteLength >= length ? into.subarray(0, length) : new Uint8Array(length);
-    await readExactly(this.handle, target, entry.begin, `${this.path} (tensor '${name}')`);
+    await this.readInto(name, 0, target);
     return target;
   }
 
-  /** One tensor as float32 values (from F64, F32, F16, BF16 or any integer dtype). */
+  /** One tensor as float32 values (from any dtype; I64/U64 beyond 2^24 lose precision). */
   async readFloat32(name: string): Promise<{ shape: number[]; data: Float32Array }> {
     const entry = this.entry(name);
     return { shape: entry.shape, data: toFloat32(await this.readBytes(name), entry.dtype) };
@@ -143,22 +179,65 @@ export class SafetensorsFile {
     return { shape: entry.shape, data };
   }
 
+  /** Closes the file; idempotent. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.handle.close();
+  }
+
+  private async readAt(target: Uint8Array, position: number, what: string): Promise<void> {
+    if (this.closed) throw new SafetensorsError(`${this.path}: ${what}: the file was closed`);
+    await readExactly(this.handle, target, position, `${this.path}: ${what}`);
   }
 }
 
+function describeIoError(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  return e.code ?? e.message ?? String(error);
+}
+
+/** Fills `target` from `position`; a short file (truncated after it was opened) is an error, not a hang. */
 async function readExactly(handle: FileHandle, target: Uint8Array, position: number, what: string): Promise<void> {
   let done = 0;
   while (done < target.byteLength) {
-    const { bytesRead } = await handle.read(target, done, target.byteLength - done, position + done);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(target, done, target.byteLength - done, position + done));
+    } catch (error) {
+      throw new SafetensorsError(`${what}: read failed at byte ${position + done} (${describeIoError(error)})`);
+    }
     if (bytesRead === 0) throw new SafetensorsError(`${what}: file ended early at byte ${position + done}`);
     done += bytesRead;
   }
 }
 
+async function readHeader(
+  handle: FileHandle,
+  fileSize: number,
+  path: string,
+): Promise<{ metadata: Record<string, string>; tensors: Map<string, TensorEntry>; dataStart: number }> {
+  const fail = (message: string): never => {
+    throw new SafetensorsError(`${path}: ${message}`);
+  };
+  if (fileSize < 8) fail(`file is ${fileSize} bytes, too short for the 8-byte header length`);
+  const lengthBytes = new Uint8Array(8);
+  await readExactly(handle, lengthBytes, 0, path);
+  // Checked as a 64-bit integer before it becomes a number or sizes an allocation.
+  const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
+  if (headerLength === 0n) fail("header length is 0");
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLength} is over the ${MAX_HEADER_BYTES}-byte limit`);
+  if (headerLength > BigInt(fileSize - 8)) fail(`header length ${headerLength} runs past the end of the ${fileSize}-byte file`);
+  const length = Number(headerLength);
+  const headerBytes = new Uint8Array(length);
+  await readExactly(handle, headerBytes, 8, path);
+  const dataStart = 8 + length;
+  return { ...parseHeader(headerBytes, dataStart, fileSize, path), dataStart };
+}
+
+/** Checks a header's bytes against the rules above and the size of the file. */
 function parseHeader(
-  bytes: Buffer,
+  bytes: Uint8Array,
   dataStart: number,
   fileSize: number,
   path: string,
@@ -166,118 +245,170 @@ function parseHeader(
   const fail = (message: string): never => {
     throw new SafetensorsError(`${path}: ${message}`);
   };
+  let text = "";
+  try {
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    fail("header is not valid UTF-8");
+  }
   let header: unknown;
   try {
-    // Writers may pad the header with trailing spaces to align the data region.
-    header = JSON.parse(bytes.toString("utf8"));
+    header = parseJson(text);
   } catch (error) {
-    fail(`header is not valid JSON (${(error as Error).message})`);
+    if (!(error instanceof JsonError)) throw error;
+    fail(`header is not valid JSON (${error.message})`);
   }
-  if (!header || typeof header !== "object" || Array.isArray(header)) fail("header is not a JSON object");
+  if (!isPlainObject(header)) fail(`header is ${describeJsonType(header)}, not a JSON object`);
 
-  const metadata: Record<string, string> = {};
-  const tensors = new Map<string, TensorEntry>();
+  let metadata: Record<string, string> = {};
+  const entries: TensorEntry[] = [];
   const dataLength = fileSize - dataStart;
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
-    if (name === "__metadata__") {
-      if (!value || typeof value !== "object" || Array.isArray(value)) fail("__metadata__ is not an object");
-      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== "string") fail(`__metadata__ entry '${k}' is not a string`);
-        metadata[k] = v as string;
-      }
-      continue;
-    }
-    const where = `tensor '${name}'`;
-    if (!value || typeof value !== "object" || Array.isArray(value)) fail(`${where}: entry is not an object`);
-    const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
-    if (typeof dtype !== "string" || !(dtype in SAFETENSORS_DTYPES)) fail(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
-    }
-    if (
-      !Array.isArray(offsets) ||
-      offsets.length !== 2 ||
-      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
-      offsets[0] > offsets[1]
-    ) {
-      fail(`${where}: data_offsets ${JSON.stringify(offsets)} is not [begin, end] with 0 <= begin <= end`);
-    }
-    const [begin, end] = offsets as [number, number];
-    if (end > dataLength) fail(`${where}: data_offsets [${begin}, ${end}] run past the ${dataLength}-byte data region`);
-    let elements = 1;
-    for (const d of shape as number[]) {
-      elements *= d;
-      if (elements > Number.MAX_SAFE_INTEGER) fail(`${where}: shape ${JSON.stringify(shape)} is impossibly large`);
-    }
-    const expected = elements * SAFETENSORS_DTYPES[dtype as SafetensorsDType];
-    if (end - begin !== expected) {
-      fail(`${where}: ${end - begin} bytes of data, but ${dtype} ${JSON.stringify(shape)} needs ${expected}`);
-    }
-    tensors.set(name, { name, dtype: dtype as SafetensorsDType, shape: shape as number[], begin: dataStart + begin, end: dataStart + end });
+    if (name === "__metadata__") metadata = parseMetadata(value, fail);
+    else entries.push(parseEntry(name, value, dataStart, dataLength, fail));
   }
 
-  // No two tensors may share bytes.
-  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].begin < sorted[i - 1].end) {
-      fail(`tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the data region`);
+  // The tensors, in file order, must tile the data region: no gap, no overlap, nothing after.
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = dataStart;
+  let previous: TensorEntry | undefined;
+  for (const entry of entries) {
+    const where = `tensor '${entry.name}'`;
+    if (entry.begin < covered) fail(`${where} overlaps tensor '${previous!.name}' in the data region`);
+    if (entry.begin > covered) {
+      fail(`${where}: bytes [${covered - dataStart}, ${entry.begin - dataStart}) of the data region before it belong to no tensor`);
     }
+    covered = entry.end;
+    previous = entry;
   }
-  return { metadata, tensors };
+  if (covered !== fileSize) {
+    fail(`the tensors cover ${covered - dataStart} bytes but the data region has ${dataLength} (trailing bytes)`);
+  }
+  return { metadata, tensors: new Map(entries.map((e) => [e.name, e])) };
 }
 
-/** Decodes raw safetensors bytes of any numeric dtype to float32. */
+function parseMetadata(value: unknown, fail: (message: string) => never): Record<string, string> {
+  // The reference reads __metadata__ as an optional map, so null means "none".
+  if (value === null) return {};
+  if (!isPlainObject(value)) return fail(`__metadata__ is ${describeJsonType(value)}, not an object of strings`);
+  const metadata: Record<string, string> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v !== "string") fail(`__metadata__ entry '${key}' is ${describeJsonType(v)}, not a string`);
+    metadata[key] = v as string;
+  }
+  return metadata;
+}
+
+function parseEntry(
+  name: string,
+  value: unknown,
+  dataStart: number,
+  dataLength: number,
+  fail: (message: string) => never,
+): TensorEntry {
+  const where = `tensor '${name}'`;
+  if (!isPlainObject(value)) fail(`${where}: entry is ${describeJsonType(value)}, not an object`);
+  const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
+  if (!isSafetensorsDType(dtype)) {
+    return fail(`${where}: unknown dtype ${dtype === undefined ? "(missing)" : JSON.stringify(dtype)}`);
+  }
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    return fail(`${where}: shape ${JSON.stringify(shape) ?? "(missing)"} is not a list of non-negative integers`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
+    return fail(`${where}: data_offsets ${JSON.stringify(offsets) ?? "(missing)"} is not [begin, end] with 0 <= begin <= end`);
+  }
+  const [begin, end] = offsets as [number, number];
+  if (end > dataLength) fail(`${where}: data_offsets [${begin}, ${end}] run past the ${dataLength}-byte data region`);
+  // Checked at every step, so the product stays exact or is known to be far too large.
+  let bytes: number = SAFETENSORS_DTYPES[dtype];
+  for (const d of shape as number[]) bytes = bytes > Number.MAX_SAFE_INTEGER ? bytes : bytes * d;
+  if ((shape as number[]).includes(0)) bytes = 0;
+  if (end - begin !== bytes) {
+    const needs = bytes > Number.MAX_SAFE_INTEGER ? "more than 2^53" : `${bytes}`;
+    fail(`${where}: ${end - begin} bytes of data, but ${dtype} [${(shape as number[]).join(", ")}] needs ${needs}`);
+  }
+  return { name, dtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function describeJsonType(value: unknown): string {
+  if (value === null) return "null";
+  if (value === undefined) return "missing";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
+/** Decodes raw safetensors bytes of any dtype to float32. */
 export function toFloat32(bytes: Uint8Array, dtype: SafetensorsDType): Float32Array {
-  const size = SAFETENSORS_DTYPES[dtype];
-  const count = bytes.byteLength / size;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(count);
+  const count = bytes.byteLength / SAFETENSORS_DTYPES[dtype];
+  // Typed arrays need an aligned start; a copy of the bytes gives one.
+  const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+  const { buffer, byteOffset } = aligned;
   switch (dtype) {
     case "F32":
-      for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
-      break;
+      return new Float32Array(buffer.slice(byteOffset, byteOffset + count * 4));
     case "F64":
-      for (let i = 0; i < count; i++) out[i] = view.getFloat64(i * 8, true);
-      break;
-    case "F16": {
-      const halves = new Uint16Array(count);
-      for (let i = 0; i < count; i++) halves[i] = view.getUint16(i * 2, true);
-      out.set(fromF16Bits(halves));
-      break;
-    }
+      return Float32Array.from(new Float64Array(buffer, byteOffset, count));
+    case "F16":
+      return fromF16Bits(new Uint16Array(buffer, byteOffset, count));
     case "BF16": {
       // bfloat16 is the top half of a float32.
-      const words = new Uint32Array(out.buffer);
-      for (let i = 0; i < count; i++) words[i] = view.getUint16(i * 2, true) << 16;
-      break;
+      const halves = new Uint16Array(buffer, byteOffset, count);
+      const words = new Uint32Array(count);
+      for (let i = 0; i < count; i++) words[i] = halves[i] << 16;
+      return new Float32Array(words.buffer);
+    }
+    case "F8_E4M3":
+    case "F8_E5M2": {
+      const table = fp8Table(dtype);
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = table[aligned[i]];
+      return out;
     }
     case "I64":
-      for (let i = 0; i < count; i++) out[i] = Number(view.getBigInt64(i * 8, true));
-      break;
+      return Float32Array.from(new BigInt64Array(buffer, byteOffset, count), Number);
     case "U64":
-      for (let i = 0; i < count; i++) out[i] = Number(view.getBigUint64(i * 8, true));
-      break;
+      return Float32Array.from(new BigUint64Array(buffer, byteOffset, count), Number);
     case "I32":
-      for (let i = 0; i < count; i++) out[i] = view.getInt32(i * 4, true);
-      break;
+      return Float32Array.from(new Int32Array(buffer, byteOffset, count));
     case "U32":
-      for (let i = 0; i < count; i++) out[i] = view.getUint32(i * 4, true);
-      break;
+      return Float32Array.from(new Uint32Array(buffer, byteOffset, count));
     case "I16":
-      for (let i = 0; i < count; i++) out[i] = view.getInt16(i * 2, true);
-      break;
+      return Float32Array.from(new Int16Array(buffer, byteOffset, count));
     case "U16":
-      for (let i = 0; i < count; i++) out[i] = view.getUint16(i * 2, true);
-      break;
+      return Float32Array.from(new Uint16Array(buffer, byteOffset, count));
     case "I8":
-      for (let i = 0; i < count; i++) out[i] = view.getInt8(i);
-      break;
+      return Float32Array.from(new Int8Array(buffer, byteOffset, count));
     case "U8":
     case "BOOL":
-      for (let i = 0; i < count; i++) out[i] = view.getUint8(i);
-      break;
+      return Float32Array.from(aligned);
   }
-  return out;
+}
+
+/**
+ * The 256 values of an 8-bit float. E5M2 is IEEE-like (5 exponent bits, bias 15, Inf and NaN);
+ * E4M3 is the "fn" variant (4 exponent bits, bias 7, no Inf, only S.1111.111 is NaN).
+ */
+function fp8Table(dtype: "F8_E4M3" | "F8_E5M2"): Float32Array {
+  const [exponentBits, bias] = dtype === "F8_E4M3" ? [4, 7] : [5, 15];
+  const mantissaBits = 7 - exponentBits;
+  const maxExponent = (1 << exponentBits) - 1;
+  const table = new Float32Array(256);
+  for (let bits = 0; bits < 256; bits++) {
+    const sign = bits & 0x80 ? -1 : 1;
+    const exponent = (bits >> mantissaBits) & maxExponent;
+    const mantissa = bits & ((1 << mantissaBits) - 1);
+    const fraction = mantissa / (1 << mantissaBits);
+    if (dtype === "F8_E5M2" && exponent === maxExponent) table[bits] = mantissa ? NaN : sign * Infinity;
+    else if (dtype === "F8_E4M3" && (bits & 0x7f) === 0x7f) table[bits] = NaN;
+    else if (exponent === 0) table[bits] = sign * fraction * 2 ** (1 - bias);
+    else table[bits] = sign * (1 + fraction) * 2 ** (exponent - bias);
+  }
+  return table;
 }
 
 /** Reads every tensor of a small file as float32 (fixtures, inputs): name → { shape, data }. */

@@ -1,0 +1,332 @@
+/**
+ * config.json → typed model configurations, with the defaults of transformers 4.40.
+ *
+ * `save_pretrained` writes only the fields that differ from the defaults, so a config.json
+ * means nothing without them: the tiny test checkpoints leave out `hidden_act`, `rope_theta`,
+ * `rms_norm_eps`, ... and a real llava-1.5 config leaves out most of the decoder. The defaults
+ * below are those of transformers 4.40's LlamaConfig, CLIPVisionConfig and LlavaConfig.
+ *
+ * Three kinds of checkpoint are understood (by `model_type`):
+ * - `llava` (LlavaForConditionalGeneration): `text_config` (a LlamaConfig; absent = all
+ *   defaults) and `vision_config` (a CLIPVisionConfig; absent = LlavaConfig's own default, the
+ *   ViT-L/14 at 336 px of llava-1.5);
+ * - `llama` (LlamaForCausalLM) alone;
+ * - `clip_vision_model` (CLIPVisionModel) alone, or `clip` (CLIPModel), whose `vision_config`
+ *   is used.
+ *
+ * Fields that do not change the computation (dropout, initializer ranges, `use_cache`, ...) are
+ * ignored. A field that would change it in a way this runtime does not implement (rope scaling,
+ * MLP biases, another activation) is an error naming the field and its value: a model that
+ * silently computes something else is worse than one that refuses to load.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { JsonError, parseJson } from "./json.js";
+
+/** Activation names as transformers' ACT2FN spells them, for those the kernels implement. */
+export const ACTIVATIONS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "silu", "swish"] as const;
+export type Activation = (typeof ACTIVATIONS)[number];
+
+/** The decoder (transformers' LlamaConfig). */
+export interface LlamaConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  /** hiddenSize / numAttentionHeads. */
+  headDim: number;
+  hiddenAct: Activation;
+  maxPositionEmbeddings: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** lm_head shares embed_tokens' weight (and the checkpoint holds no lm_head). */
+  tieWordEmbeddings: boolean;
+  /** q/k/v/o projections have biases. */
+  attentionBias: boolean;
+  bosTokenId: number | null;
+  /** Llama 3 lists several end tokens; Llama 2 has one. */
+  eosTokenIds: number[];
+  padTokenId: number | null;
+}
+
+/** The image encoder (transformers' CLIPVisionConfig). */
+export interface ClipVisionConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  /** hiddenSize / numAttentionHeads. */
+  headDim: number;
+  numChannels: number;
+  imageSize: number;
+  patchSize: number;
+  /** floor(imageSize / patchSize)²: the patch convolution drops a remainder, as in transformers. */
+  numPatches: number;
+  hiddenAct: Activation;
+  layerNormEps: number;
+}
+
+/** A vision-language model (transformers' LlavaConfig). */
+export interface LlavaConfig {
+  text: LlamaConfig;
+  vision: ClipVisionConfig;
+  /** The token id marking where an image's features go in the prompt. */
+  imageTokenIndex: number;
+  projectorHiddenAct: Activation;
+  /** Index into the vision tower's hidden states (0 = embeddings, -1 = last layer's output). */
+  visionFeatureLayer: number;
+  /** `default` drops the CLS token from the selected features, `full` keeps it. */
+  visionFeatureSelectStrategy: "default" | "full";
+  /** The projector's linear layers have biases (`multimodal_projector_bias`, newer transformers; true before). */
+  projectorBias: boolean;
+}
+
+export type ModelConfig =
+  | ({ kind: "llava" } & LlavaConfig)
+  | { kind: "llama"; text: LlamaConfig }
+  | { kind: "clip_vision"; vision: ClipVisionConfig };
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Reads `config.json` from a model folder (or the given file) and checks every field we use. */
+export async function loadConfig(path: string): Promise<ModelConfig> {
+  let file = path;
+  try {
+    if ((await stat(path)).isDirectory()) file = join(path, "config.json");
+  } catch {
+    // a missing path is reported by the read below
+  }
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new ConfigError(`${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = parseJson(text);
+  } catch (error) {
+    if (!(error instanceof JsonError)) throw error;
+    throw new ConfigError(`${file}: not valid JSON (${error.message})`);
+  }
+  return parseConfig(json, file);
+}
+
+/** Checks a parsed config.json; `file` names it in errors. */
+export function parseConfig(json: unknown, file: string): ModelConfig {
+  const root = new Fields(json, file, "");
+  const modelType = root.string("model_type", null);
+  switch (modelType) {
+    case "llava":
+      return { kind: "llava", ...llavaConfig(root) };
+    case "llama":
+      return { kind: "llama", text: llamaConfig(root) };
+    case "clip_vision_model":
+      return { kind: "clip_vision", vision: clipVisionConfig(root) };
+    case "clip":
+      return { kind: "clip_vision", vision: clipVisionConfig(root.object("vision_config") ?? root.empty("vision_config")) };
+    case null:
+      return root.fail("model_type", "is missing; expected llava, llama, clip_vision_model or clip");
+    default:
+      return root.fail("model_type", `${JSON.stringify(modelType)} is not supported (llava, llama, clip_vision_model or clip)`);
+  }
+}
+
+function llavaConfig(root: Fields): LlavaConfig {
+  const textFields = root.object("text_config") ?? root.empty("text_config");
+  const textType = textFields.string("model_type", "llama");
+  if (textType !== "llama") textFields.fail("model_type", `${JSON.stringify(textType)} is not supported (only llama decoders)`);
+  const visionFields = root.object("vision_config");
+  const visionType = visionFields?.string("model_type", "clip_vision_model");
+  if (visionType && visionType !== "clip_vision_model") visionFields!.fail("model_type", `${JSON.stringify(visionType)} is not supported (only clip_vision_model)`);
+  // LlavaConfig's own default vision tower when none is given: CLIP ViT-L/14 at 336 px.
+  const vision = visionFields
+    ? clipVisionConfig(visionFields)
+    : clipVisionConfig(root.empty("vision_config"), { hidden_size: 1024, intermediate_size: 4096, patch_size: 14, image_size: 336, num_hidden_layers: 24, num_attention_heads: 16 });
+  const text = llamaConfig(textFields);
+
+  // Newer transformers also accept the name image_token_id.
+  const tokenField = root.has("image_token_index") || !root.has("image_token_id") ? "image_token_index" : "image_token_id";
+  const imageTokenIndex = root.int(tokenField, 32000, 0);
+  if (imageTokenIndex >= text.vocabSize) root.fail(tokenField, `${imageTokenIndex} is outside the vocabulary of ${text.vocabSize} tokens`);
+  const layers = vision.numHiddenLayers;
+  // hidden_states has layers + 1 entries; Python indexing allows -(layers + 1) .. layers.
+  const visionFeatureLayer = root.int("vision_feature_layer", -2, -(layers + 1), layers);
+  return {
+    text,
+    vision,
+    imageTokenIndex,
+    projectorHiddenAct: root.activation("projector_hidden_act", "gelu"),
+    visionFeatureLayer,
+    visionFeatureSelectStrategy: root.oneOf("vision_feature_select_strategy", "default", ["default", "full"] as const),
+    projectorBias: root.bool("multimodal_projector_bias", true),
+  };
+}
+
+function llamaConfig(f: Fields): LlamaConfig {
+  const hiddenSize = f.int("hidden_size", 4096, 1);
+  const numAttentionHeads = f.int("num_attention_heads", 32, 1);
+  const numKeyValueHeads = f.int("num_key_value_heads", numAttentionHeads, 1, numAttentionHeads, true);
+  if (hiddenSize % numAttentionHeads !== 0) f.fail("hidden_size", `${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
+  if (numAttentionHeads % numKeyValueHeads !== 0) f.fail("num_key_value_heads", `${numKeyValueHeads} does not divide num_attention_heads ${numAttentionHeads}`);
+  const headDim = hiddenSize / numAttentionHeads;
+  // Fields newer transformers added: honoured when they mean what 4.40 does, refused otherwise.
+  const explicitHeadDim = f.int("head_dim", headDim, 1, undefined, true);
+  if (explicitHeadDim !== headDim) f.fail("head_dim", `${explicitHeadDim} differs from hidden_size / num_attention_heads = ${headDim}, which is not supported`);
+  if (f.bool("mlp_bias", false)) f.fail("mlp_bias", "true is not supported (transformers 4.40's LLaMA MLP has no biases)");
+  f.mustBeNull("rope_scaling", "rope scaling is not supported");
+  // Newer transformers keep rope_theta inside rope_parameters; only its plain ("default") kind is supported.
+  const rope = f.object("rope_parameters");
+  rope?.oneOf("rope_type", "default", ["default"] as const);
+  const ropeTheta = (rope?.has("rope_theta") ? rope : f).positive("rope_theta", 10000);
+  // pretraining_tp > 1 makes transformers compute the projections in slices and sum them: the same
+  // result up to float rounding, so any positive value is accepted.
+  f.int("pretraining_tp", 1, 1);
+  const eos = f.raw("eos_token_id", 2);
+  const eosTokenIds = eos === null ? [] : Array.isArray(eos) ? eos : [eos];
+  if (!eosTokenIds.every((id) => Number.isSafeInteger(id) && id >= 0)) f.fail("eos_token_id", `${JSON.stringify(eos)} is not a token id or a list of them`);
+  return {
+    vocabSize: f.int("vocab_size", 32000, 1),
+    hiddenSize,
+    intermediateSize: f.int("intermediate_size", 11008, 1),
+    numHiddenLayers: f.int("num_hidden_layers", 32, 1),
+    numAttentionHeads,
+    numKeyValueHeads,
+    headDim,
+    hiddenAct: f.activation("hidden_act", "silu"),
+    maxPositionEmbeddings: f.int("max_position_embeddings", 2048, 1),
+    rmsNormEps: f.positive("rms_norm_eps", 1e-6),
+    ropeTheta,
+    tieWordEmbeddings: f.bool("tie_word_embeddings", false),
+    attentionBias: f.bool("attention_bias", false),
+    bosTokenId: f.tokenId("bos_token_id", 1),
+    eosTokenIds: eosTokenIds as number[],
+    padTokenId: f.tokenId("pad_token_id", null),
+  };
+}
+
+type ClipDefaults = Partial<Record<"hidden_size" | "intermediate_size" | "patch_size" | "image_size" | "num_hidden_layers" | "num_attention_heads", number>>;
+
+function clipVisionConfig(f: Fields, defaults: ClipDefaults = {}): ClipVisionConfig {
+  const hiddenSize = f.int("hidden_size", defaults.hidden_size ?? 768, 1);
+  const numAttentionHeads = f.int("num_attention_heads", defaults.num_attention_heads ?? 12, 1);
+  if (hiddenSize % numAttentionHeads !== 0) f.fail("hidden_size", `${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
+  const imageSize = f.int("image_size", defaults.image_size ?? 224, 1);
+  const patchSize = f.int("patch_size", defaults.patch_size ?? 32, 1, imageSize);
+  const numChannels = f.int("num_channels", 3, 1);
+  if (numChannels !== 3) f.fail("num_channels", `${numChannels} is not supported (images are RGB)`);
+  return {
+    hiddenSize,
+    intermediateSize: f.int("intermediate_size", defaults.intermediate_size ?? 3072, 1),
+    numHiddenLayers: f.int("num_hidden_layers", defaults.num_hidden_layers ?? 12, 1),
+    numAttentionHeads,
+    headDim: hiddenSize / numAttentionHeads,
+    numChannels,
+    imageSize,
+    patchSize,
+    numPatches: Math.floor(imageSize / patchSize) ** 2,
+    hiddenAct: f.activation("hidden_act", "quick_gelu"),
+    layerNormEps: f.positive("layer_norm_eps", 1e-5),
+  };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Typed access to one JSON object of a config, with errors that name the file and the field's path. */
+class Fields {
+  private readonly values: Record<string, unknown>;
+
+  constructor(
+    value: unknown,
+    private readonly file: string,
+    private readonly prefix: string,
+  ) {
+    if (!isPlainObject(value)) throw new ConfigError(`${file}: ${prefix ? prefix.slice(0, -1) : "the config"} is not a JSON object`);
+    this.values = value;
+  }
+
+  fail(field: string, problem: string): never {
+    throw new ConfigError(`${this.file}: ${this.prefix}${field} ${problem}`);
+  }
+
+  /** A sub-object, or undefined when the field is absent or null. */
+  object(field: string): Fields | undefined {
+    const v = this.values[field];
+    if (v === undefined || v === null) return undefined;
+    if (!isPlainObject(v)) this.fail(field, `must be an object, got ${JSON.stringify(v)}`);
+    return new Fields(v, this.file, `${this.prefix}${field}.`);
+  }
+
+  /** An empty sub-object: every field takes its default. */
+  empty(field: string): Fields {
+    return new Fields({}, this.file, `${this.prefix}${field}.`);
+  }
+
+  has(field: string): boolean {
+    return Object.hasOwn(this.values, field) && this.values[field] !== null;
+  }
+
+  raw(field: string, fallback: unknown): unknown {
+    return Object.hasOwn(this.values, field) ? this.values[field] : fallback;
+  }
+
+  /** An integer in [min, max]; `nullIsDefault` for fields whose transformers default is None (meaning "derive it"). */
+  int(field: string, fallback: number, min: number, max?: number, nullIsDefault = false): number {
+    let v = this.raw(field, fallback);
+    if (v === null && nullIsDefault) v = fallback;
+    const range = max === undefined ? `>= ${min}` : `in [${min}, ${max}]`;
+    if (!Number.isSafeInteger(v) || (v as number) < min || (max !== undefined && (v as number) > max)) {
+      this.fail(field, `must be an integer ${range}, got ${JSON.stringify(v)}`);
+    }
+    return v as number;
+  }
+
+  /** A token id that may be null (none). */
+  tokenId(field: string, fallback: number | null): number | null {
+    const v = this.raw(field, fallback);
+    if (v === null) return null;
+    return this.int(field, fallback ?? 0, 0);
+  }
+
+  positive(field: string, fallback: number): number {
+    const v = this.raw(field, fallback);
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) this.fail(field, `must be a positive number, got ${JSON.stringify(v)}`);
+    return v as number;
+  }
+
+  bool(field: string, fallback: boolean): boolean {
+    const v = this.raw(field, fallback);
+    if (typeof v !== "boolean") this.fail(field, `must be true or false, got ${JSON.stringify(v)}`);
+    return v as boolean;
+  }
+
+  string(field: string, fallback: string | null): string | null {
+    const v = this.raw(field, fallback);
+    if (v !== null && typeof v !== "string") this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
+    return v as string | null;
+  }
+
+  oneOf<T extends string>(field: string, fallback: T, allowed: readonly T[]): T {
+    const v = this.raw(field, fallback);
+    if (!allowed.includes(v as T)) this.fail(field, `${JSON.stringify(v)} is not supported (${allowed.join(" or ")})`);
+    return v as T;
+  }
+
+  activation(field: string, fallback: Activation): Activation {
+    const v = this.raw(field, fallback);
+    if (!ACTIVATIONS.includes(v as Activation)) this.fail(field, `${JSON.stringify(v)} is not a supported activation (${ACTIVATIONS.join(", ")})`);
+    return v as Activation;
+  }
+
+  /** A field that must be absent or null (or pass `harmless`), else the computation would differ. */
+  mustBeNull(field: string, why: string, harmless: (value: unknown) => boolean = () => false): void {
+    const v = this.raw(field, null);
+    if (v !== null && !harmless(v)) this.fail(field, `${JSON.stringify(v)}: ${why}`);
+  }
+}

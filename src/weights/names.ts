@@ -1,0 +1,262 @@
+/**
+ * Which tensors a model needs, with their shapes, and where a checkpoint keeps them.
+ *
+ * Every tensor has a canonical name: its Hugging Face module path inside its component, under
+ * one of four prefixes, e.g. `text.layers.0.self_attn.q_proj.weight`, `lm_head.weight`,
+ * `vision.encoder.layers.3.mlp.fc1.bias`, `projector.linear_1.weight`. Checkpoints spell them
+ * in one of several schemes:
+ *
+ *   canonical     llava-hf on the Hub             newer transformers (>= 4.52)        LlamaForCausalLM / CLIPVisionModel
+ *   text.*        language_model.model.*          model.language_model.*              model.*
+ *   lm_head.*     language_model.lm_head.*        lm_head.*                           lm_head.*
+ *   vision.*      vision_tower.vision_model.*     model.vision_tower.vision_model.*   vision_model.*
+ *   projector.*   multi_modal_projector.*         model.multi_modal_projector.*       -
+ *
+ * The resolver picks the scheme that finds the most of the model's tensors, then requires every
+ * one of them in it, with the right shape; everything wrong is named in one error.
+ *
+ * Tensors a checkpoint holds that the model does not use are skipped, not loaded, and listed
+ * with the reason: for LLaVA, the vision layers after `vision_feature_layer` (their output is
+ * never read) and the vision tower's `post_layernorm` (LLaVA reads hidden states, which come
+ * before it); `lm_head` when it is tied to `embed_tokens`; rotary `inv_freq` and `position_ids`
+ * buffers, which older checkpoints stored and which are recomputed; anything else (a CLIPModel's
+ * text tower, attention biases a config says are off) is "not part of the model", as
+ * transformers also ignores it.
+ */
+import type { ClipVisionConfig, LlamaConfig, ModelConfig } from "./config.js";
+
+export interface ExpectedTensor {
+  /** The canonical name (see above). */
+  name: string;
+  shape: number[];
+}
+
+/** A model tensor found in the checkpoint. */
+export interface ResolvedTensor extends ExpectedTensor {
+  /** Its name in the checkpoint. */
+  checkpointName: string;
+}
+
+export interface ResolvedWeights {
+  /** Which naming scheme the checkpoint uses. */
+  scheme: string;
+  /** Canonical name → the tensor in the checkpoint, for every tensor the model needs. */
+  tensors: Map<string, ResolvedTensor>;
+  /** LLaVA's projector: two linear layers with an activation between (llava-1.5), or one (LLaVA-1). */
+  projector?: "mlp" | "linear";
+  /** Checkpoint tensors the model does not use, and why. */
+  unused: { checkpointName: string; why: string }[];
+}
+
+/** What the resolver needs from a checkpoint (a Checkpoint or a SafetensorsFile). */
+export interface TensorIndex {
+  readonly path: string;
+  readonly tensors: ReadonlyMap<string, { shape: number[] }>;
+}
+
+export class WeightNameError extends Error {
+  override name = "WeightNameError";
+}
+
+type Component = "text" | "lm_head" | "vision" | "projector";
+
+interface Scheme {
+  name: string;
+  prefixes: Partial<Record<Component, string>>;
+}
+
+const SCHEMES: Record<ModelConfig["kind"], Scheme[]> = {
+  llava: [
+    {
+      name: "llava-hf (language_model.model.*, vision_tower.*, multi_modal_projector.*)",
+      prefixes: { text: "language_model.model.", lm_head: "language_model.lm_head.", vision: "vision_tower.vision_model.", projector: "multi_modal_projector." },
+    },
+    {
+      name: "transformers >= 4.52 (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*, lm_head.*)",
+      prefixes: { text: "model.language_model.", lm_head: "lm_head.", vision: "model.vision_tower.vision_model.", projector: "model.multi_modal_projector." },
+    },
+  ],
+  llama: [{ name: "LlamaForCausalLM (model.*, lm_head.*)", prefixes: { text: "model.", lm_head: "lm_head." } }],
+  clip_vision: [{ name: "CLIPVisionModel (vision_model.*)", prefixes: { vision: "vision_model." } }],
+};
+
+/** A tensor of the architecture; `unusedBecause` marks one the model never reads. */
+interface ArchitectureTensor extends ExpectedTensor {
+  unusedBecause?: string;
+}
+
+function llamaTensors(c: LlamaConfig): ArchitectureTensor[] {
+  const d = c.hiddenSize;
+  const q = c.numAttentionHeads * c.headDim;
+  const kv = c.numKeyValueHeads * c.headDim;
+  const out: ArchitectureTensor[] = [{ name: "text.embed_tokens.weight", shape: [c.vocabSize, d] }];
+  for (let i = 0; i < c.numHiddenLayers; i++) {
+    const p = `text.layers.${i}.`;
+    out.push(
+      { name: `${p}input_layernorm.weight`, shape: [d] },
+      { name: `${p}self_attn.q_proj.weight`, shape: [q, d] },
+      { name: `${p}self_attn.k_proj.weight`, shape: [kv, d] },
+      { name: `${p}self_attn.v_proj.weight`, shape: [kv, d] },
+      { name: `${p}self_attn.o_proj.weight`, shape: [d, q] },
+    );
+    if (c.attentionBias) {
+      out.push(
+        { name: `${p}self_attn.q_proj.bias`, shape: [q] },
+        { name: `${p}self_attn.k_proj.bias`, shape: [kv] },
+        { name: `${p}self_attn.v_proj.bias`, shape: [kv] },
+        { name: `${p}self_attn.o_proj.bias`, shape: [d] },
+      );
+    }
+    out.push(
+      { name: `${p}post_attention_layernorm.weight`, shape: [d] },
+      { name: `${p}mlp.gate_proj.weight`, shape: [c.intermediateSize, d] },
+      { name: `${p}mlp.up_proj.weight`, shape: [c.intermediateSize, d] },
+      { name: `${p}mlp.down_proj.weight`, shape: [d, c.intermediateSize] },
+    );
+  }
+  out.push({ name: "text.norm.weight", shape: [d] });
+  const tied = c.tieWordEmbeddings ? "lm_head is tied to embed_tokens (tie_word_embeddings)" : undefined;
+  out.push({ name: "lm_head.weight", shape: [c.vocabSize, d], unusedBecause: tied });
+  return out;
+}
+
+/**
+ * The CLIP vision tower. `usedLayers` is how many encoder layers run (LLaVA stops at its
+ * feature layer; `unusedLayerReason` says so, with {i} for the layer); `postLayernormUnused`
+ * says why post_layernorm is not read, when it is not (LLaVA reads hidden states).
+ */
+function clipTensors(c: ClipVisionConfig, usedLayers: number, unusedLayerReason: string, postLayernormUnused?: string): ArchitectureTensor[] {
+  const h = c.hiddenSize;
+  const out: ArchitectureTensor[] = [
+    { name: "vision.embeddings.class_embedding", shape: [h] },
+    { name: "vision.embeddings.patch_embedding.weight", shape: [h, c.numChannels, c.patchSize, c.patchSize] },
+    { name: "vision.embeddings.position_embedding.weight", shape: [c.numPatches + 1, h] },
+    { name: "vision.pre_layrnorm.weight", shape: [h] }, // sic: transformers' spelling
+    { name: "vision.pre_layrnorm.bias", shape: [h] },
+  ];
+  for (let i = 0; i < c.numHiddenLayers; i++) {
+    const p = `vision.encoder.layers.${i}.`;
+    const unusedBecause = i >= usedLayers ? unusedLayerReason.replace("{i}", String(i)) : undefined;
+    const layer: ExpectedTensor[] = [];
+    for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) {
+      layer.push({ name: `${p}self_attn.${proj}.weight`, shape: [h, h] }, { name: `${p}self_attn.${proj}.bias`, shape: [h] });
+    }
+    for (const norm of ["layer_norm1", "layer_norm2"]) layer.push({ name: `${p}${norm}.weight`, shape: [h] }, { name: `${p}${norm}.bias`, shape: [h] });
+    layer.push(
+      { name: `${p}mlp.fc1.weight`, shape: [c.intermediateSize, h] },
+      { name: `${p}mlp.fc1.bias`, shape: [c.intermediateSize] },
+      { name: `${p}mlp.fc2.weight`, shape: [h, c.intermediateSize] },
+      { name: `${p}mlp.fc2.bias`, shape: [h] },
+    );
+    out.push(...layer.map((t) => ({ ...t, unusedBecause })));
+  }
+  out.push(
+    { name: "vision.post_layernorm.weight", shape: [h], unusedBecause: postLayernormUnused },
+    { name: "vision.post_layernorm.bias", shape: [h], unusedBecause: postLayernormUnused },
+  );
+  return out;
+}
+
+function projectorTensors(config: Extract<ModelConfig, { kind: "llava" }>, kind: "mlp" | "linear"): ArchitectureTensor[] {
+  const t = config.text.hiddenSize;
+  const linear = (name: string, outputs: number, inputs: number): ArchitectureTensor[] => [
+    { name: `projector.${name}.weight`, shape: [outputs, inputs] },
+    ...(config.projectorBias ? [{ name: `projector.${name}.bias`, shape: [outputs] }] : []),
+  ];
+  return kind === "mlp" ? [...linear("linear_1", t, config.vision.hiddenSize), ...linear("linear_2", t, t)] : linear("linear_1", t, config.vision.hiddenSize);
+}
+
+/** How many vision encoder layers LLaVA runs: hidden_states[k] is the output of layer k - 1. */
+export function visionLayersUsed(config: Extract<ModelConfig, { kind: "llava" }>): number {
+  const layers = config.vision.numHiddenLayers;
+  return config.visionFeatureLayer < 0 ? layers + 1 + config.visionFeatureLayer : config.visionFeatureLayer;
+}
+
+function architectureTensors(config: ModelConfig, projector: "mlp" | "linear"): ArchitectureTensor[] {
+  switch (config.kind) {
+    case "llama":
+      return llamaTensors(config.text);
+    case "clip_vision":
+      return clipTensors(config.vision, config.vision.numHiddenLayers, "");
+    case "llava": {
+      const used = visionLayersUsed(config);
+      const after = `vision layer {i} comes after vision_feature_layer ${config.visionFeatureLayer}`;
+      const post = "LLaVA reads the vision tower's hidden states, which come before post_layernorm";
+      return [...clipTensors(config.vision, used, after, post), ...projectorTensors(config, projector), ...llamaTensors(config.text)];
+    }
+  }
+}
+
+/** Every tensor the model reads, with its shape (LLaVA with the two-layer projector unless told otherwise). */
+export function expectedTensors(config: ModelConfig, projector: "mlp" | "linear" = "mlp"): ExpectedTensor[] {
+  return architectureTensors(config, projector)
+    .filter((t) => !t.unusedBecause)
+    .map(({ name, shape }) => ({ name, shape }));
+}
+
+function checkpointName(canonical: string, scheme: Scheme): string | undefined {
+  const dot = canonical.indexOf(".");
+  const component = canonical.slice(0, dot) as Component;
+  const prefix = scheme.prefixes[component];
+  return prefix === undefined ? undefined : prefix + canonical.slice(dot + 1);
+}
+
+/**
+ * Finds every tensor the model needs in `checkpoint`. Throws a WeightNameError naming each
+ * missing or misshapen tensor (expected against found shape) if any is wrong.
+ */
+export function resolveWeights(config: ModelConfig, checkpoint: TensorIndex): ResolvedWeights {
+  const schemes = SCHEMES[config.kind];
+  const found = (scheme: Scheme, canonical: string) => {
+    const name = checkpointName(canonical, scheme);
+    return name !== undefined && checkpoint.tensors.has(name);
+  };
+  const hits = (scheme: Scheme) => expectedTensors(config).filter((t) => found(scheme, t.name)).length;
+  const scheme = schemes.reduce((best, s) => (hits(s) > hits(best) ? s : best));
+
+  // LLaVA-1 checkpoints have a single linear projector: no linear_2.
+  const projector = config.kind === "llava" ? (found(scheme, "projector.linear_2.weight") ? "mlp" : "linear") : undefined;
+  const architecture = architectureTensors(config, projector ?? "mlp");
+
+  const tensors = new Map<string, ResolvedTensor>();
+  const problems: string[] = [];
+  const skipped = new Map<string, string>();
+  for (const t of architecture) {
+    const name = checkpointName(t.name, scheme)!;
+    const entry = checkpoint.tensors.get(name);
+    if (t.unusedBecause) {
+      if (entry) skipped.set(name, t.unusedBecause);
+    } else if (!entry) {
+      problems.push(`${name}: missing (expected shape [${t.shape.join(", ")}])`);
+    } else if (!sameShape(entry.shape, t.shape)) {
+      problems.push(`${name}: expected shape [${t.shape.join(", ")}], found [${entry.shape.join(", ")}]`);
+    } else {
+      tensors.set(t.name, { ...t, checkpointName: name });
+    }
+  }
+  if (problems.length > 0) {
+    throw new WeightNameError(
+      `${checkpoint.path}: ${problems.length} tensor${problems.length === 1 ? "" : "s"} missing or misshapen for this ${config.kind} config ` +
+        `(names as in ${scheme.name}):\n  ${problems.join("\n  ")}`,
+    );
+  }
+
+  const used = new Set([...tensors.values()].map((t) => t.checkpointName));
+  const unused: { checkpointName: string; why: string }[] = [];
+  for (const name of checkpoint.tensors.keys()) {
+    if (used.has(name)) continue;
+    unused.push({ checkpointName: name, why: skipped.get(name) ?? bufferReason(name) ?? "not part of the model" });
+  }
+  return { scheme: scheme.name, tensors, projector, unused };
+}
+
+/** Non-parameter buffers that older transformers saved into checkpoints. */
+function bufferReason(name: string): string | undefined {
+  if (name.endsWith("rotary_emb.inv_freq")) return "rotary frequencies are recomputed from rope_theta";
+  if (name.endsWith("position_ids")) return "position indices are recomputed";
+  return undefined;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}

@@ -1,0 +1,164 @@
+/**
+ * Checkpoint tensors → GPU tensors.
+ *
+ * A tensor is streamed in chunks of a few MiB: a positioned read from the file into a reused
+ * buffer, a conversion to the storage dtype into a second reused buffer, and a
+ * `queue.writeBuffer` (which copies the bytes at once, so the buffers can be refilled
+ * straight away). The read of the next chunk runs on libuv's threads while this one converts,
+ * so reading and converting overlap. JavaScript memory stays at a few chunks whatever the
+ * size of the checkpoint.
+ *
+ * Floats only: F32, F16 and BF16 become f32 or f16. Any other dtype is refused with an error
+ * naming the tensor; so is a tensor larger than one GPU buffer can hold, for which the caller
+ * uploads row ranges (`rows`) into separate tensors.
+ */
+import type { Gpu } from "../tensor/gpu.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { bf16ToF16, bf16ToF32, f16ToF32, f32ToF16 } from "./convert.js";
+import { SAFETENSORS_DTYPES, type SafetensorsDType } from "./safetensors.js";
+
+/** Where tensors come from: a Checkpoint or a single SafetensorsFile. */
+export interface TensorSource {
+  readonly path: string;
+  entry(name: string): { dtype: SafetensorsDType; shape: number[] };
+  readInto(name: string, offset: number, target: Uint8Array): Promise<void>;
+}
+
+export type StorageDType = "f32" | "f16";
+
+export interface UploadOptions {
+  /** The dtype the GPU tensor holds. */
+  dtype: StorageDType;
+  /** Upload only rows [start, end) of the leading dimension (to split a tensor too big for one binding). */
+  rows?: readonly [number, number];
+  /** The GPU tensor's name (default: the checkpoint name, plus the row range when given). */
+  name?: string;
+}
+
+export class WeightUploadError extends Error {
+  override name = "WeightUploadError";
+}
+
+const UPLOADABLE: readonly SafetensorsDType[] = ["F32", "F16", "BF16"];
+
+/**
+ * Source bytes per chunk. Per-call costs vanish above a few hundred KiB, while Dawn's
+ * writeBuffer slowed down past 1 MiB on lavapipe (0.7 GB/s at 1 MiB, 0.35 GB/s at 8 MiB).
+ */
+export const DEFAULT_CHUNK_BYTES = 1 << 20;
+
+export class WeightUploader {
+  /** Two read buffers (one being filled while the other converts) and one conversion output. */
+  private readonly reads: [Uint8Array, Uint8Array];
+  private readonly converted: Uint8Array;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Bytes read from files and bytes written to the GPU so far. */
+  bytesRead = 0;
+  bytesUploaded = 0;
+
+  constructor(
+    private readonly gpu: Gpu,
+    private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
+  ) {
+    if (!Number.isInteger(chunkBytes) || chunkBytes < 16 || chunkBytes % 8 !== 0) {
+      throw new RangeError(`WeightUploader: chunk size ${chunkBytes} is not a multiple of 8 bytes of at least 16`);
+    }
+    this.reads = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
+    // The widest conversion, 2-byte source to 4-byte f32, doubles the bytes.
+    this.converted = new Uint8Array(chunkBytes * 2);
+  }
+
+  /**
+   * Reads tensor `name` (or rows of it) from `source` into a new persistent GPU tensor. Calls
+   * may overlap (Promise.all over a model's tensors): they run one after another, since they
+   * share the buffers.
+   */
+  upload(source: TensorSource, name: string, options: UploadOptions): Promise<Tensor> {
+    const result = this.queue.then(() => this.uploadNow(source, name, options));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async uploadNow(source: TensorSource, name: string, options: UploadOptions): Promise<Tensor> {
+    const { dtype: from, shape } = source.entry(name);
+    const to = options.dtype;
+    const where = `${source.path}: tensor '${name}'`;
+    if (!UPLOADABLE.includes(from)) {
+      throw new WeightUploadError(`${where} is ${from}; only F32, F16 and BF16 tensors can be uploaded as float weights`);
+    }
+    if (to !== "f32" && to !== "f16") throw new WeightUploadError(`${where}: cannot store as ${String(to)} (f32 or f16 only)`);
+    if (to === "f16" && !this.gpu.hasF16) throw new WeightUploadError(`${where}: this GPU has no shader-f16, so it cannot hold f16 weights`);
+
+    const rowElements = shape.slice(1).reduce((n, d) => n * d, 1);
+    const [rowStart, rowEnd] = options.rows ?? [0, shape[0] ?? 1];
+    if (options.rows) {
+      if (shape.length === 0) throw new WeightUploadError(`${where} is a scalar; it has no rows to select`);
+      if (!Number.isInteger(rowStart) || !Number.isInteger(rowEnd) || rowStart < 0 || rowEnd < rowStart || rowEnd > shape[0]) {
+        throw new WeightUploadError(`${where}: rows [${rowStart}, ${rowEnd}) are outside its ${shape[0]} rows`);
+      }
+    }
+    const outShape = shape.length === 0 ? [] : [rowEnd - rowStart, ...shape.slice(1)];
+    const count = (rowEnd - rowStart) * rowElements;
+    const inSize = SAFETENSORS_DTYPES[from];
+    const outSize = to === "f32" ? 4 : 2;
+    const maxBuffer = this.gpu.limits.maxBufferSize;
+    if (count * outSize > maxBuffer) {
+      throw new WeightUploadError(
+        `${where}: ${count * outSize} bytes as ${to} is over this GPU's maxBufferSize (${maxBuffer}); upload it in row ranges`,
+      );
+    }
+
+    const label = options.name ?? (options.rows ? `${name}[${rowStart}:${rowEnd}]` : name);
+    const tensor = this.gpu.empty(outShape, to, { name: label, persistent: true });
+    let next: Promise<Uint8Array> | undefined;
+    try {
+      // An even number of elements per chunk keeps every f16 write at a multiple of 4 bytes.
+      const chunkElements = Math.floor(this.chunkBytes / inSize / 2) * 2;
+      const firstByte = rowStart * rowElements * inSize;
+      const read = (chunk: number): Promise<Uint8Array> => {
+        const start = chunk * chunkElements;
+        const elements = Math.min(chunkElements, count - start);
+        const target = this.reads[chunk % 2].subarray(0, elements * inSize);
+        return source.readInto(name, firstByte + start * inSize, target).then(() => target);
+      };
+      const chunks = Math.ceil(count / chunkElements);
+      next = chunks > 0 ? read(0) : undefined;
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        const bytes = await next!;
+        next = chunk + 1 < chunks ? read(chunk + 1) : undefined;
+        const out = this.convert(bytes, from, to);
+        this.gpu.write(tensor, out, chunk * chunkElements * outSize);
+        this.bytesRead += bytes.byteLength;
+        this.bytesUploaded += out.byteLength;
+      }
+    } catch (error) {
+      await next?.catch(() => undefined); // a read still in flight must not fail unobserved
+      tensor.dispose();
+      throw error;
+    }
+    return tensor;
+  }
+
+  /** Converts one chunk; when the dtypes already match, the read buffer itself is the result. */
+  private convert(bytes: Uint8Array, from: SafetensorsDType, to: StorageDType): Uint8Array {
+    if ((from === "F32" && to === "f32") || (from === "F16" && to === "f16")) return bytes;
+    const buffer = bytes.buffer;
+    const halves = () => new Uint16Array(buffer, bytes.byteOffset, bytes.byteLength / 2);
+    const out = this.converted.buffer;
+    if (to === "f16") {
+      const dst = new Uint16Array(out, 0, bytes.byteLength / (from === "F32" ? 4 : 2));
+      if (from === "F32") f32ToF16(new Uint32Array(buffer, bytes.byteOffset, dst.length), dst);
+      else bf16ToF16(halves(), dst);
+      return new Uint8Array(out, 0, dst.byteLength);
+    }
+    const count = bytes.byteLength / 2;
+    if (from === "BF16") bf16ToF32(halves(), new Uint32Array(out, 0, count));
+    else f16ToF32(halves(), new Float32Array(out, 0, count));
+    return new Uint8Array(out, 0, count * 4);
+  }
+}
+
+/** Uploads one tensor with a one-off uploader (for many tensors, keep one WeightUploader). */
+export function uploadTensor(gpu: Gpu, source: TensorSource, name: string, options: UploadOptions): Promise<Tensor> {
+  return new WeightUploader(gpu).upload(source, name, options);
+}
