@@ -7,6 +7,8 @@ import { UsageError } from "./command.js";
 
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   info: () => import("./info.js"),
+  inspect: () => import("./inspect.js"),
+  preprocess: () => import("./preprocess.js"),
 };
 
 function commandList(): string {

@@ -1,0 +1,48 @@
+/** `wgsl-vlm preprocess`: images → the `pixel_values` tensor CLIPImageProcessor would make, as safetensors. */
+import { parseArgs } from "node:util";
+import { loadPreprocessorConfig, defaultPreprocessorConfig } from "../image/config.js";
+import { DEFAULT_MAX_PIXELS } from "../image/decode.js";
+import { preprocessImages } from "../image/preprocess.js";
+import { writeSafetensors } from "../weights/safetensors_writer.js";
+import { UsageError, type Command } from "./command.js";
+import { numberOption } from "./options.js";
+
+const command: Command = {
+  summary: "preprocess images into pixel_values (CLIPImageProcessor) and write them as safetensors",
+  usage: `usage: wgsl-vlm preprocess --image PATH [--image PATH ...] --out FILE.safetensors [--model DIR] [--pad-to-square]
+  --image PATH       an image (JPEG, PNG, WebP, GIF first frame, TIFF); repeat for a batch
+  --out FILE         where to write pixel_values, float32 [images, 3, height, width]
+  --model DIR        model folder whose preprocessor_config.json to follow (or the JSON file
+                     itself); without one, CLIPImageProcessor's defaults (224 pixels)
+  --pad-to-square    pad each image to a square of the mean colour first (LLaVA's "pad")
+  --max-pixels N     refuse images with more pixels than N (default ${DEFAULT_MAX_PIXELS})`,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        image: { type: "string", multiple: true },
+        out: { type: "string" },
+        model: { type: "string" },
+        "pad-to-square": { type: "boolean" },
+        "max-pixels": { type: "string" },
+      },
+    });
+    const images = values.image ?? [];
+    if (images.length === 0) throw new UsageError("give at least one --image");
+    if (!values.out) throw new UsageError("--out is required");
+    const maxPixels = numberOption(values["max-pixels"], "max-pixels", DEFAULT_MAX_PIXELS, (n) => Number.isSafeInteger(n) && n >= 1);
+
+    const config = values.model ? await loadPreprocessorConfig(values.model) : defaultPreprocessorConfig();
+    const padToSquare = values["pad-to-square"] ?? false;
+    const pixelValues = await preprocessImages(images, config, { padToSquare, maxPixels });
+    await writeSafetensors(
+      values.out,
+      { pixel_values: { dtype: "F32", shape: pixelValues.shape, data: pixelValues.data } },
+      { preprocessor_config: config.source, images: JSON.stringify(images), pad_to_square: String(padToSquare) },
+    );
+    process.stdout.write(`wrote pixel_values [${pixelValues.shape.join(", ")}] to ${values.out} (preprocessing: ${config.source})\n`);
+    return 0;
+  },
+};
+
+export default command;
