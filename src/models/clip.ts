@@ -1,0 +1,124 @@
+/**
+ * The CLIP vision tower (transformers' CLIPVisionModel, as LLaVA uses it).
+ *
+ *   x = patch_conv(pixels) ⧺ class token, + position embeddings
+ *   x = layernorm(x)                                  pre_layrnorm (sic)
+ *   for each encoder layer:
+ *     x = x + attention(layernorm1(x))·Woᵀ             multi-head, not causal, with biases
+ *     x = x + act(layernorm2(x)·W1ᵀ)·W2ᵀ               the MLP (quick_gelu in OpenAI's CLIP)
+ *
+ * LLaVA reads hidden_states[vision_feature_layer], where hidden_states[0] is the output of
+ * pre_layrnorm and hidden_states[i] that of layer i, so only the first `layers` layers run.
+ * Images are encoded one at a time; each is an independent sequence of 1 + patches tokens.
+ */
+import { activation, activationFromConfig } from "../kernels/activations.js";
+import { attention } from "../kernels/attention/index.js";
+import { add } from "../kernels/elementwise.js";
+import { layernorm } from "../kernels/layernorm.js";
+import { patchEmbed, type PatchEmbedWeights } from "../kernels/patch_embed.js";
+import { check } from "../tensor/errors.js";
+import type { Gpu } from "../tensor/gpu.js";
+import type { Tensor } from "../tensor/tensor.js";
+import type { ClipVisionConfig } from "../weights/config.js";
+import type { Linear } from "./linear.js";
+import type { Trace } from "./llama.js";
+import type { WeightStore } from "./weights.js";
+
+interface Norm {
+  weight: Tensor;
+  bias: Tensor;
+}
+
+interface EncoderLayer {
+  norm1: Norm;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  out: Linear;
+  norm2: Norm;
+  fc1: Linear;
+  fc2: Linear;
+}
+
+export class ClipVisionTower {
+  private readonly embeddings: PatchEmbedWeights;
+  private readonly preNorm: Norm;
+  private readonly layers: EncoderLayer[];
+  private readonly mlpActivation: ReturnType<typeof activationFromConfig>;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly config: ClipVisionConfig,
+    weights: WeightStore,
+    /** Encoder layers to run (hidden_states[layers] is the output). */
+    readonly layerCount: number,
+  ) {
+    check(
+      Number.isInteger(layerCount) && layerCount >= 0 && layerCount <= config.numHiddenLayers,
+      () => `vision tower: cannot run ${layerCount} of its ${config.numHiddenLayers} layers`,
+    );
+    const norm = (name: string): Norm => ({ weight: weights.tensor(`${name}.weight`), bias: weights.tensor(`${name}.bias`) });
+    this.embeddings = {
+      patchWeight: weights.tensor("vision.embeddings.patch_embedding.weight"),
+      classEmbedding: weights.tensor("vision.embeddings.class_embedding"),
+      positionEmbedding: weights.tensor("vision.embeddings.position_embedding.weight"),
+    };
+    this.preNorm = norm("vision.pre_layrnorm");
+    this.mlpActivation = activationFromConfig(config.hiddenAct);
+    this.layers = Array.from({ length: layerCount }, (_, i) => {
+      const p = `vision.encoder.layers.${i}`;
+      return {
+        norm1: norm(`${p}.layer_norm1`),
+        q: weights.linear(`${p}.self_attn.q_proj`),
+        k: weights.linear(`${p}.self_attn.k_proj`),
+        v: weights.linear(`${p}.self_attn.v_proj`),
+        out: weights.linear(`${p}.self_attn.out_proj`),
+        norm2: norm(`${p}.layer_norm2`),
+        fc1: weights.linear(`${p}.mlp.fc1`),
+        fc2: weights.linear(`${p}.mlp.fc2`),
+      };
+    });
+  }
+
+  /** Tokens per image: the class token and one per patch. */
+  get tokens(): number {
+    return this.config.numPatches + 1;
+  }
+
+  /** One image's pixel values [3, size, size] → hidden_states[layerCount], [tokens, hidden] (f32). */
+  forward(pixels: Tensor, trace?: Trace, image = 0): Tensor {
+    const { imageSize, numChannels, hiddenSize, layerNormEps: eps } = this.config;
+    check(
+      pixels.rank === 3 && pixels.dim(0) === numChannels && pixels.dim(1) === imageSize && pixels.dim(2) === imageSize,
+      () => `vision tower: pixel values ${pixels.describe()} are not [${numChannels}, ${imageSize}, ${imageSize}]`,
+    );
+    const embedded = this.gpu.scope(() => {
+      const patches = patchEmbed(pixels.reshape([1, numChannels, imageSize, imageSize]), this.embeddings, "f32");
+      return layernorm(patches.reshape([this.tokens, hiddenSize]), this.preNorm.weight, this.preNorm.bias, eps);
+    });
+    trace?.("vision_embeddings", [image], embedded);
+    let h = embedded;
+    this.layers.forEach((layer, i) => {
+      trace?.("vision_hidden_states", [i, image], h);
+      const next = this.gpu.scope(() => this.layer(layer, h));
+      h.dispose();
+      h = next;
+    });
+    trace?.("vision_hidden_states", [this.layers.length, image], h);
+    return h;
+  }
+
+  private layer(layer: EncoderLayer, x: Tensor): Tensor {
+    const { numAttentionHeads: H, headDim: D, hiddenSize, layerNormEps: eps } = this.config;
+    const T = x.dim(0);
+    const h = layernorm(x, layer.norm1.weight, layer.norm1.bias, eps);
+    const q = layer.q.forward(h).reshape([T, H, D]);
+    const k = layer.k.forward(h).reshape([T, H, D]);
+    const v = layer.v.forward(h).reshape([T, H, D]);
+    const attended = attention(q, k, v, { layout: "tokens" });
+    const afterAttention = add(x, layer.out.forward(attended.reshape([T, hiddenSize])));
+    const h2 = layernorm(afterAttention, layer.norm2.weight, layer.norm2.bias, eps);
+    const mlp = layer.fc2.forward(activation(layer.fc1.forward(h2), this.mlpActivation));
+    return add(afterAttention, mlp);
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * LLaVA: the vision tower, the projector and the LLaMA decoder put together
+ * (transformers' LlavaForConditionalGeneration), and loadModel(), which builds it from a
+ * Hugging Face folder.
+ *
+ * An image enters the prompt as one <image> token; the model replaces that token with the
+ * image's features, one position per feature (576 for llava-1.5 at 336 px), so
+ *
+ *   embeddings = [embed(text before) | projector(vision(image)) | embed(text after) ...]
+ *
+ * The image rows are placed by the GPU's copy engine; no arithmetic happens on the CPU.
+ */
+import { performance } from "node:perf_hooks";
+import { copyRows, takeRows } from "../tensor/copy.js";
+import type { DType } from "../tensor/dtype.js";
+import { check } from "../tensor/errors.js";
+import { Gpu, type GpuOptions } from "../tensor/gpu.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { Checkpoint } from "../weights/checkpoint.js";
+import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
+import { resolveWeights, visionLayersUsed } from "../weights/names.js";
+import { ClipVisionTower } from "./clip.js";
+import { KVCache, LlamaDecoder, type Trace } from "./llama.js";
+import { chooseDtype, loadWeights, type LoadProgress } from "./load.js";
+import { Projector } from "./projector.js";
+import type { WeightStore } from "./weights.js";
+
+export interface LoadModelOptions extends GpuOptions {
+  /** Storage dtype of the weights (and KV-cache). Default: f16 for 16-bit checkpoints on adapters with shader-f16, else f32. */
+  dtype?: DType;
+  /** Positions the KV-cache holds (default: the model's max_position_embeddings, at most 4096). */
+  contextLength?: number;
+  /** Use this device instead of creating one. */
+  gpu?: Gpu;
+  /** Called after each tensor is uploaded. */
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+export interface LoadReport {
+  loadMs: number;
+  /** Bytes of weights on the GPU. */
+  weightBytes: number;
+  /** Bytes of the KV-cache. */
+  cacheBytes: number;
+  /** Most GPU memory held at once while loading. */
+  peakBytes: number;
+  dtype: DType;
+  /** Tensors too big for one storage binding, stored in row parts. */
+  splitTensors: string[];
+  /** Checkpoint tensors the model does not use, and why. */
+  unusedTensors: { checkpointName: string; why: string }[];
+}
+
+export const DEFAULT_MAX_CONTEXT = 4096;
+
+/** The vision half of a LLaVA model. */
+export interface VisionPart {
+  tower: ClipVisionTower;
+  projector: Projector;
+  imageTokenId: number;
+  /** `default` drops the class token's features, `full` keeps them. */
+  keepClassToken: boolean;
+  /** Positions one image takes in the prompt. */
+  featuresPerImage: number;
+}
+
+export class LlavaModel {
+  /** KV-cache in use by the current (or last) generation. */
+  readonly cache: KVCache;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly config: ModelConfig,
+    readonly path: string,
+    readonly dtype: DType,
+    readonly decoder: LlamaDecoder,
+    readonly vision: VisionPart | null,
+    private readonly weights: WeightStore,
+    readonly loadReport: LoadReport,
+  ) {
+    this.cache = decoder.createCache(dtype);
+  }
+
+  get textConfig(): LlamaConfig {
+    return this.decoder.config;
+  }
+
+  get contextLength(): number {
+    return this.cache.capacity;
+  }
+
+  /** One image's pixel values [3, size, size] → its features in the decoder's space [features, hidden]. */
+  encodeImage(pixels: Tensor, trace?: Trace, image = 0): Tensor {
+    const vision = this.vision;
+    check(vision !== null, () => `${this.path} has no vision tower: it takes text only`);
+    const hidden = vision.tower.forward(pixels, trace, image);
+    const selected = vision.keepClassToken ? hidden : takeRows(hidden, 1, hidden.dim(0) - 1);
+    if (selected !== hidden) hidden.dispose();
+    trace?.("vision_selected_features", [image], selected);
+    const features = vision.projector.forward(selected);
+    selected.dispose();
+    trace?.("projector_output", [image], features);
+    return features;
+  }
+
+  /** Prompt length once each image token becomes its image's features. */
+  mergedLength(ids: readonly number[]): number {
+    if (!this.vision) return ids.length;
+    const images = ids.filter((id) => id === this.vision!.imageTokenId).length;
+    return ids.length + images * (this.vision.featuresPerImage - 1);
+  }
+
+  /**
+   * The prompt's embeddings [merged length, hidden]: token embeddings, with each image token
+   * replaced by the rows of the matching entry of `imageFeatures` (in order).
+   */
+  embedPrompt(ids: readonly number[], imageFeatures: readonly Tensor[]): Tensor {
+    const imageToken = this.vision?.imageTokenId;
+    const slots = imageToken === undefined ? 0 : ids.filter((id) => id === imageToken).length;
+    check(
+      slots === imageFeatures.length,
+      () => `the prompt has ${slots} image token${slots === 1 ? "" : "s"} but ${imageFeatures.length} image${imageFeatures.length === 1 ? " was" : "s were"} given`,
+    );
+    const vocab = this.textConfig.vocabSize;
+    const expanded: number[] = [];
+    const placements: { row: number; features: Tensor }[] = [];
+    for (const id of ids) {
+      if (id === imageToken) {
+        const features = imageFeatures[placements.length];
+        placements.push({ row: expanded.length, features });
+        for (let i = 0; i < features.dim(0); i++) expanded.push(0); // overwritten below
+      } else {
+        check(Number.isInteger(id) && id >= 0 && id < vocab, () => `token id ${id} is outside the vocabulary of ${vocab}`);
+        expanded.push(id);
+      }
+    }
+    return this.gpu.scope(() => {
+      const embeddings = this.decoder.embed(this.gpu.tensor(expanded, [expanded.length], "i32"));
+      for (const { row, features } of placements) copyRows(features, 0, embeddings, row, features.dim(0));
+      return embeddings;
+    });
+  }
+
+  /** Whether dispose() also destroys the device (true when loadModel created it). */
+  ownsDevice = false;
+
+  /** Frees every GPU buffer of the model, and the device if loadModel created it. */
+  dispose(): void {
+    this.cache.dispose();
+    this.weights.dispose();
+    if (this.ownsDevice) this.gpu.destroy();
+  }
+}
+
+/**
+ * Loads a Hugging Face LLaVA (LlavaForConditionalGeneration) or LLaMA (LlamaForCausalLM)
+ * folder onto the GPU.
+ */
+export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlavaModel> {
+  const started = performance.now();
+  const config = await loadConfig(path);
+  if (config.kind === "clip_vision") {
+    throw new Error(`${path}: a CLIPVisionModel checkpoint has no language model to generate with`);
+  }
+  const text = config.text;
+  const contextLength = options.contextLength ?? Math.min(text.maxPositionEmbeddings, DEFAULT_MAX_CONTEXT);
+  check(
+    Number.isInteger(contextLength) && contextLength >= 1 && contextLength <= text.maxPositionEmbeddings,
+    () => `contextLength ${contextLength} must be an integer in [1, ${text.maxPositionEmbeddings}] (max_position_embeddings)`,
+  );
+  const ownsDevice = options.gpu === undefined;
+  const gpu = options.gpu ?? (await Gpu.create(options));
+  const checkpoint = await Checkpoint.open(path);
+  let store: WeightStore | undefined;
+  try {
+    const resolved = resolveWeights(config, checkpoint);
+    const dtype = chooseDtype(gpu, checkpoint, resolved, options.dtype);
+    gpu.pool.resetPeak();
+    const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress);
+    store = loaded.store;
+    const decoder = new LlamaDecoder(gpu, text, store, contextLength);
+    let vision: VisionPart | null = null;
+    if (config.kind === "llava") {
+      const keepClassToken = config.visionFeatureSelectStrategy === "full";
+      vision = {
+        tower: new ClipVisionTower(gpu, config.vision, store, visionLayersUsed(config)),
+        projector: new Projector(store, resolved.projector ?? "mlp", config.projectorHiddenAct),
+        imageTokenId: config.imageTokenIndex,
+        keepClassToken,
+        featuresPerImage: config.vision.numPatches + (keepClassToken ? 1 : 0),
+      };
+    }
+    const report: LoadReport = {
+      loadMs: 0,
+      weightBytes: loaded.bytes,
+      cacheBytes: 0,
+      peakBytes: 0,
+      dtype,
+      splitTensors: loaded.splitTensors,
+      unusedTensors: resolved.unused,
+    };
+    const model = new LlavaModel(gpu, config, path, dtype, decoder, vision, store, report);
+    model.ownsDevice = ownsDevice;
+    await gpu.sync();
+    report.cacheBytes = model.cache.bytes;
+    report.peakBytes = gpu.memory().peakBytes;
+    report.loadMs = performance.now() - started;
+    return model;
+  } catch (error) {
+    store?.dispose();
+    if (ownsDevice) gpu.destroy();
+    throw error;
+  } finally {
+    await checkpoint.close();
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * Verification against transformers: runs a folder in the format of shared/golden (a model,
+ * its inputs, and the reference tensors transformers produced for them) through our kernels and
+ * compares every reference tensor that is present:
+ *
+ *   vision_embeddings, vision_hidden_states, vision_selected_features, projector_output
+ *   text_hidden_states, logits                          (one pass over the prompt)
+ *   generate_step_logits                                (teacher-forced on the reference tokens)
+ *   generated_ids                                       (our own greedy decoding, KV-cache)
+ *
+ * Each comparison is max |ours - reference| relative to the reference's largest |value|.
+ * Tolerances, per storage dtype:
+ * - f32: 1e-4 for every tensor. The reference is float32 too; what differs is the order of
+ *   summation (tiling, reductions, online softmax), worth ~1e-6 relative per layer.
+ * - f16: weights rounded to 11 significant bits perturb every product by up to 2^-11 relative,
+ *   and the perturbations compound over layers: 1e-2 (the shared goldens measure 4e-4 to 8e-3).
+ *   Greedy ids are reported but not required to match: near-ties in the reference (a gap of
+ *   0.002 between the top two logits) may flip at this precision.
+ */
+import { join } from "node:path";
+import { argmax } from "../kernels/argmax.js";
+import { takeRows } from "../tensor/copy.js";
+import type { DType } from "../tensor/dtype.js";
+import type { Gpu } from "../tensor/gpu.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { SafetensorsFile } from "../weights/safetensors.js";
+import { loadModel, type LlavaModel } from "./llava.js";
+import type { Trace } from "./llama.js";
+
+export interface Comparison {
+  name: string;
+  shape: number[];
+  maxAbsDiff: number;
+  maxAbsReference: number;
+  relative: number;
+  tolerance: number;
+  ok: boolean;
+  /** Why a reference tensor was not compared, or what was. */
+  note?: string;
+}
+
+export interface VerifyReport {
+  folder: string;
+  dtype: DType;
+  comparisons: Comparison[];
+  tokens: { expected: number[]; got: number[]; agreeing: number; required: boolean };
+  ok: boolean;
+}
+
+const TOLERANCES: Record<"f32" | "f16", number> = { f32: 1e-4, f16: 1e-2 };
+
+/** The traced tensors, copied as they pass: name → "i,j" (reference index) → tensor. */
+class TraceStore {
+  readonly tensors = new Map<string, Map<string, Tensor>>();
+
+  readonly trace: Trace = (name, index, t) => {
+    let byIndex = this.tensors.get(name);
+    if (!byIndex) this.tensors.set(name, (byIndex = new Map()));
+    byIndex.set(index.join(","), t.gpu.keep(takeRows(t, 0, t.dim(0))));
+  };
+
+  dispose(): void {
+    for (const byIndex of this.tensors.values()) for (const t of byIndex.values()) t.dispose();
+  }
+}
+
+function compare(name: string, ours: ArrayLike<number>, reference: Float32Array, shape: number[], tolerance: number, note?: string): Comparison {
+  let maxAbsDiff = 0;
+  let maxAbsReference = 0;
+  let nonFinite = ours.length !== reference.length;
+  for (let i = 0; i < reference.length && !nonFinite; i++) {
+    if (!Number.isFinite(ours[i])) nonFinite = true;
+    maxAbsDiff = Math.max(maxAbsDiff, Math.abs(ours[i] - reference[i]));
+    maxAbsReference = Math.max(maxAbsReference, Math.abs(reference[i]));
+  }
+  if (nonFinite) maxAbsDiff = NaN;
+  const relative = maxAbsDiff / Math.max(maxAbsReference, Number.MIN_VALUE);
+  return { name, shape, maxAbsDiff, maxAbsReference, relative, tolerance, ok: relative <= tolerance, note };
+}
+
+/** Concatenates host arrays. */
+function concat(parts: ArrayLike<number>[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p as ArrayLike<number>, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+export interface VerifyOptions {
+  dtype?: "f32" | "f16";
+  gpu?: Gpu;
+  adapter?: string;
+}
+
+export async function verifyFolder(folder: string, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const inputs = await SafetensorsFile.open(join(folder, "inputs.safetensors"));
+  const golden = await SafetensorsFile.open(join(folder, "golden.safetensors"));
+  const model = await loadModel(join(folder, "model"), { dtype: options.dtype ?? "f32", gpu: options.gpu, adapter: options.adapter });
+  const traces = new TraceStore();
+  try {
+    const { data: idRows, shape: idShape } = await inputs.readIntegers("input_ids");
+    if (idShape.length !== 2 || idShape[0] !== 1) throw new Error(`${inputs.path}: input_ids must be [1, length], not [${idShape}]`);
+    const ids = idRows;
+    const pixels = inputs.tensors.has("pixel_values") ? await inputs.readFloat32("pixel_values") : null;
+    const tolerance = TOLERANCES[model.dtype === "f16" ? "f16" : "f32"];
+    const comparisons: Comparison[] = [];
+
+    // One pass over the prompt, tracing every intermediate the reference has.
+    const gpu = model.gpu;
+    const logits = gpu.scope(() => {
+      const embeddings = model.embedPrompt(ids, imageFeatures(model, pixels, traces.trace));
+      model.cache.length = 0;
+      const hidden = model.decoder.forward(embeddings, model.cache, traces.trace);
+      return model.decoder.logits(hidden);
+    });
+    comparisons.push(...(await compareTraces(golden, traces, tolerance)));
+    if (golden.tensors.has("logits")) {
+      const reference = await golden.readFloat32("logits");
+      comparisons.push(compare("logits", await logits.read(), reference.data, reference.shape, tolerance));
+    }
+    logits.dispose();
+
+    // Teacher-forced steps and free-running greedy decoding need the reference tokens.
+    let tokens: VerifyReport["tokens"] = { expected: [], got: [], agreeing: 0, required: model.dtype === "f32" };
+    if (golden.tensors.has("generated_ids")) {
+      const expected = (await golden.readIntegers("generated_ids")).data;
+      if (golden.tensors.has("generate_step_logits")) {
+        const reference = await golden.readFloat32("generate_step_logits");
+        const steps = await stepLogits(model, ids, pixels, expected);
+        comparisons.push(compare("generate_step_logits", steps, reference.data, reference.shape, tolerance, "teacher-forced on the reference tokens"));
+      }
+      const got = await greedy(model, ids, pixels, expected.length);
+      const agreeing = got.findIndex((id, i) => id !== expected[i]);
+      tokens = { expected, got, agreeing: agreeing < 0 ? got.length : agreeing, required: model.dtype === "f32" };
+    }
+    const tokensOk = !tokens.required || tokens.agreeing === tokens.expected.length;
+    return {
+      folder,
+      dtype: model.dtype,
+      comparisons,
+      tokens,
+      ok: tokensOk && comparisons.every((c) => c.ok || c.note?.startsWith("not computed")),
+    };
+  } finally {
+    traces.dispose();
+    model.dispose();
+    await inputs.close();
+    await golden.close();
+  }
+}
+
+/** Compares each traced name with the reference tensor of the same name, entry by entry. */
+async function compareTraces(golden: SafetensorsFile, traces: TraceStore, tolerance: number): Promise<Comparison[]> {
+  const out: Comparison[] = [];
+  for (const name of ["vision_embeddings", "vision_hidden_states", "vision_selected_features", "projector_output", "text_hidden_states"]) {
+    if (!golden.tensors.has(name)) continue;
+    const reference = await golden.readFloat32(name);
+    const byIndex = traces.tensors.get(name) ?? new Map<string, Tensor>();
+    // Reference layouts: [images, ...] or [layers + 1, images or batch, ...].
+    const indexRank = name.endsWith("hidden_states") ? 2 : 1;
+    const leading = reference.shape.slice(0, indexRank);
+    const entrySize = reference.shape.slice(indexRank).reduce((n, d) => n * d, 1);
+    const ours: ArrayLike<number>[] = [];
+    const computed: number[] = [];
+    const missing: string[] = [];
+    for (let flat = 0; flat < leading.reduce((n, d) => n * d, 1); flat++) {
+      const index = indexRank === 2 ? [Math.floor(flat / leading[1]), flat % leading[1]] : [flat];
+      // text_hidden_states' second index is the batch (always 0 here), traced without it.
+      const key = name === "text_hidden_states" ? String(index[0]) : index.join(",");
+      const t = byIndex.get(key);
+      if (t) {
+        ours.push(await t.read());
+        computed.push(flat);
+      } else {
+        missing.push(key);
+      }
+    }
+    if (computed.length === 0) {
+      out.push({ name, shape: reference.shape, maxAbsDiff: NaN, maxAbsReference: NaN, relative: NaN, tolerance, ok: false, note: "not computed" });
+      continue;
+    }
+    const referenceParts = concat(computed.map((flat) => reference.data.subarray(flat * entrySize, (flat + 1) * entrySize)));
+    const note = missing.length
+      ? `entries [${missing.join("], [")}] not computed (vision layers after vision_feature_layer are not run)`
+      : undefined;
+    out.push(compare(name, concat(ours), referenceParts, reference.shape, tolerance, note));
+  }
+  return out;
+}
+
+/** Features for every image of the inputs (in the current scope). */
+function imageFeatures(model: LlavaModel, pixels: { shape: number[]; data: Float32Array } | null, trace?: Trace): Tensor[] {
+  if (!pixels) return [];
+  const [n, c, h, w] = pixels.shape;
+  const size = c * h * w;
+  return Array.from({ length: n }, (_, i) =>
+    model.encodeImage(model.gpu.tensor(pixels.data.subarray(i * size, (i + 1) * size), [c, h, w]), trace, i),
+  );
+}
+
+/** Logits of the prompt's last position, then of each reference token fed in turn: [steps, vocab]. */
+async function stepLogits(model: LlavaModel, ids: number[], pixels: { shape: number[]; data: Float32Array } | null, reference: number[]): Promise<Float32Array> {
+  const gpu = model.gpu;
+  model.cache.length = 0;
+  const rows: ArrayLike<number>[] = [];
+  let next = gpu.scope(() => {
+    const hidden = model.decoder.forward(model.embedPrompt(ids, imageFeatures(model, pixels)), model.cache);
+    return model.decoder.logits(takeRows(hidden, hidden.dim(0) - 1, 1));
+  });
+  for (let step = 0; step < reference.length; step++) {
+    rows.push(await next.read());
+    next.dispose();
+    if (step + 1 === reference.length) break;
+    const token = reference[step];
+    next = gpu.scope(() => model.decoder.logits(model.decoder.forward(model.decoder.embed(gpu.tensor([token], [1], "i32")), model.cache)));
+  }
+  return concat(rows);
+}
+
+/** Our own greedy decoding with the KV-cache: argmax on the GPU, one id read back per step. */
+async function greedy(model: LlavaModel, ids: number[], pixels: { shape: number[]; data: Float32Array } | null, steps: number): Promise<number[]> {
+  const gpu = model.gpu;
+  model.cache.length = 0;
+  const out: number[] = [];
+  let next = gpu.scope(() => {
+    const hidden = model.decoder.forward(model.embedPrompt(ids, imageFeatures(model, pixels)), model.cache);
+    return argmax(model.decoder.logits(takeRows(hidden, hidden.dim(0) - 1, 1)));
+  });
+  while (out.length < steps) {
+    out.push((await next.read())[0]);
+    if (out.length === steps) break;
+    const previous = next;
+    next = gpu.scope(() => argmax(model.decoder.logits(model.decoder.forward(model.decoder.embed(previous), model.cache))));
+    previous.dispose();
+  }
+  next.dispose();
+  return out;
+}

@@ -1,0 +1,64 @@
+/**
+ * How the models see their weights: GPU tensors by canonical name (see src/weights/names.ts),
+ * each stored whole or, when larger than one storage binding, as row parts.
+ */
+import { check } from "../tensor/errors.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { EmbeddingTable, Linear, type RowPart } from "./linear.js";
+
+export class WeightStore {
+  /** Bias slices made for split layers (views: they hold their storage until disposed). */
+  private readonly views: Tensor[] = [];
+
+  constructor(private readonly weights: ReadonlyMap<string, readonly { weight: Tensor; rowStart: number }[]>) {}
+
+  has(name: string): boolean {
+    return this.weights.has(name);
+  }
+
+  private parts(name: string): readonly { weight: Tensor; rowStart: number }[] {
+    const parts = this.weights.get(name);
+    check(parts !== undefined, () => `weight ${name} was not loaded`);
+    return parts;
+  }
+
+  /** A weight stored whole (norm weights, biases, small matrices). */
+  tensor(name: string): Tensor {
+    const parts = this.parts(name);
+    check(parts.length === 1, () => `weight ${name} is stored in ${parts.length} parts, not whole`);
+    return parts[0].weight;
+  }
+
+  /** `${prefix}.weight` (and `${prefix}.bias` when present) as a linear layer. */
+  linear(prefix: string): Linear {
+    const bias = this.has(`${prefix}.bias`) ? this.tensor(`${prefix}.bias`) : null;
+    const parts: RowPart[] = this.parts(`${prefix}.weight`).map(({ weight, rowStart }) => ({
+      weight,
+      rowStart,
+      bias: bias && (weight.dim(0) === bias.dim(0) ? bias : this.view(bias.slice(rowStart, weight.dim(0)))),
+    }));
+    return new Linear(parts, prefix);
+  }
+
+  embedding(name: string): EmbeddingTable {
+    return new EmbeddingTable(
+      this.parts(name).map(({ weight, rowStart }) => ({ weight, rowStart, bias: null })),
+      name,
+    );
+  }
+
+  private view(t: Tensor): Tensor {
+    this.views.push(t);
+    return t;
+  }
+
+  /** Every tensor held, each part once. */
+  all(): Tensor[] {
+    return [...this.weights.values()].flatMap((parts) => parts.map((p) => p.weight));
+  }
+
+  /** Frees every weight; layers built from this store must not be used afterwards. */
+  dispose(): void {
+    for (const t of [...this.views, ...this.all()]) t.dispose();
+  }
+}
