@@ -9,6 +9,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   info: () => import("./info.js"),
   inspect: () => import("./inspect.js"),
   preprocess: () => import("./preprocess.js"),
+  tokenize: () => import("./tokenize.js"),
   verify: () => import("./verify.js"),
 };
 
