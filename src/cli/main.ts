@@ -6,7 +6,10 @@ import type { Command } from "./command.js";
 import { UsageError } from "./command.js";
 
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
+  demo: () => import("./demo.js"),
   info: () => import("./info.js"),
+  generate: () => import("./generate.js"),
+  chat: () => import("./chat.js"),
   inspect: () => import("./inspect.js"),
   preprocess: () => import("./preprocess.js"),
   tokenize: () => import("./tokenize.js"),

@@ -1,7 +1,7 @@
 /**
  * LLaVA: the vision tower, the projector and the LLaMA decoder put together
- * (transformers' LlavaForConditionalGeneration), and loadModel(), which builds it from a
- * Hugging Face folder.
+ * (transformers' LlavaForConditionalGeneration), and loadLlava(), which builds it from a
+ * Hugging Face folder (model.ts's loadModel adds the tokenizer and image preprocessing).
  *
  * An image enters the prompt as one <image> token; the model replaces that token with the
  * image's features, one position per feature (576 for llava-1.5 at 336 px), so
@@ -156,7 +156,7 @@ export class LlavaModel {
  * Loads a Hugging Face LLaVA (LlavaForConditionalGeneration) or LLaMA (LlamaForCausalLM)
  * folder onto the GPU.
  */
-export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlavaModel> {
+export async function loadLlava(path: string, options: LoadModelOptions = {}): Promise<LlavaModel> {
   const started = performance.now();
   const config = await loadConfig(path);
   if (config.kind === "clip_vision") {

@@ -24,7 +24,7 @@ import type { DType } from "../tensor/dtype.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
-import { loadModel, type LlavaModel } from "./llava.js";
+import { loadLlava, type LlavaModel } from "./llava.js";
 import type { Trace } from "./llama.js";
 
 export interface Comparison {
@@ -98,7 +98,7 @@ export interface VerifyOptions {
 export async function verifyFolder(folder: string, options: VerifyOptions = {}): Promise<VerifyReport> {
   const inputs = await SafetensorsFile.open(join(folder, "inputs.safetensors"));
   const golden = await SafetensorsFile.open(join(folder, "golden.safetensors"));
-  const model = await loadModel(join(folder, "model"), { dtype: options.dtype ?? "f32", gpu: options.gpu, adapter: options.adapter });
+  const model = await loadLlava(join(folder, "model"), { dtype: options.dtype ?? "f32", gpu: options.gpu, adapter: options.adapter });
   const traces = new TraceStore();
   try {
     const { data: idRows, shape: idShape } = await inputs.readIntegers("input_ids");

@@ -194,6 +194,14 @@ export function expectedTensors(config: ModelConfig, projector: "mlp" | "linear"
     .map(({ name, shape }) => ({ name, shape }));
 }
 
+/** Where a checkpoint saved with `config`'s model class keeps a tensor (scheme 0: llava-hf's names; 1: newer transformers'). */
+export function checkpointNameFor(config: ModelConfig, canonical: string, scheme = 0): string {
+  const schemes = SCHEMES[config.kind];
+  const name = schemes[scheme] && checkpointName(canonical, schemes[scheme]);
+  if (name === undefined) throw new WeightNameError(`no checkpoint name for ${canonical} in naming scheme ${scheme} of ${config.kind}`);
+  return name;
+}
+
 function checkpointName(canonical: string, scheme: Scheme): string | undefined {
   const dot = canonical.indexOf(".");
   const component = canonical.slice(0, dot) as Component;

@@ -1,0 +1,97 @@
+/** Options and helpers shared by the commands that load a model (generate, chat, eval, bench e2e). */
+import { UsageError } from "./command.js";
+import { GPU_OPTIONS, GPU_USAGE, numberOption } from "./options.js";
+import { loadModel, type VisionLanguageModel } from "../models/model.js";
+import type { LoadProgress } from "../models/load.js";
+
+export const MODEL_OPTIONS = {
+  ...GPU_OPTIONS,
+  model: { type: "string" },
+  dtype: { type: "string" },
+  context: { type: "string" },
+  quiet: { type: "boolean" },
+} as const;
+
+export const MODEL_USAGE = `  --model DIR      a Hugging Face LLaVA or LLaMA folder (config.json, *.safetensors, tokenizer)
+  --dtype f16|f32  weight storage (default: f16 for 16-bit checkpoints when the GPU has shader-f16)
+  --context N      positions the KV-cache holds (default: max_position_embeddings, at most 4096)
+  --quiet          no loading progress or statistics on stderr
+${GPU_USAGE}`;
+
+export const SAMPLING_OPTIONS = {
+  "max-new-tokens": { type: "string" },
+  temperature: { type: "string" },
+  "top-k": { type: "string" },
+  "top-p": { type: "string" },
+  "repetition-penalty": { type: "string" },
+  seed: { type: "string" },
+} as const;
+
+export const SAMPLING_USAGE = `  --max-new-tokens N      at most N tokens (default 256)
+  --temperature T         0 is greedy decoding (default 0)
+  --top-k K, --top-p P    keep the K most likely tokens / the smallest set with probability P
+  --repetition-penalty R  penalise tokens already seen (1 is off)
+  --seed S                the sampler's seed (same seed, same text)`;
+
+type Values = Partial<Record<keyof typeof MODEL_OPTIONS | keyof typeof SAMPLING_OPTIONS, string | boolean>>;
+
+function text(values: Values, name: keyof Values): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+export function samplingFrom(values: Values) {
+  return {
+    maxNewTokens: numberOption(text(values, "max-new-tokens"), "max-new-tokens", 256, (n) => Number.isInteger(n) && n >= 1),
+    temperature: numberOption(text(values, "temperature"), "temperature", 0, (n) => n >= 0),
+    topK: numberOption(text(values, "top-k"), "top-k", 0, (n) => Number.isInteger(n) && n >= 0),
+    topP: numberOption(text(values, "top-p"), "top-p", 1, (n) => n > 0 && n <= 1),
+    repetitionPenalty: numberOption(text(values, "repetition-penalty"), "repetition-penalty", 1, (n) => n > 0),
+    seed: text(values, "seed") === undefined ? undefined : numberOption(text(values, "seed"), "seed", 0, (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32),
+  };
+}
+
+/** A progress line on stderr: rewritten in place on a terminal, a line per 10% otherwise. */
+function progressReporter(): (p: LoadProgress) => void {
+  let lastDecile = -1;
+  return ({ loadedBytes, totalBytes }) => {
+    const fraction = totalBytes ? loadedBytes / totalBytes : 1;
+    const line = `loading weights ${(fraction * 100).toFixed(0).padStart(3)}% (${mb(loadedBytes)} of ${mb(totalBytes)})`;
+    if (process.stderr.isTTY) {
+      process.stderr.write(`\r${line}`);
+    } else if (Math.floor(fraction * 10) > lastDecile) {
+      lastDecile = Math.floor(fraction * 10);
+      process.stderr.write(`${line}\n`);
+    }
+  };
+}
+
+export function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+export async function loadModelFrom(values: Values): Promise<VisionLanguageModel> {
+  const path = text(values, "model");
+  if (!path) throw new UsageError("--model DIR is required");
+  const dtype = text(values, "dtype");
+  if (dtype !== undefined && dtype !== "f16" && dtype !== "f32") throw new UsageError(`--dtype must be f16 or f32, not '${dtype}'`);
+  const contextText = text(values, "context");
+  const contextLength = contextText === undefined ? undefined : numberOption(contextText, "context", 0, (n) => Number.isInteger(n) && n >= 1);
+  const quiet = values.quiet === true;
+  const model = await loadModel(path, {
+    dtype,
+    contextLength,
+    adapter: text(values, "adapter"),
+    backend: text(values, "backend"),
+    onProgress: quiet ? undefined : progressReporter(),
+  });
+  if (!quiet) {
+    const r = model.loadReport;
+    if (process.stderr.isTTY) process.stderr.write("\n");
+    process.stderr.write(
+      `loaded ${path} in ${(r.loadMs / 1000).toFixed(2)} s: ${r.dtype} weights ${mb(r.weightBytes)}, KV-cache ${mb(r.cacheBytes)}, ` +
+        `peak GPU memory ${mb(r.peakBytes)} on ${model.gpu.adapter.description || model.gpu.adapter.device}\n`,
+    );
+  }
+  return model;
+}

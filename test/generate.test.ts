@@ -1,0 +1,238 @@
+import { copyFile, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import generateCommand from "../src/cli/generate.js";
+import { argmax } from "../src/kernels/argmax.js";
+import { chatPrompt } from "../src/models/chat.js";
+import { loadModel, type GenerateChunk, type VisionLanguageModel } from "../src/models/model.js";
+import { writeRandomCheckpoint } from "../src/models/random.js";
+import { SafetensorsFile } from "../src/weights/safetensors.js";
+import { expectClose, testGpu } from "./helpers.js";
+
+const FIXTURES = join(import.meta.dirname, "fixtures");
+
+/** A tiny LLaVA with random weights and LLaMA-2's real tokenizer (llava-1.5's added tokens). */
+const RANDOM_LLAVA = {
+  architectures: ["LlavaForConditionalGeneration"],
+  model_type: "llava",
+  image_token_index: 32000,
+  pad_token_id: 32001,
+  text_config: { model_type: "llama", vocab_size: 32002, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 },
+  vision_config: { model_type: "clip_vision_model", image_size: 32, patch_size: 8, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4 },
+};
+
+async function randomLlavaFolder(dir: string): Promise<void> {
+  await writeRandomCheckpoint(dir, RANDOM_LLAVA, { seed: 7, scale: 0.5 });
+  await copyFile(join(FIXTURES, "tokenizer", "tokenizer.model"), join(dir, "tokenizer.model"));
+  for (const f of ["tokenizer_config.json", "special_tokens_map.json"]) await copyFile(join(FIXTURES, "tokenizer", "llava-1.5", f), join(dir, f));
+  await writeFile(join(dir, "preprocessor_config.json"), JSON.stringify({ image_processor_type: "CLIPImageProcessor", size: { shortest_edge: 32 }, crop_size: { height: 32, width: 32 } }));
+}
+
+async function collect(stream: AsyncGenerator<GenerateChunk>): Promise<GenerateChunk[]> {
+  const chunks: GenerateChunk[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return chunks;
+}
+
+describe("generation", async () => {
+  const gpu = await testGpu();
+  let dir: string;
+  let model: VisionLanguageModel;
+  let photo: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-generate-"));
+    await randomLlavaFolder(join(dir, "model"));
+    photo = join(dir, "photo.png");
+    await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toFile(photo);
+    model = await loadModel(join(dir, "model"), { gpu, dtype: "f32" });
+  });
+  afterAll(() => model?.dispose());
+
+  for (const folder of ["tiny-llava-a", "tiny-llava-b", "text-only-c"]) {
+    it(`greedy generate() reproduces transformers' tokens for ${folder}`, async () => {
+      const golden = join(FIXTURES, "golden", folder);
+      const inputs = await SafetensorsFile.open(join(golden, "inputs.safetensors"));
+      const reference = await SafetensorsFile.open(join(golden, "golden.safetensors"));
+      const ids = (await inputs.readIntegers("input_ids")).data;
+      const expected = (await reference.readIntegers("generated_ids")).data;
+      const images = [];
+      if (inputs.tensors.has("pixel_values")) {
+        const { data, shape } = await inputs.readFloat32("pixel_values");
+        images.push({ data, shape: shape.slice(1) as [3, number, number] });
+      }
+      await inputs.close();
+      await reference.close();
+      const golden_model = await loadModel(join(golden, "model"), { gpu, dtype: "f32" });
+      try {
+        const result = await golden_model.complete({ promptIds: ids, images, maxNewTokens: expected.length });
+        const eos = expected.indexOf(2); // transformers did not stop at EOS; we do
+        expect(result.tokens).toEqual(eos < 0 ? expected : expected.slice(0, eos));
+        expect(result.finishReason).toBe(eos < 0 ? "length" : "stop");
+      } finally {
+        golden_model.dispose();
+      }
+    });
+  }
+
+  it("decodes with the KV-cache exactly as a full recomputation of the sequence", async () => {
+    const llava = model.llava;
+    const ids = [1, 3148, 1001, 29901, 32000, 13, 5618, 338];
+    const image = gpu.tensor(new Float32Array(3 * 32 * 32).map((_, i) => Math.sin(i)), [3, 32, 32]);
+    const steps = 6;
+    // Step by step: the prompt, then one token at a time through the cache.
+    const stepwise: Float32Array[] = [];
+    const tokens: number[] = [];
+    llava.cache.length = 0;
+    let hidden = gpu.scope(() => llava.decoder.forward(llava.embedPrompt(ids, [llava.encodeImage(image)]), llava.cache));
+    let row = hidden.dim(0) - 1;
+    for (let s = 0; s < steps; s++) {
+      const logits = gpu.scope(() => llava.decoder.logits(hidden.reshape([hidden.dim(0), -1])));
+      const all = (await logits.read()) as Float32Array;
+      const last = all.subarray(row * llava.textConfig.vocabSize, (row + 1) * llava.textConfig.vocabSize);
+      stepwise.push(Float32Array.from(last));
+      tokens.push(last.indexOf(Math.max(...last)));
+      logits.dispose();
+      hidden.dispose();
+      hidden = gpu.scope(() => llava.decoder.forward(llava.decoder.embed(gpu.tensor([tokens.at(-1)!], [1], "i32")), llava.cache));
+      row = 0;
+    }
+    hidden.dispose();
+    // All at once: prompt and generated tokens in one causal pass over a fresh cache.
+    llava.cache.length = 0;
+    const full = gpu.scope(() =>
+      llava.decoder.logits(llava.decoder.forward(llava.embedPrompt([...ids, ...tokens.slice(0, -1)], [llava.encodeImage(image)]), llava.cache)),
+    );
+    const all = (await full.read()) as Float32Array;
+    const V = llava.textConfig.vocabSize;
+    const first = llava.mergedLength(ids) - 1;
+    for (let s = 0; s < steps; s++) {
+      const rowLogits = all.subarray((first + s) * V, (first + s + 1) * V);
+      expectClose(stepwise[s], rowLogits, { atol: 1e-4, rtol: 1e-4 }, `step ${s} logits`);
+    }
+    full.dispose();
+    image.dispose();
+    // And the GPU argmax agrees with the host one.
+    const check = gpu.tensor(stepwise[0], [1, V]);
+    expect((await argmax(check).read())[0]).toBe(tokens[0]);
+  });
+
+  it("renders llava-1.5's chat template", () => {
+    const { text, images } = chatPrompt([
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "What are these?", images: ["a.png"] },
+      { role: "assistant", content: "Cats." },
+      { role: "user", content: "And these?", images: ["b.png", "c.png"] },
+    ]);
+    expect(text).toBe("Be brief. USER: <image>\nWhat are these? ASSISTANT: Cats. USER: <image>\n<image>\nAnd these? ASSISTANT:");
+    expect(images).toEqual(["a.png", "b.png", "c.png"]);
+  });
+
+  it("streams text that decodes the tokens, from chat messages with an image file", async () => {
+    const chunks = await collect(model.generate({ messages: [{ role: "user", content: "What is this?", images: [photo] }], maxNewTokens: 12 }));
+    const result = await model.complete({ messages: [{ role: "user", content: "What is this?" }], images: [photo], maxNewTokens: 12 });
+    expect(chunks.map((c) => c.token)).toEqual(result.tokens);
+    expect(chunks.map((c) => c.text).join("")).toBe(result.text);
+    expect(result.text).toBe(model.tokenizer!.decode(result.tokens));
+    expect(result.usage.promptTokens).toBe(model.llava.mergedLength(model.tokenizer!.encode("USER: <image>\nWhat is this?  ASSISTANT:".replace("  ", " "))));
+    expect(result.timings.decodeTokensPerSecond).toBeGreaterThan(0);
+  });
+
+  it("stops at a stop string without ever showing it, and at a stop id", async () => {
+    const request = { prompt: "The", maxNewTokens: 40 };
+    const free = await model.complete(request);
+    const text = free.text;
+    const at = Math.floor(text.length / 2);
+    const stop = text.slice(at, at + 3);
+    const cut = text.indexOf(stop);
+    const chunks: string[] = [];
+    const stopped = await model.complete({ ...request, stop: [stop] }, (c) => chunks.push(c.text));
+    expect(stopped.finishReason).toBe("stop");
+    expect(stopped.text).toBe(text.slice(0, cut));
+    expect(chunks.join("")).toBe(stopped.text);
+    const stopId = free.tokens[5];
+    const byId = await model.complete({ ...request, stop: [stopId] });
+    expect(byId.tokens).toEqual(free.tokens.slice(0, free.tokens.indexOf(stopId)));
+    expect(byId.finishReason).toBe("stop");
+  });
+
+  it("aborts cleanly and stays usable", async () => {
+    const request = { prompt: "Once", maxNewTokens: 30 };
+    const before = await model.complete(request);
+    const controller = new AbortController();
+    let seen = 0;
+    const aborted = await model.complete({ ...request, signal: controller.signal }, () => {
+      if (++seen === 3) controller.abort();
+    });
+    expect(aborted.finishReason).toBe("abort");
+    expect(aborted.tokens).toEqual(before.tokens.slice(0, 3));
+    expect((await model.complete(request)).tokens).toEqual(before.tokens);
+  });
+
+  it("samples reproducibly from a seed", async () => {
+    const request = { prompt: "A", maxNewTokens: 16, temperature: 1.3, topK: 40, topP: 0.95, repetitionPenalty: 1.1 };
+    const a = await model.complete({ ...request, seed: 1234 });
+    const b = await model.complete({ ...request, seed: 1234 });
+    const c = await model.complete({ ...request, seed: 99 });
+    expect(a.tokens).toEqual(b.tokens);
+    expect(c.tokens).not.toEqual(a.tokens);
+  });
+
+  it("queues two generations instead of interleaving them", async () => {
+    const request = { prompt: "Hi", maxNewTokens: 8 };
+    const alone = await model.complete(request);
+    const order: string[] = [];
+    const [first, second] = await Promise.all([
+      model.complete(request, () => order.push("first")),
+      model.complete({ ...request, prompt: "Yo" }, () => order.push("second")),
+    ]);
+    expect(first.tokens).toEqual(alone.tokens);
+    expect(second.tokens.length).toBeGreaterThan(0);
+    expect(order.indexOf("second")).toBe(order.lastIndexOf("first") + 1);
+  });
+
+  it("refuses a mismatch between image tags and images", async () => {
+    await expect(model.complete({ prompt: "<image> and <image>", images: [photo] })).rejects.toThrow(/2 image tokens but 1 image was given/);
+    await expect(model.complete({ prompt: "no tag", images: [photo] })).rejects.toThrow(/0 image tokens but 1 image was given/);
+    await expect(model.complete({ prompt: "x", images: [join(dir, "missing.png")] })).rejects.toThrow(/missing\.png/);
+  });
+
+  it("refuses a prompt longer than the context before starting, and ends with 'length' when the context fills", async () => {
+    const small = await loadModel(join(dir, "model"), { gpu, dtype: "f32", contextLength: 24 });
+    try {
+      await expect(small.complete({ messages: [{ role: "user", content: "Describe this picture in detail.", images: [photo] }] })).rejects.toThrow(
+        /prompt takes \d+ positions .* but the context holds 24/,
+      );
+      const ids = [1, 450];
+      const filled = await small.complete({ promptIds: ids, maxNewTokens: 100, stop: [] });
+      expect(filled.finishReason).toBe("length");
+      expect(filled.tokens.length).toBeLessThanOrEqual(24 - ids.length + 1);
+    } finally {
+      small.dispose();
+    }
+  });
+
+  it("names a missing weight when loading", async () => {
+    const broken = join(dir, "broken");
+    await writeRandomCheckpoint(broken, RANDOM_LLAVA, { omit: ["text.layers.1.mlp.up_proj.weight"] });
+    await expect(loadModel(broken, { gpu })).rejects.toThrow(/language_model\.model\.layers\.1\.mlp\.up_proj\.weight: missing/);
+  });
+
+  it("wgsl-vlm generate streams the answer, or prints the result as JSON", async () => {
+    const write = process.stdout.write.bind(process.stdout);
+    let out = "";
+    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await generateCommand.run(["--model", join(dir, "model"), "--image", photo, "--prompt", "What is it?", "--max-new-tokens", "5", "--json", "--quiet", "--dtype", "f32"]);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(code).toBe(0);
+    const result = JSON.parse(out);
+    expect(result.tokens).toHaveLength(5);
+    expect(result.finishReason).toBe("length");
+  });
+});
