@@ -236,3 +236,48 @@ describe("generation", async () => {
     expect(result.finishReason).toBe("length");
   });
 });
+
+describe("weights stored in row parts", async () => {
+  const gpu = await testGpu();
+
+  it("give the same logits and tokens as whole weights", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-parts-"));
+    await randomLlavaFolder(dir);
+    const whole = await loadModel(dir, { gpu, dtype: "f32" });
+    // 64 KiB parts: the 32002-row embedding table and LM head (8 MB each) become 126 parts of 256 rows.
+    const parts = await loadModel(dir, { gpu, dtype: "f32", partBytes: 64 * 1024 });
+    try {
+      expect(whole.loadReport.splitTensors).toEqual([]);
+      expect(parts.loadReport.splitTensors).toEqual(
+        expect.arrayContaining(["language_model.model.embed_tokens.weight (126 parts)", "language_model.lm_head.weight (126 parts)"]),
+      );
+      const request = { messages: [{ role: "user" as const, content: "Hello there" }], maxNewTokens: 8 };
+      expect((await parts.complete(request)).tokens).toEqual((await whole.complete(request)).tokens);
+      const logits = async (m: VisionLanguageModel) => {
+        m.llava.cache.length = 0;
+        const out = gpu.scope(() => m.llava.decoder.logits(m.llava.decoder.forward(m.llava.embedPrompt([1, 15043, 3186], []), m.llava.cache)));
+        const values = await out.read();
+        out.dispose();
+        return values;
+      };
+      expect(Array.from(await logits(parts))).toEqual(Array.from(await logits(whole)));
+    } finally {
+      whole.dispose();
+      parts.dispose();
+    }
+  });
+
+  it("slice biases to match their layer's parts", async () => {
+    const { WeightStore } = await import("../src/models/weights.js");
+    const [rows, cols] = [512, 8];
+    const w = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i));
+    const b = Float32Array.from({ length: rows }, (_, i) => Math.cos(i));
+    const parts = [0, 256].map((start) => ({ weight: gpu.tensor(w.subarray(start * cols, (start + 256) * cols), [256, cols]), rowStart: start }));
+    const split = new WeightStore(new Map([["l.weight", parts], ["l.bias", [{ weight: gpu.tensor(b, [rows]), rowStart: 0 }]]]));
+    const single = new WeightStore(new Map([["l.weight", [{ weight: gpu.tensor(w, [rows, cols]), rowStart: 0 }]], ["l.bias", [{ weight: gpu.tensor(b, [rows]), rowStart: 0 }]]]));
+    const x = gpu.tensor(Float32Array.from({ length: 3 * cols }, (_, i) => i / 7), [3, cols]);
+    expect(Array.from(await split.linear("l").forward(x).read())).toEqual(Array.from(await single.linear("l").forward(x).read()));
+    split.dispose();
+    single.dispose();
+  });
+});

@@ -28,16 +28,19 @@ ${MODEL_USAGE}`,
     let pendingImages: string[] = [];
     const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
     const abort = { controller: null as AbortController | null };
+    // Ctrl-C stops the answer being generated; at the prompt it ends the chat.
     rl.on("SIGINT", () => (abort.controller ? abort.controller.abort() : rl.close()));
     process.stdout.write(`${HELP}\n`);
+    // Lines are read through the iterator, which buffers them: input piped in while an answer
+    // is being generated waits its turn instead of being lost.
+    const lines = rl[Symbol.asyncIterator]();
     try {
       for (;;) {
-        let line: string;
-        try {
-          line = (await rl.question("> ")).trim();
-        } catch {
-          break; // input closed
-        }
+        rl.setPrompt("> ");
+        rl.prompt();
+        const next = await lines.next();
+        if (next.done) break; // input closed
+        const line = String(next.value).trim();
         if (line === "/exit" || line === "/quit") break;
         if (line === "/reset") {
           history = [...start];

@@ -34,6 +34,11 @@ export interface LoadModelOptions extends GpuOptions {
   gpu?: Gpu;
   /** Called after each tensor is uploaded. */
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Store matrices larger than this many bytes as row parts, each its own buffer (default, and
+   * at most: the adapter's maxStorageBufferBindingSize, above which a matrix cannot be bound).
+   */
+  partBytes?: number;
 }
 
 export interface LoadReport {
@@ -176,7 +181,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
     const resolved = resolveWeights(config, checkpoint);
     const dtype = chooseDtype(gpu, checkpoint, resolved, options.dtype);
     gpu.pool.resetPeak();
-    const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress);
+    const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress, options.partBytes);
     store = loaded.store;
     const decoder = new LlamaDecoder(gpu, text, store, contextLength);
     let vision: VisionPart | null = null;

@@ -70,10 +70,12 @@ export async function loadWeights(
   resolved: ResolvedWeights,
   dtype: DType,
   onProgress?: (progress: LoadProgress) => void,
+  /** Matrices larger than this are stored in row parts (default: the largest storage binding). */
+  partBytes = gpu.limits.maxStorageBufferBindingSize,
 ): Promise<LoadedWeights> {
   const storage = dtype === "f16" ? "f16" : "f32";
   const uploader = new WeightUploader(gpu);
-  const limit = gpu.limits.maxStorageBufferBindingSize;
+  const limit = Math.min(partBytes, gpu.limits.maxStorageBufferBindingSize);
   const entries = [...resolved.tensors.values()];
   const totalBytes = entries.reduce((sum, t) => {
     const entry = checkpoint.entry(t.checkpointName);
