@@ -42,24 +42,19 @@ export function argmaxReference(x: ArrayLike<number>, rows: number, n: number): 
 
 const WORKGROUP = 256;
 
-const argmaxKernel = defineKernel({
-  name: "argmax",
-  params: { rows: "u32", n: "u32" },
-  bindings: { x: "read", out: "read_write" },
-  wgsl: () => /* wgsl */ `
-${FLAT_WORKGROUP_WGSL}
+/**
+ * WGSL: torch.argmax's order on (value, index) pairs. \`beats(va, ia, vb, ib)\`: an empty pair
+ * (index NO_INDEX: nothing seen yet) loses to any element; NaN beats numbers (found from the bit
+ * pattern: WGSL lets compilers assume floats are never NaN, so v != v may fold away); a larger
+ * number beats a smaller one; otherwise (equal numbers, or both NaN) the lower index wins.
+ */
+export const ARGMAX_ORDER_WGSL = /* wgsl */ `
 const NO_INDEX = 0xffffffffu;
-
-var<workgroup> best_values: array<f32, ${WORKGROUP}>;
-var<workgroup> best_indices: array<u32, ${WORKGROUP}>;
 
 fn is_nan(v: f32) -> bool {
   return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
-// Does the pair (va, ia) win over (vb, ib)? An empty pair (index NO_INDEX: nothing seen yet)
-// loses to any element; NaN beats numbers; a larger number beats a smaller one; otherwise
-// (equal numbers, or both NaN) the lower index wins.
 fn beats(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
   if (ia == NO_INDEX || ib == NO_INDEX) { return ia < ib; }
   let a_nan = is_nan(va);
@@ -67,7 +62,18 @@ fn beats(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
   if (a_nan != b_nan) { return a_nan; }
   if (!a_nan && va != vb) { return va > vb; }
   return ia < ib;
-}
+}`;
+
+const argmaxKernel = defineKernel({
+  name: "argmax",
+  params: { rows: "u32", n: "u32" },
+  bindings: { x: "read", out: "read_write" },
+  wgsl: () => /* wgsl */ `
+${FLAT_WORKGROUP_WGSL}
+${ARGMAX_ORDER_WGSL}
+
+var<workgroup> best_values: array<f32, ${WORKGROUP}>;
+var<workgroup> best_indices: array<u32, ${WORKGROUP}>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -27,6 +27,7 @@ import { isFloat, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { threadsPerRow, workgroupReduceWgsl } from "./rows.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
 
@@ -53,11 +54,6 @@ export function layernormReference(
 
 // ------------------------------------------------------------------ WGSL
 
-/** Threads per row: enough to touch a short row once, at most 256; a power of two for the tree. */
-function threadsPerRow(cols: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(cols))));
-}
-
 const layernormKernel = defineKernel({
   name: "layernorm",
   params: { rows: "u32", cols: "u32", eps: "f32" },
@@ -65,20 +61,7 @@ const layernormKernel = defineKernel({
   wgsl: ({ threads }: { threads: number }) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
 const T = ${threads}u;
-var<workgroup> partial: array<vec2f, T>;
-
-// Sum of v over the workgroup's threads; every thread gets the total.
-fn workgroup_sum(lid: u32, v: vec2f) -> vec2f {
-  partial[lid] = v;
-  workgroupBarrier();
-  for (var stride = T / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partial[lid] += partial[lid + stride]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier(); // all have read the total before partial is reused
-  return total;
-}
+${workgroupReduceWgsl("workgroup_sum", "vec2f", (a, b) => `${a} + ${b}`)}
 
 @compute @workgroup_size(T)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -22,6 +22,7 @@ import { isFloat, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { threadsPerRow, workgroupReduceWgsl } from "./rows.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
 
@@ -39,11 +40,6 @@ export function rmsnormReference(x: ArrayLike<number>, weight: ArrayLike<number>
 
 // ------------------------------------------------------------------ WGSL
 
-/** Threads per row: enough to touch a short row once, at most 256; a power of two for the tree. */
-function threadsPerRow(cols: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(cols))));
-}
-
 const rmsnormKernel = defineKernel({
   name: "rmsnorm",
   params: { rows: "u32", cols: "u32", eps: "f32" },
@@ -51,7 +47,7 @@ const rmsnormKernel = defineKernel({
   wgsl: ({ threads }: { threads: number }) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
 const T = ${threads}u;
-var<workgroup> partial: array<f32, T>;
+${workgroupReduceWgsl("workgroup_sum", "f32", (a, b) => `${a} + ${b}`)}
 
 @compute @workgroup_size(T)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -65,13 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let v = f32(x[base + i]);
     squares += v * v;
   }
-  partial[lid] = squares;
-  workgroupBarrier();
-  for (var stride = T / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partial[lid] += partial[lid + stride]; }
-    workgroupBarrier();
-  }
-  let scale = inverseSqrt(partial[0] / f32(cols) + params.eps);
+  let scale = inverseSqrt(workgroup_sum(lid, squares) / f32(cols) + params.eps);
 
   for (var i = lid; i < cols; i += T) {
     out[base + i] = out_t(f32(x[base + i]) * scale * f32(weight[i]));

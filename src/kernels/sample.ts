@@ -77,6 +77,7 @@ import { isFloat } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import { defineKernel } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { ARGMAX_ORDER_WGSL } from "./argmax.js";
 
 export interface SampleOptions {
   /** Divides the logits; 0 means greedy decoding (argmax after the penalty). */
@@ -280,7 +281,6 @@ const sampleKernel = defineKernel({
   wgsl: () => /* wgsl */ `
 ${UNIFORM_WGSL}
 const T = ${THREADS}u;
-const NO_INDEX = 0xffffffffu;
 
 var<workgroup> best_values: array<f32, T>;
 var<workgroup> best_indices: array<u32, T>;
@@ -396,19 +396,9 @@ fn exclusive_prefix_f32(lid: u32, value: f32) -> vec2f {
 
 // ---- scores
 
-fn is_nan(v: f32) -> bool {
-  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
-
-// torch.argmax's order: NaN beats numbers, then the larger value, then the lower index.
-fn beats(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
-  if (ia == NO_INDEX || ib == NO_INDEX) { return ia < ib; }
-  let a_nan = is_nan(va);
-  let b_nan = is_nan(vb);
-  if (a_nan != b_nan) { return a_nan; }
-  if (!a_nan && va != vb) { return va > vb; }
-  return ia < ib;
-}
+// torch.argmax's order (shared with the argmax kernel): NaN beats numbers, then the larger
+// value, then the lower index.
+${ARGMAX_ORDER_WGSL}
 
 fn in_history(i: u32) -> bool {
   return (atomicLoad(&flags[i / 32u]) & (1u << (i % 32u))) != 0u;

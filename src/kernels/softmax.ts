@@ -30,6 +30,7 @@ import { isFloat, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { threadsPerRow, workgroupReduceWgsl } from "./rows.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
 
@@ -48,11 +49,6 @@ export function softmaxReference(x: ArrayLike<number>, cols: number): Float64Arr
 
 // ------------------------------------------------------------------ WGSL
 
-/** Threads per row: enough to touch a short row once, at most 256; a power of two for the tree. */
-function threadsPerRow(cols: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(cols))));
-}
-
 const softmaxKernel = defineKernel({
   name: "softmax",
   params: { rows: "u32", cols: "u32" },
@@ -61,7 +57,6 @@ const softmaxKernel = defineKernel({
 ${FLAT_WORKGROUP_WGSL}
 const T = ${threads}u;
 const LOWEST = -3.40282346638528859812e+38; // the most negative finite f32
-var<workgroup> partial: array<vec2f, T>; // (running max, running sum) per thread
 
 // exp(d) for d <= 0, exactly 0 where f32 exp underflows (and for d = -Infinity).
 fn exp_nonpositive(d: f32) -> f32 {
@@ -73,6 +68,7 @@ fn merge(a: vec2f, b: vec2f) -> vec2f {
   let m = max(a.x, b.x);
   return vec2f(m, a.y * exp_nonpositive(a.x - m) + b.y * exp_nonpositive(b.x - m));
 }
+${workgroupReduceWgsl("workgroup_merge", "vec2f", (a, b) => `merge(${a}, ${b})`)}
 
 @compute @workgroup_size(T)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -89,14 +85,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     s = select(s + e, s * e + 1.0, v > m);
     m = max(m, v);
   }
-  partial[lid] = vec2f(m, s);
-  workgroupBarrier();
-  for (var stride = T / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partial[lid] = merge(partial[lid], partial[lid + stride]); }
-    workgroupBarrier();
-  }
-  let row_max = partial[0].x;
-  let total = partial[0].y;
+  let merged = workgroup_merge(lid, vec2f(m, s)); // (row max, sum of exp(x - row max))
+  let row_max = merged.x;
+  let total = merged.y;
   let inverse = select(0.0, 1.0 / total, total > 0.0);
 
   for (var i = lid; i < cols; i += T) {
