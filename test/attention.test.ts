@@ -2,13 +2,17 @@ import { describe, expect, it } from "vitest";
 import {
   attention,
   attentionReference,
+  attentionVersionSupported,
   ATTENTION_VERSIONS,
   chooseAttentionVersion,
   splitKAttention,
+  SUBGROUP_MAX_HEAD_DIM,
   type AttentionOptions,
+  type AttentionVersion,
 } from "../src/kernels/attention/index.js";
 import type { DType } from "../src/tensor/dtype.js";
 import { ShapeError } from "../src/tensor/errors.js";
+import { Gpu } from "../src/tensor/gpu.js";
 import type { Tensor } from "../src/tensor/tensor.js";
 import { AWKWARD, expectClose, floatDtypes, randn, rng, testGpu, TOLERANCE, upload } from "./helpers.js";
 
@@ -63,6 +67,8 @@ function describeCase(c: Case): string {
 describe("attention", async () => {
   const gpu = await testGpu();
   const random = rng();
+  /** Every version this device runs (v4 needs a fixed subgroup size; lavapipe has one). */
+  const versions = (Object.keys(ATTENTION_VERSIONS) as AttentionVersion[]).filter((name) => attentionVersionSupported(gpu, name));
 
   function kvInput(c: Case, dtype: DType): { t: Tensor; values: Float64Array; shape: number[] } {
     if (c.layout === "tokens") {
@@ -93,9 +99,10 @@ describe("attention", async () => {
   async function checkVersions(c: Case, dtypes: Dtypes, only?: (keyof typeof ATTENTION_VERSIONS)[]): Promise<void> {
     const { q, k, v, options, expected } = inputs(c, dtypes);
     const tolerance = TOLERANCE[dtypes.out as "f32" | "f16"];
-    for (const [name, run] of Object.entries(ATTENTION_VERSIONS)) {
-      if (only && !only.includes(name as keyof typeof ATTENTION_VERSIONS)) continue;
-      const out = run(q.t, k.t, v.t, options);
+    for (const name of versions) {
+      if (only && !only.includes(name)) continue;
+      if (name === "v4_subgroup" && c.headDim > SUBGROUP_MAX_HEAD_DIM) continue;
+      const out = ATTENTION_VERSIONS[name](q.t, k.t, v.t, options);
       expect(out.shape).toEqual([c.queries, c.heads, c.headDim]);
       expect(out.dtype).toBe(dtypes.out);
       expectClose(await out.read(), expected, tolerance, `${name} ${describeCase(c)} ${JSON.stringify(dtypes)}`);
@@ -145,9 +152,12 @@ describe("attention", async () => {
     it("mixed dtypes: f32 queries over an f16 cache, and f16 inputs with an f32 output", async () => {
       const decode: Case = { queries: 1, kvLength: 129, headDim: 64, heads: 6, kvHeads: 2, causal: true, layout: "cache" };
       await checkVersions(decode, { q: "f32", kv: "f16", out: "f32" });
-      // The output dtype is chosen the same way in every version; one is enough here.
+      // The output dtype is chosen the same way in every version; flash and v4 (which reads f16
+      // queries in its own way) are enough here.
       const prefill: Case = { queries: 17, kvLength: 17, headDim: 17, heads: 4, kvHeads: 2, causal: true, layout: "tokens" };
-      await checkVersions(prefill, { q: "f16", kv: "f16", out: "f32" }, ["v2_flash"]);
+      await checkVersions(prefill, { q: "f16", kv: "f16", out: "f32" }, ["v2_flash", "v4_subgroup"]);
+      const aligned: Case = { ...prefill, headDim: 64 };
+      await checkVersions(aligned, { q: "f16", kv: "f16", out: "f32" }, ["v2_flash", "v4_subgroup"]);
     });
   }
 
@@ -160,16 +170,39 @@ describe("attention", async () => {
     }
   });
 
-  it("attention() picks split-K for decoding over a long context, flash otherwise", async () => {
-    expect(chooseAttentionVersion(1, 600)).toBe("v3_split_k");
-    expect(chooseAttentionVersion(1, 17)).toBe("v2_flash");
-    expect(chooseAttentionVersion(577, 577)).toBe("v2_flash");
-    for (const c of [
-      { queries: 1, kvLength: 300, headDim: 64, heads: 4, kvHeads: 4, causal: true, layout: "cache" },
-      { queries: 17, kvLength: 17, headDim: 64, heads: 4, kvHeads: 4, causal: false, layout: "tokens" },
-    ] as Case[]) {
-      const { q, k, v, options, expected } = inputs(c, { q: "f32", kv: "f32", out: "f32" });
-      expectClose(await attention(q.t, k.t, v.t, options).read(), expected, TOLERANCE.f32, `attention() ${describeCase(c)}`);
+  it.skipIf(!gpu.adapter.isFallbackAdapter || !attentionVersionSupported(gpu, "v4_subgroup"))(
+    "attention() picks v4 on lavapipe up to its largest head dim",
+    () => {
+      for (const [queries, keys] of [[1, 600], [1, 17], [577, 577]]) expect(chooseAttentionVersion(gpu, queries, keys, 128)).toBe("v4_subgroup");
+      // Beyond v4's head dims, the rule for other devices.
+      expect(chooseAttentionVersion(gpu, 1, 600, 200)).toBe("v3_split_k");
+      expect(chooseAttentionVersion(gpu, 17, 17, 256)).toBe("v2_flash");
+    },
+  );
+
+  it("without subgroups, attention() picks split-K for decoding over a long context, flash otherwise", async () => {
+    const plain = await Gpu.create({ disableFeatures: ["subgroups"], poison: true });
+    try {
+      expect(attentionVersionSupported(plain, "v4_subgroup")).toBe(false);
+      expect(chooseAttentionVersion(plain, 1, 600, 128)).toBe("v3_split_k");
+      expect(chooseAttentionVersion(plain, 1, 17, 128)).toBe("v2_flash");
+      expect(chooseAttentionVersion(plain, 577, 577, 64)).toBe("v2_flash");
+      const qkv = (shape: number[]) => upload(plain, randn(random, shape.reduce((a, b) => a * b, 1)), shape, "f32");
+      for (const c of [
+        { queries: 1, kvLength: 300, headDim: 64, heads: 4, kvHeads: 4, causal: true },
+        { queries: 17, kvLength: 17, headDim: 64, heads: 4, kvHeads: 4, causal: false },
+      ]) {
+        const q = qkv([c.queries, c.heads, c.headDim]);
+        const k = qkv([c.kvLength, c.kvHeads, c.headDim]);
+        const v = qkv([c.kvLength, c.kvHeads, c.headDim]);
+        const options: AttentionOptions = { layout: "tokens", causal: c.causal };
+        const expected = attentionReference({ values: q.values, shape: q.t.shape }, { values: k.values, shape: k.t.shape }, { values: v.values, shape: v.t.shape }, options);
+        expectClose(await attention(q.t, k.t, v.t, options).read(), expected, TOLERANCE.f32, `attention() without subgroups, S=${c.queries} T=${c.kvLength}`);
+      }
+      const q = plain.tensor(new Float32Array(8), [1, 1, 8]);
+      expect(() => ATTENTION_VERSIONS.v4_subgroup(q, q, q, { layout: "tokens" })).toThrow(/needs the 'subgroups' feature/);
+    } finally {
+      plain.destroy();
     }
   });
 
@@ -194,15 +227,18 @@ describe("attention", async () => {
       ["integer output", q, kv, kv, { ...tokens, outDtype: "u32" }, /output dtype/],
     ];
     const wide = t([1, 1, 257]);
+    const beyondV4 = t([1, 1, SUBGROUP_MAX_HEAD_DIM + 1]);
     const before = gpu.dispatchCount;
     for (const [what, qq, kk, vv, options, message] of bad) {
-      for (const [name, run] of [["attention", attention], ...Object.entries(ATTENTION_VERSIONS)] as const) {
+      const runs: [string, typeof attention][] = [["attention", attention], ...versions.map((v): [string, typeof attention] => [v, ATTENTION_VERSIONS[v]])];
+      for (const [name, run] of runs) {
         expect(() => run(qq, kk, vv, options), `${name}: ${what}`).toThrow(ShapeError);
         expect(() => run(qq, kk, vv, options), `${name}: ${what}`).toThrow(message);
       }
     }
     expect(() => ATTENTION_VERSIONS.v2_flash(wide, wide, wide, tokens)).toThrow(/head dim 257 .* is over 256/);
     expect(() => splitKAttention(wide, wide, wide, tokens)).toThrow(/head dim 257 .* is over 256/);
+    if (versions.includes("v4_subgroup")) expect(() => ATTENTION_VERSIONS.v4_subgroup(beyondV4, beyondV4, beyondV4, tokens)).toThrow(/head dim 129 .* is over 128/);
     for (const chunkSize of [0, 257, 2.5]) {
       expect(() => splitKAttention(q, kv, kv, { ...tokens, chunkSize })).toThrow(/chunkSize .* must be an integer in \[1, 256\]/);
     }

@@ -1,8 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { MATMUL_VERSIONS, matmul, matmulReference, type MatmulShape } from "../src/kernels/matmul/index.js";
-import { MATVEC_MAX_ROWS } from "../src/kernels/matmul/matvec.js";
+import {
+  chooseMatmulVersion,
+  fixedSubgroupSize,
+  MATMUL_VERSIONS,
+  matmul,
+  matmulReference,
+  matmulVersionSupported,
+  MATVEC_MAX_ROWS,
+  MATVEC_V2_MAX_ROWS,
+  type MatmulShape,
+} from "../src/kernels/matmul/index.js";
 import type { DType } from "../src/tensor/dtype.js";
 import { ShapeError } from "../src/tensor/errors.js";
+import { Gpu } from "../src/tensor/gpu.js";
 import { AWKWARD, expectWithin, randn, rng, testGpu, upload } from "./helpers.js";
 
 /**
@@ -28,10 +38,15 @@ const COMBOS: [DType, DType, DType][] = [
   ["f32", "f16", "f32"],
 ];
 
+/** The versions for any number of rows (matvec and matvec_v2 take only a few). */
+const GENERAL_VERSIONS = ["v1_naive", "v2_tiled", "v3_register_tiled", "v4_register_blocked", "v5_subgroup_broadcast", "v6_f16_packed"];
+
 describe("matmul", async () => {
   const gpu = await testGpu();
   const random = rng();
   const combos = COMBOS.filter((c) => gpu.hasF16 || !c.includes("f16"));
+  /** The subgroup versions run only where the device fixes its subgroup size (lavapipe does). */
+  const supported = (version: string) => matmulVersionSupported(gpu, version);
 
   function check(version: string, M: number, N: number, K: number, [ad, bd, cd]: [DType, DType, DType], withBias: boolean) {
     const shape: MatmulShape = { batch: 1, M, N, K, batchedB: false };
@@ -46,9 +61,9 @@ describe("matmul", async () => {
     });
   }
 
-  for (const version of ["v1_naive", "v2_tiled", "v3_register_tiled"]) {
+  for (const version of GENERAL_VERSIONS) {
     for (const combo of combos) {
-      it(`${version} ${combo.join("·")} over awkward M, N, K`, async () => {
+      it.skipIf(!supported(version))(`${version} ${combo.join("·")} over awkward M, N, K`, async () => {
         const checks: Promise<void>[] = [];
         for (const M of AWKWARD) {
           for (const N of AWKWARD) {
@@ -60,21 +75,34 @@ describe("matmul", async () => {
     }
   }
 
-  for (const combo of combos) {
-    it(`matvec ${combo.join("·")} for 1 to ${MATVEC_MAX_ROWS} rows`, async () => {
-      const checks: Promise<void>[] = [];
-      for (const M of [1, 2, 3, MATVEC_MAX_ROWS]) {
-        for (const N of [1, 3, 17, 129, 300]) {
-          for (const K of [1, 3, 17, 64, 129, 1028]) checks.push(check("matvec", M, N, K, combo, (N + K) % 2 === 1));
+  // Each row count is its own pipeline, so matvec_v2 is tested at 1, an odd count and its most.
+  const matvecRows: [string, number[]][] = [
+    ["matvec", [1, 2, 3, MATVEC_MAX_ROWS]],
+    ["matvec_v2_subgroup", [1, 3, MATVEC_V2_MAX_ROWS]],
+  ];
+  for (const [version, rowCounts] of matvecRows) {
+    for (const combo of combos) {
+      it.skipIf(!supported(version))(`${version} ${combo.join("·")} for ${rowCounts.join(", ")} rows`, async () => {
+        const checks: Promise<void>[] = [];
+        for (const M of rowCounts) {
+          for (const N of [1, 3, 17, 129, 300]) {
+            for (const K of [1, 3, 17, 64, 129, 1028]) checks.push(check(version, M, N, K, combo, (N + K) % 2 === 1));
+          }
         }
-      }
-      await Promise.all(checks);
-    });
+        await Promise.all(checks);
+      });
+    }
   }
 
   it("tiles a product bigger than one workgroup tile in every direction", async () => {
     await check("v3_register_tiled", 200, 130, 260, ["f32", "f32", "f32"], true);
     await check("v2_tiled", 70, 33, 50, ["f32", "f32", "f32"], true);
+    // v4's workgroup covers 4 rows × 256 columns, v5's and v6's subgroup 16 × 16 on lavapipe.
+    await check("v4_register_blocked", 9, 300, 260, ["f32", "f32", "f32"], true);
+    for (const version of ["v5_subgroup_broadcast", "v6_f16_packed"].filter(supported)) {
+      await check(version, 200, 130, 260, ["f32", "f32", "f32"], true);
+    }
+    if (gpu.hasF16 && supported("v6_f16_packed")) await check("v6_f16_packed", 70, 90, 1028, ["f32", "f16", "f32"], false);
   });
 
   it("batches A against one B per batch entry", async () => {
@@ -82,14 +110,14 @@ describe("matmul", async () => {
     const a = upload(gpu, randn(random, 3 * 17 * 20), [3, 17, 20], "f32");
     const b = upload(gpu, randn(random, 3 * 5 * 20), [3, 5, 20], "f32");
     const expected = matmulReference(a.values, b.values, null, shape);
-    for (const version of ["v1_naive", "v2_tiled", "v3_register_tiled"]) {
+    for (const version of GENERAL_VERSIONS.filter(supported)) {
       const c = MATMUL_VERSIONS[version](a.t, b.t);
       expect(c.shape).toEqual([3, 17, 5]);
       expectWithin(await c.read(), expected, errorBounds(a.values, b.values, null, shape, "f32"), `${version} batched`);
     }
   });
 
-  it("folds A's leading dimensions into rows against a weight, and picks matvec for few rows", async () => {
+  it("folds A's leading dimensions into rows against a weight", async () => {
     const a = upload(gpu, randn(random, 2 * 3 * 8), [2, 3, 8], "f32");
     const w = upload(gpu, randn(random, 4 * 8), [4, 8], "f32");
     const shape: MatmulShape = { batch: 1, M: 6, N: 4, K: 8, batchedB: false };
@@ -102,15 +130,51 @@ describe("matmul", async () => {
     expectWithin(await c2.read(), matmulReference(many.values, w.values, null, shape2), errorBounds(many.values, w.values, null, shape2, "f32"), "many rows");
   });
 
+  it.skipIf(!gpu.adapter.isFallbackAdapter || fixedSubgroupSize(gpu) === null)(
+    "on lavapipe, picks matvec_v2 for up to 4 rows against a weight and v6 otherwise",
+    () => {
+      const w = gpu.tensor(new Float32Array(4 * 8), [4, 8]);
+      const rows = (n: number) => gpu.tensor(new Float32Array(n * 8), [n, 8]);
+      expect(chooseMatmulVersion(rows(1), w)).toBe("matvec_v2_subgroup");
+      expect(chooseMatmulVersion(gpu.tensor(new Float32Array(4 * 8), [2, 2, 8]), w)).toBe("matvec_v2_subgroup");
+      expect(chooseMatmulVersion(rows(5), w)).toBe("v6_f16_packed");
+      expect(chooseMatmulVersion(rows(577), w)).toBe("v6_f16_packed");
+      const batched = gpu.tensor(new Float32Array(2 * 8), [2, 1, 8]);
+      expect(chooseMatmulVersion(batched, gpu.tensor(new Float32Array(2 * 4 * 8), [2, 4, 8]))).toBe("v6_f16_packed");
+    },
+  );
+
+  it("without subgroups, refuses the subgroup versions and falls back to matvec and v4 or v3", async () => {
+    const plain = await Gpu.create({ disableFeatures: ["subgroups"], poison: true });
+    try {
+      const a = upload(plain, randn(random, 3 * 8), [3, 8], "f32");
+      const many = upload(plain, randn(random, 40 * 8), [40, 8], "f32");
+      const w = upload(plain, randn(random, 5 * 8), [5, 8], "f32");
+      for (const version of ["v5_subgroup_broadcast", "v6_f16_packed", "matvec_v2_subgroup"]) {
+        expect(matmulVersionSupported(plain, version)).toBe(false);
+        expect(() => MATMUL_VERSIONS[version](a.t, w.t)).toThrow(/needs the 'subgroups' feature/);
+      }
+      expect(chooseMatmulVersion(a.t, w.t)).toBe("matvec");
+      expect(chooseMatmulVersion(many.t, w.t)).toBe(plain.adapter.isFallbackAdapter ? "v4_register_blocked" : "v3_register_tiled");
+      for (const x of [a, many]) {
+        const shape: MatmulShape = { batch: 1, M: x.t.dim(0), N: 5, K: 8, batchedB: false };
+        const expected = matmulReference(x.values, w.values, null, shape);
+        expectWithin(await matmul(x.t, w.t).read(), expected, errorBounds(x.values, w.values, null, shape, "f32"), `no subgroups, ${shape.M} rows`);
+      }
+    } finally {
+      plain.destroy();
+    }
+  });
+
   it("fills column ranges of one output from a weight split into row parts", async () => {
-    const [M, K] = [5, 20];
+    const [M, K] = [3, 20];
     const rowsPerPart = [8, 4, 5];
     const N = 17;
     const a = upload(gpu, randn(random, M * K), [M, K], "f32");
     const w = randn(random, N * K);
     const bias = randn(random, N);
     const shape: MatmulShape = { batch: 1, M, N, K, batchedB: false };
-    for (const version of Object.keys(MATMUL_VERSIONS)) {
+    for (const version of Object.keys(MATMUL_VERSIONS).filter(supported)) {
       const out = gpu.empty([M, N], "f32");
       let start = 0;
       for (const rows of rowsPerPart) {
@@ -135,13 +199,18 @@ describe("matmul", async () => {
     const bias = gpu.tensor(new Float32Array(3), [3]);
     const w = gpu.tensor(new Float32Array(8), [2, 4]);
     const before = gpu.dispatchCount;
-    for (const version of Object.values(MATMUL_VERSIONS)) {
-      expect(() => version(a, b)).toThrow(ShapeError);
-      expect(() => version(a, w, { bias })).toThrow(/bias f32\[3\] must be \[2\]/);
+    for (const version of Object.keys(MATMUL_VERSIONS).filter(supported)) {
+      expect(() => MATMUL_VERSIONS[version](a, b)).toThrow(ShapeError);
+      expect(() => MATMUL_VERSIONS[version](a, w, { bias })).toThrow(/bias f32\[3\] must be \[2\]/);
     }
     expect(() => matmul(a, b)).toThrow(/disagree on K/);
     const tall = gpu.tensor(new Float32Array(40), [10, 4]);
     expect(() => MATMUL_VERSIONS.matvec(tall, w)).toThrow(/matvec takes 1 to 8/);
+    if (supported("matvec_v2_subgroup")) {
+      expect(() => MATMUL_VERSIONS.matvec_v2_subgroup(tall, w)).toThrow(/matvec_v2_subgroup takes 1 to 4/);
+      const batched = gpu.tensor(new Float32Array(8), [1, 2, 4]);
+      expect(() => MATMUL_VERSIONS.matvec_v2_subgroup(batched, batched)).toThrow(/must be a single \[N, K\] matrix/);
+    }
     expect(gpu.dispatchCount).toBe(before);
   });
 });

@@ -1,0 +1,161 @@
+/**
+ * matmul v5: register tiles shared through subgroup broadcasts, no workgroup memory.
+ *
+ * A workgroup is one subgroup of W lanes (W = 8 on lavapipe, one lane per AVX2 SIMD slot). It
+ * computes a (W·G) × (W·T) tile of C: lane l owns T columns, n0 + l, n0 + W + l, ..., and all
+ * W·G rows of the tile, so it keeps W·G·T sums in registers (G = T = 2 on lavapipe: a 16×16
+ * tile, 32 sums per lane).
+ *
+ * Each step along K reads one quad (4 K-values, see quads.ts) per lane and operand: lane l
+ * reads row m0 + gW + l of A for each row group g, and row n0 + jW + l of B for each column
+ * group j. Every lane needs every row of A, so the A quads travel between lanes instead of
+ * being loaded again: subgroupBroadcast(a_g, r) hands lane r's quad to the whole subgroup,
+ * and each lane adds dot(that quad, its B quad) into the sum for row gW + r and column group
+ * j. Per step a lane thus makes G + T loads and W·G·T dot products: 8 vec4 dot products per
+ * load on lavapipe, against 2 in v4.
+ *
+ * Why this shape wins on lavapipe (Mesa 25.0, measured in scratch/perf/): llvmpipe runs the W
+ * lanes as one AVX2 vector, and every storage load whose address differs between lanes is
+ * done lane by lane, each 32-bit component with its own bounds check and branch: some 8
+ * instructions per float loaded, against one instruction for 8 multiply-adds. A broadcast
+ * from a register is 2 to 3 instructions. So loads are the cost to cut, workgroup memory does
+ * not help (it is read lane by lane too, and each barrier suspends and resumes every SIMD
+ * group), and the sums may spill to the stack: a spilled sum costs a load and a store per
+ * step, still far less than the loads it saves. Measured (scratch/perf/targets.ts; GFLOP/s
+ * from the CPU time of both cores, as two idle cores would run it): 1024³ f32, v1 1.2, v2
+ * 0.56, v3 2.6, v4 5.3, this kernel 13-15; 512×4096×4096 17; 4096³ 17.
+ *
+ * On a GPU (W = 32 or 64) the same code runs with one row group (G = 1) and a tile of W·T
+ * columns; each broadcast is a register shuffle, about as costly as a workgroup-memory load,
+ * so it is roughly v3's balance without the barriers. The runtime still prefers v3 there (see
+ * index.ts): it is the shape GPUs are tuned for, and this one is only measured on lavapipe.
+ */
+import type { Tensor } from "../../tensor/tensor.js";
+import { defineKernel } from "../../tensor/kernel.js";
+import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
+import { MATMUL_BINDINGS, planMatmul, type MatmulOptions } from "./common.js";
+import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "./quads.js";
+import { requireFixedSubgroupSize } from "./subgroups.js";
+
+/** A tile: W lanes, G row groups of W rows, T column groups of W columns. */
+export type BroadcastTile = {
+  lanes: number;
+  rowGroups: number;
+  columnGroups: number;
+};
+
+/**
+ * Sums per lane. On lavapipe (W = 8) 32 sums make a 16×16 tile. A 32×32 tile (128 sums, spilled
+ * to the stack) measured 7-10% faster but takes lavapipe's LLVM 5-7 s to compile, against 1-2
+ * s, for each dtype combination the first time it is used (Mesa then caches it on disk); 8×32
+ * and 16×32 tiles were slower than 16×16. On a GPU, 32 sums is a modest share of its registers.
+ */
+const SUMS_PER_LANE = 32;
+
+/** The tile for a subgroup of `lanes`: as square as the budget of sums allows. */
+export function broadcastTile(lanes: number): BroadcastTile {
+  const groups = Math.max(1, Math.floor(SUMS_PER_LANE / lanes)); // G·T
+  const columnGroups = Math.min(4, Math.ceil(Math.sqrt(groups)));
+  const rowGroups = Math.max(1, Math.floor(groups / columnGroups));
+  return { lanes, rowGroups, columnGroups };
+}
+
+type BroadcastSpec = BroadcastTile & {
+  aMode: QuadMode;
+  bMode: QuadMode;
+  subgroups: true;
+};
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** The kernel body; the loop body and the stores are written out in full for every row. */
+function broadcastWgsl({ aMode, bMode, lanes: W, rowGroups: G, columnGroups: T }: BroadcastSpec): string {
+  const rows = W * G;
+  const aRows = range(G).map((g) => `let a_row${g} = z * params.a_batch_stride + min(m0 + ${g * W}u + lane, params.M - 1u) * params.K;`);
+  const bRows = range(T).map((j) => `let b_row${j} = z * params.b_batch_stride + min(n0 + ${j * W}u + lane, params.N - 1u) * params.K;`);
+  const loads = [
+    ...range(G).map((g) => `let a${g} = quad_a(a_row${g}, k);`),
+    ...range(T).map((j) => `let b${j} = quad_b(b_row${j}, k);`),
+  ];
+  const updates = range(rows).map((i) => {
+    const a = `subgroupBroadcast(a${Math.floor(i / W)}, ${i % W}u)`;
+    return `{ let a = ${a}; ${range(T).map((j) => `acc[${i * T + j}] += dot(a, b${j});`).join(" ")} }`;
+  });
+  const stores = range(rows).map((i) => range(T).map((j) => `store_inside(z, m0 + ${i}u, n0 + ${j * W}u + lane, acc[${i * T + j}]);`).join(" "));
+  return /* wgsl */ `
+${quadFetchWgsl("a", aMode)}
+${quadFetchWgsl("b", bMode)}
+
+${FLAGGED_EPILOGUE_WGSL}
+
+// Tiles overhang C's edges; only sums inside it are stored.
+fn store_inside(z: u32, m: u32, n: u32, sum: f32) {
+  if (m < params.M && n < params.N) { store_c(z, m, n, sum); }
+}
+
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let z = wid.z;
+  let m0 = wid.y * ${rows}u;
+  let n0 = wid.x * ${W * T}u;
+  // The rows this lane loads (clamped: past the edge they load real data that is never stored).
+  ${aRows.join("\n  ")}
+  ${bRows.join("\n  ")}
+  // acc[i·${T} + j]: row m0 + i, column n0 + ${W}j + lane.
+  var acc: array<f32, ${rows * T}>;
+  let quads = (params.K + 3u) / 4u;
+  for (var q = 0u; q < quads; q++) {
+    let k = q * 4u;
+    ${loads.join("\n    ")}
+    ${updates.join("\n    ")}
+  }
+  ${stores.join("\n  ")}
+}`;
+}
+
+/** The v5 kernel, or (with another name) v6's, which differs only in how it reads f16. */
+export function defineBroadcastKernel(name: string) {
+  return defineKernel({
+    name,
+    params: FLAGGED_PARAMS,
+    bindings: MATMUL_BINDINGS,
+    elementType: (binding, dtype, spec: BroadcastSpec) =>
+      binding === "a" ? quadElementType(spec.aMode, dtype) : binding === "b" ? quadElementType(spec.bMode, dtype) : dtype,
+    wgsl: broadcastWgsl,
+  });
+}
+
+type BroadcastKernel = ReturnType<typeof defineBroadcastKernel>;
+
+/** Checks, plans and records one launch of a broadcast kernel. */
+export function launchBroadcast(
+  kernel: BroadcastKernel,
+  version: string,
+  packF16: boolean,
+  a: Tensor,
+  b: Tensor,
+  options: MatmulOptions,
+): Tensor {
+  const lanes = requireFixedSubgroupSize(a.gpu, version);
+  const call = planMatmul(version, a, b, options);
+  const { M, N, K, batch } = call.shape;
+  const tile = broadcastTile(lanes);
+  a.gpu.run(kernel, {
+    params: flaggedParams(call),
+    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    workgroups: [Math.ceil(N / (lanes * tile.columnGroups)), Math.ceil(M / (lanes * tile.rowGroups)), batch],
+    spec: {
+      ...tile,
+      aMode: quadMode(a, K, packF16),
+      bMode: quadMode(b, K, packF16),
+      subgroups: true,
+    },
+  });
+  return call.c;
+}
+
+const kernel = defineBroadcastKernel("matmul_v5_subgroup_broadcast");
+
+export function matmulSubgroupBroadcast(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
+  return launchBroadcast(kernel, "v5_subgroup_broadcast", false, a, b, options);
+}
