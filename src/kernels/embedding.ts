@@ -59,6 +59,7 @@ const embeddingKernel = defineKernel({
   name: "embedding",
   params: { count: "u32", hidden: "u32", rows: "u32", row_start: "u32" },
   bindings: { ids: "read", table: "read", out: "read_write" },
+  gathers: ["table"],
   wgsl: ({ zeroOthers }: { zeroOthers: boolean }) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
 @compute @workgroup_size(${WORKGROUP})

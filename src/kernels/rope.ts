@@ -132,6 +132,7 @@ const ropeKernel = defineKernel({
   name: "rope",
   params: { pairs: "u32", heads: "u32", half: "u32", position_offset: "u32" },
   bindings: { x: "read", table: "read", out: "read_write" },
+  gathers: ["table"],
   wgsl: () => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
 @compute @workgroup_size(${WORKGROUP})

@@ -38,6 +38,14 @@ export interface Launch<P extends Record<string, ParamType>, B extends Record<st
   spec?: S;
 }
 
+/** One recorded launch, as a launch observer sees it. */
+export interface LaunchRecord {
+  kernel: AnyKernel;
+  tensors: Readonly<Record<string, Tensor>>;
+  spec: Readonly<Record<string, SpecValue>>;
+  workgroups: readonly [number, number, number];
+}
+
 export class Gpu {
   readonly device: GPUDevice;
   readonly adapter: AdapterSummary;
@@ -69,6 +77,8 @@ export class Gpu {
   dispatchesInBatch = 0;
   dispatchCount = 0;
   submitCount = 0;
+  /** Sees every launch as it is recorded: how the benchmarks (src/bench) count dispatches and the weight bytes they read. */
+  launchObserver: ((launch: LaunchRecord) => void) | null = null;
 
   private readonly scopes: Set<Tensor>[] = [];
   private readonly tensorScope = new WeakMap<Tensor, Set<Tensor>>();
@@ -273,6 +283,7 @@ export class Gpu {
     pass.dispatchWorkgroups(x, y, z);
     this.dispatchesInBatch++;
     this.dispatchCount++;
+    this.launchObserver?.({ kernel: anyKernel, tensors: launch.tensors, spec, workgroups: [x, y, z] });
   }
 
   private pipeline<S extends Record<string, SpecValue>>(kernel: Kernel<any, any, S>, spec: S, types: Record<string, DType>): GPUComputePipeline {
@@ -354,6 +365,18 @@ export class Gpu {
     this.pass?.end();
     this.pass = null;
     encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /**
+   * Ends the open compute pass and opens a new one with `descriptor`; the launches recorded next
+   * go into it until something ends it (withEncoder, copyBuffer, submit). With timestampWrites,
+   * this is how the benchmarks time kernels on the GPU itself.
+   */
+  beginComputePass(descriptor: GPUComputePassDescriptor): void {
+    this.assertUsable();
+    const encoder = this.commandEncoder();
+    this.pass?.end();
+    this.pass = encoder.beginComputePass(descriptor);
   }
 
   /** Records commands directly on the batch's encoder (ends the open compute pass); for timestamp queries and the like. */

@@ -34,6 +34,11 @@ export interface KernelDefinition<
   wgsl: (spec: S & { types: Record<keyof B, DType> }) => string;
   /** Element type of a binding when it is not the plain dtype (e.g. `vec4<f32>`). */
   elementType?: (binding: keyof B & string, dtype: DType, spec: NoInfer<S>) => string;
+  /**
+   * Read bindings of which a launch reads only a few rows, picked by id or position (an
+   * embedding table, the rope table): the benchmarks do not count them as read in full.
+   */
+  gathers?: readonly (keyof B & string)[];
 }
 
 export interface Kernel<P extends Record<string, ParamType>, B extends Record<string, Access>, S extends Record<string, SpecValue>>

@@ -1,0 +1,529 @@
+/**
+ * End to end: a whole LLaVA model doing what generate() does, timed phase by phase.
+ *
+ *   image encoding   pixel values → vision tower → projector → image features
+ *   prefill          the prompt (image features + text tokens) through the decoder in one pass,
+ *                    filling the KV-cache, and the first token sampled and read back
+ *   time to first token = image encoding + prefill
+ *   decode           one token at a time at a given context (1024 positions by default): each
+ *                    step recorded into one command buffer, submitted once, its id read back
+ *
+ * Every phase is recorded exactly as VisionLanguageModel.generate records it (the same calls in
+ * the same order), and timed on the wall clock, since that is what a user waits for.
+ *
+ * Three figures do not depend on the device, and are what the runtime's design promises:
+ * - dispatches per decoded token (kernel launches), and submits per token (1: the read of the id);
+ * - weight bytes read per token over the decoder's weight bytes: every launch's read-only
+ *   bindings that hold weights are counted in full, except those a kernel only gathers rows from
+ *   (the embedding table, kernel.ts `gathers`); the decoder's bytes are those of its layers,
+ *   final norm and LM head (the embedding table too when it is tied to the LM head). A decoder
+ *   that reads each weight once per token scores 1.0;
+ * - CPU milliseconds spent recording one token's commands.
+ *
+ * Large shapes on slow devices: with `sampleLayers` (the default for --quick beyond the tiny
+ * shape) image encoding and prefill are not run through every layer. They run through 0 and
+ * through 1 layer of the real model, every layer of which costs the same, and the full time is
+ * estimated as t(0) + layers · (t(1) - t(0)); the output says so. Decoding always runs the whole
+ * model, for fewer steps.
+ */
+import { readFileSync } from "node:fs";
+import { freemem } from "node:os";
+import { performance } from "node:perf_hooks";
+import { randomFill } from "../kernels/random_fill.js";
+import { sampleToken } from "../kernels/sample.js";
+import { ClipVisionTower } from "../models/clip.js";
+import { LlamaDecoder, type KVCache } from "../models/llama.js";
+import { loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
+import { randomLlava, weightBytes } from "../models/random_gpu.js";
+import type { WeightStore } from "../models/weights.js";
+import { takeRows } from "../tensor/copy.js";
+import { bytesPerElement, type DType } from "../tensor/dtype.js";
+import type { Gpu, LaunchRecord } from "../tensor/gpu.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
+import { expectedTensors, visionLayersUsed } from "../weights/names.js";
+import type { DeviceLimits } from "./limits.js";
+import { shapeConfig, type E2EShape } from "./shapes.js";
+import { summarize, type Summary } from "./stats.js";
+
+export type ModelSource = { shape: E2EShape } | { path: string };
+
+export interface E2EOptions {
+  /** Storage dtype of weights and KV-cache (default: f16 where the adapter has shader-f16). */
+  dtype?: DType;
+  /** Fewer repeats and decode steps; beyond the tiny shape, layer sampling (see the top of this file). */
+  quick?: boolean;
+  /** Text tokens in the prompt besides the image's features (default 64; 640 for a text-only model). */
+  textTokens?: number;
+  /** Context at which decoding is timed (default 1024). */
+  context?: number;
+  /** Decode steps timed (default 32; quick: 8, or 2 beyond the tiny shape). */
+  decodeSteps?: number;
+  /** Estimate image encoding and prefill from passes over 0 and 1 layers. */
+  sampleLayers?: boolean;
+  /** Timed runs of image encoding and prefill (default 3; quick 1). */
+  repeats?: number;
+  /** The device's measured limits, to give each phase's rate as a fraction of them. */
+  limits?: DeviceLimits;
+  /** Progress, a line at a time. */
+  onProgress?: (line: string) => void;
+}
+
+/** A phase's achieved rate and the fraction of the device's ceiling it reaches. */
+export interface PhaseRate {
+  gflops?: number;
+  gbps?: number;
+  fraction: number;
+  /** The ceiling, in words. */
+  of: string;
+}
+
+export interface PhaseTiming {
+  /** Milliseconds (the median of the runs). */
+  ms: number;
+  /** "measured": timed through every layer; "estimated": t(0 layers) + layers · (t(1 layer) - t(0 layers)). */
+  method: "measured" | "estimated";
+  /** Timed runs behind the figure (each, for an estimate). */
+  runs: number;
+  /** Relative spread of the runs (see stats.ts). */
+  spread: number;
+}
+
+export interface E2EResult {
+  /** The shape's name or the checkpoint's path. */
+  model: string;
+  description: string;
+  dtype: DType;
+  weightBytes: number;
+  /** What one decoded token must read at least: the decoder's weights (see the top of this file). */
+  decoderWeightBytes: number;
+  splitTensors: string[];
+  /** Milliseconds to load the checkpoint, or to make the random weights on the GPU. */
+  buildMs: number;
+  image: (PhaseTiming & { features: number }) | null;
+  prefill: PhaseTiming & { positions: number; tokensPerSecond: number };
+  timeToFirstTokenMs: number;
+  decode: { context: number; steps: number; msPerToken: Summary; tokensPerSecond: number };
+  perToken: {
+    dispatches: number;
+    submits: number;
+    weightBytesRead: number;
+    /** weightBytesRead / decoderWeightBytes; 1.0 is ideal. */
+    weightReadRatio: number;
+    /** CPU milliseconds to record one token's commands. */
+    recordMs: Summary;
+  };
+  /**
+   * Against the measured limits (when given): image encoding and prefill in GFLOP/s of their
+   * matrix products and attention, decoding in GB/s of decoder weights read.
+   */
+  rates: { image: PhaseRate | null; prefill: PhaseRate | null; decode: PhaseRate | null };
+  /** Most GPU memory held at once (weights, KV-cache, activations and the pool). */
+  peakMemoryBytes: number;
+  /** Wall time of the whole benchmark, model building included. */
+  totalSeconds: number;
+}
+
+/** Bytes of the weights a decoded token reads: the decoder's, minus the gathered embedding table unless it is the LM head too. */
+export function decoderWeightBytes(config: ModelConfig, dtype: DType): number {
+  if (config.kind === "clip_vision") return 0;
+  const tied = config.text.tieWordEmbeddings;
+  return expectedTensors(config)
+    .filter((t) => (t.name.startsWith("text.") || t.name.startsWith("lm_head.")) && (tied || t.name !== "text.embed_tokens.weight"))
+    .reduce((sum, t) => sum + t.shape.reduce((n, d) => n * d, 1) * bytesPerElement(dtype), 0);
+}
+
+/**
+ * Bytes of weights a launch reads: its read-only bindings that hold persistent tensors other
+ * than `excluded` (the KV-cache), except those the kernel declares it only gathers from.
+ */
+export function weightBytesOf(launch: LaunchRecord, excluded: ReadonlySet<GPUBuffer>): number {
+  const { kernel, tensors } = launch;
+  let bytes = 0;
+  for (const name of kernel.bindingNames) {
+    const t = tensors[name];
+    if (kernel.bindings[name] !== "read" || kernel.gathers?.includes(name)) continue;
+    if (t.storage.pooled || excluded.has(t.buffer)) continue;
+    bytes += t.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * FLOPs of image encoding: the used encoder layers' matrix products and attention over all
+ * tokens, the patch convolution, the projector over the features.
+ */
+export function imageFlops(config: Extract<ModelConfig, { kind: "llava" }>, features: number): number {
+  const v = config.vision;
+  const tokens = v.numPatches + 1;
+  const h = v.hiddenSize;
+  const layer = 2 * tokens * (4 * h * h + 2 * h * v.intermediateSize) + 4 * h * tokens * tokens;
+  const patches = 2 * v.numPatches * h * v.numChannels * v.patchSize * v.patchSize;
+  const t = config.text.hiddenSize;
+  const projector = 2 * features * (h * t + t * t);
+  return visionLayersUsed(config) * layer + patches + projector;
+}
+
+/** FLOPs of a prefill of `positions`: every layer's matrix products and causal attention, and the LM head for the last row. */
+export function prefillFlops(text: LlamaConfig, positions: number): number {
+  const { hiddenSize: h, intermediateSize: mlp, numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = text;
+  const matrices = 2 * H * D * h + 2 * Hkv * D * h + 3 * h * mlp;
+  const attention = 4 * H * D * ((positions * (positions + 1)) / 2);
+  return text.numHiddenLayers * (2 * positions * matrices + attention) + 2 * text.vocabSize * h;
+}
+
+function describe(config: ModelConfig): string {
+  if (config.kind === "clip_vision") return "a CLIP vision tower";
+  const t = config.text;
+  const decoder = `decoder ${t.numHiddenLayers}×${t.hiddenSize} (MLP ${t.intermediateSize}, ${t.numAttentionHeads} heads, ${t.numKeyValueHeads} KV, vocab ${t.vocabSize})`;
+  if (config.kind === "llama") return decoder;
+  const v = config.vision;
+  return `vision ${visionLayersUsed(config)} of ${v.numHiddenLayers}×${v.hiddenSize} (MLP ${v.intermediateSize}, ${v.imageSize} px / ${v.patchSize}), ${decoder}`;
+}
+
+/** Memory a software adapter can use: the machine's available RAM. */
+function availableMemory(): number {
+  try {
+    const line = readFileSync("/proc/meminfo", "utf8").match(/^MemAvailable:\s+(\d+) kB/m);
+    if (line) return Number(line[1]) * 1024;
+  } catch {
+    // not Linux: fall through
+  }
+  return freemem();
+}
+
+function isSoftwareAdapter(gpu: Gpu): boolean {
+  const a = gpu.adapter;
+  return a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.description} ${a.architecture} ${a.device}`);
+}
+
+/** GPU memory a run needs, roughly: weights, KV-cache, and a layer's activations twice over (pool). */
+function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DType, contextLength: number, positions: number): number {
+  const t = config.text;
+  const cache = 2 * t.numHiddenLayers * t.numKeyValueHeads * contextLength * t.headDim * bytesPerElement(dtype);
+  let activations = positions * (8 * t.hiddenSize + 3 * t.intermediateSize) * 4;
+  if (config.kind === "llava") {
+    const v = config.vision;
+    activations = Math.max(activations, (v.numPatches + 1) * (8 * v.hiddenSize + 2 * v.intermediateSize) * 4);
+  }
+  return weightBytes(config, dtype) + cache + 2 * activations + 256 * 2 ** 20;
+}
+
+function gb(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(1)} GB`;
+}
+
+/** Seeded prompt ids: BOS, the image token (for a vision model), then text ids from the ordinary vocabulary. */
+function promptIds(text: LlamaConfig, imageToken: number | null, textTokens: number): number[] {
+  const ids = [text.bosTokenId ?? 1];
+  if (imageToken !== null) ids.push(imageToken);
+  const ordinary = Math.min(text.vocabSize, 32000);
+  let state = 12345;
+  while (ids.length < textTokens + (imageToken === null ? 0 : 1)) {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    const id = 3 + (state % (ordinary - 3));
+    if (id !== imageToken) ids.push(id);
+  }
+  return ids;
+}
+
+/** What a vision model's encodeImage does, for a tower of any number of layers. */
+function encodeWith(tower: ClipVisionTower, vision: VisionPart, pixels: Tensor): Tensor {
+  const hidden = tower.forward(pixels);
+  const selected = vision.keepClassToken ? hidden : takeRows(hidden, 1, hidden.dim(0) - 1);
+  if (selected !== hidden) hidden.dispose();
+  const features = vision.projector.forward(selected);
+  selected.dispose();
+  return features;
+}
+
+async function wallMs(gpu: Gpu, record: () => void, wait: () => Promise<unknown> = () => gpu.sync()): Promise<number> {
+  const start = performance.now();
+  record();
+  await wait();
+  return performance.now() - start;
+}
+
+async function repeatMs(runs: number, once: () => Promise<number>): Promise<Summary> {
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) samples.push(await once());
+  return summarize(samples);
+}
+
+/** The estimate t(0) + layers · (t(1) - t(0)) from timings over 0 and 1 layers. */
+function extrapolate(zero: Summary, one: Summary, layers: number, runs: number): PhaseTiming {
+  const perLayer = Math.max(0, one.median - zero.median);
+  const ms = zero.median + layers * perLayer;
+  return { ms, method: "estimated", runs, spread: Math.max(zero.spread, one.spread) };
+}
+
+/** What every phase needs: the model, its prompt, and where the sampled token goes. */
+interface Run {
+  gpu: Gpu;
+  model: LlavaModel;
+  /** The model's weights, to build parts of it (random shapes only). */
+  weights: WeightStore | null;
+  ids: number[];
+  /** u32 [1]: where each step's sampled id goes and the next step's embedding reads it. */
+  token: Tensor;
+  /** Greedy sampling into `token`, with the token history, as generate() does it. */
+  sample: (logits: Tensor, step: number, historyLength: number) => void;
+  repeats: number;
+  sampleLayers: boolean;
+  contextLength: number;
+  progress: (line: string) => void;
+}
+
+/** The options resolved and checked against the model. */
+function settings(config: ModelConfig & { text: LlamaConfig }, isRandom: boolean, large: boolean, gpu: Gpu, options: E2EOptions) {
+  const quick = options.quick ?? false;
+  const sampleLayers = options.sampleLayers ?? (quick && isRandom && large);
+  if (sampleLayers && !isRandom) throw new Error("layer sampling needs a random-weight shape (--shape), not a checkpoint");
+  const repeats = options.repeats ?? (quick ? 1 : 3);
+  const steps = options.decodeSteps ?? (quick ? (large ? 2 : 8) : 32);
+  const context = options.context ?? 1024;
+  const features = config.kind === "llava" ? config.vision.numPatches + (config.visionFeatureSelectStrategy === "full" ? 1 : 0) : 0;
+  const textTokens = options.textTokens ?? (features > 0 ? 64 : 640);
+  for (const [name, n] of [["steps", steps], ["context", context], ["text tokens", textTokens], ["repeats", repeats]] as const) {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name} must be an integer >= 1, not ${n}`);
+  }
+  const positions = features + textTokens;
+  // Room for the prompt, or for the context plus the warm-up step and the timed ones.
+  const contextLength = Math.max(positions, context) + steps + 2;
+  const text = config.text;
+  if (contextLength > text.maxPositionEmbeddings) {
+    throw new RangeError(
+      `decoding ${steps} steps at context ${context} needs ${contextLength} positions, over this model's max_position_embeddings (${text.maxPositionEmbeddings})`,
+    );
+  }
+  const dtype: DType | undefined = options.dtype ?? (isRandom ? (gpu.hasF16 ? "f16" : "f32") : undefined);
+  if (dtype === "f16" && !gpu.hasF16) throw new Error("dtype f16 was requested, but this adapter has no shader-f16");
+  return { sampleLayers, repeats, steps, context, features, textTokens, positions, contextLength, dtype };
+}
+
+/** Image encoding of random pixels; returns its timing and the features of the last run (the caller's to free). */
+async function measureImage(run: Run, vision: VisionPart, featureCount: number): Promise<{ image: NonNullable<E2EResult["image"]>; features: Tensor }> {
+  const { gpu, weights, repeats, progress } = run;
+  const { imageSize } = vision.tower.config;
+  const pixels = randomFill(gpu.empty([3, imageSize, imageSize], "f32", { name: "pixel values" }), { seed: 3 });
+  // Each run replaces the features of the one before.
+  let encoded: Tensor | null = null;
+  const encode = (tower: ClipVisionTower) => async () => {
+    encoded?.dispose();
+    return wallMs(gpu, () => (encoded = gpu.scope(() => encodeWith(tower, vision, pixels))));
+  };
+  let timing: PhaseTiming;
+  try {
+    const layers = vision.tower.layerCount;
+    if (run.sampleLayers) {
+      progress(`image encoding: through 0 and 1 layers, to estimate all ${layers}`);
+      const zero = new ClipVisionTower(gpu, vision.tower.config, weights!, 0);
+      const one = new ClipVisionTower(gpu, vision.tower.config, weights!, 1);
+      await encode(one)(); // warm-up: compiles the pipelines
+      const t0 = await repeatMs(repeats, encode(zero));
+      const t1 = await repeatMs(repeats, encode(one));
+      timing = extrapolate(t0, t1, layers, repeats);
+    } else {
+      progress(`image encoding: ${layers} vision layer${layers === 1 ? "" : "s"}`);
+      await encode(vision.tower)(); // warm-up
+      const t = await repeatMs(repeats, encode(vision.tower));
+      timing = { ms: t.median, method: "measured", runs: t.n, spread: t.spread };
+    }
+  } catch (error) {
+    (encoded as Tensor | null)?.dispose();
+    throw error;
+  } finally {
+    pixels.dispose();
+  }
+  progress(`image encoding ${timing.method === "estimated" ? "(estimated) " : ""}${timing.ms.toFixed(1)} ms`);
+  return { image: { ...timing, features: featureCount }, features: encoded! };
+}
+
+/** The prompt through the decoder, the first token sampled and read back. */
+async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: number): Promise<PhaseTiming> {
+  const { gpu, model, weights, ids, token, repeats, progress } = run;
+  const text = model.textConfig;
+  const once = (decoder: LlamaDecoder, cache: KVCache, promptIds: number[], promptFeatures: Tensor[]) => () =>
+    wallMs(
+      gpu,
+      () => {
+        cache.length = 0;
+        gpu.scope(() => {
+          const hidden = decoder.forward(model.embedPrompt(promptIds, promptFeatures), cache);
+          run.sample(decoder.logits(takeRows(hidden, hidden.dim(0) - 1, 1)), 0, promptIds.length);
+        });
+      },
+      () => token.read(),
+    );
+  if (!run.sampleLayers) {
+    progress(`prefill of ${positions} positions through ${text.numHiddenLayers} layers`);
+    const prefill = once(model.decoder, model.cache, ids, imageFeatures);
+    await prefill(); // warm-up
+    const t = await repeatMs(repeats, prefill);
+    return { ms: t.median, method: "measured", runs: t.n, spread: t.spread };
+  }
+  progress(`prefill of ${positions} positions: through 0 and 1 layers, to estimate all ${text.numHiddenLayers}`);
+  const partial = (layers: number) => {
+    const decoder = new LlamaDecoder(gpu, { ...text, numHiddenLayers: layers }, weights!, run.contextLength);
+    return { decoder, cache: decoder.createCache(model.dtype) };
+  };
+  const zero = partial(0);
+  const one = partial(1);
+  try {
+    const textOnly = ids.filter((id) => id !== model.vision?.imageTokenId).slice(0, 16);
+    await once(one.decoder, one.cache, textOnly, [])(); // warm-up: compiles the pipelines
+    const t0 = await repeatMs(repeats, once(zero.decoder, zero.cache, ids, imageFeatures));
+    const t1 = await repeatMs(repeats, once(one.decoder, one.cache, ids, imageFeatures));
+    return extrapolate(t0, t1, text.numHiddenLayers, repeats);
+  } finally {
+    one.cache.dispose();
+    zero.cache.dispose();
+  }
+}
+
+/** `steps` tokens decoded at `context`, each as generate() does it: recorded, submitted once, its id read back. */
+async function measureDecode(run: Run, context: number, steps: number, decoderBytes: number): Promise<{ msPerToken: Summary; perToken: E2EResult["perToken"] }> {
+  const { gpu, model, ids, token, progress } = run;
+  progress(`decoding ${steps} tokens at context ${context}`);
+  const { decoder, cache } = model;
+  const cacheBuffers = new Set([...cache.keys, ...cache.values].map((t) => t.buffer));
+  const step = (n: number) => {
+    gpu.scope(() => {
+      const hidden = decoder.forward(decoder.embed(token), cache);
+      run.sample(decoder.logits(hidden), n + 1, ids.length + n);
+    });
+  };
+  cache.length = context;
+  step(0); // warm-up (compiles the decode pipelines)
+  await token.read();
+  cache.length = context;
+  const stepMs: number[] = [];
+  const recordMs: number[] = [];
+  let weightBytesRead = 0;
+  gpu.launchObserver = (launch) => (weightBytesRead += weightBytesOf(launch, cacheBuffers));
+  const [dispatches, submits] = [gpu.dispatchCount, gpu.submitCount];
+  try {
+    for (let n = 1; n <= steps; n++) {
+      const start = performance.now();
+      step(n);
+      recordMs.push(performance.now() - start);
+      await token.read();
+      stepMs.push(performance.now() - start);
+    }
+  } finally {
+    gpu.launchObserver = null;
+  }
+  const msPerToken = summarize(stepMs);
+  progress(`decode ${(1000 / msPerToken.median).toFixed(2)} tokens/s`);
+  return {
+    msPerToken,
+    perToken: {
+      dispatches: (gpu.dispatchCount - dispatches) / steps,
+      submits: (gpu.submitCount - submits) / steps,
+      weightBytesRead: weightBytesRead / steps,
+      weightReadRatio: weightBytesRead / steps / decoderBytes,
+      recordMs: summarize(recordMs),
+    },
+  };
+}
+
+export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions = {}): Promise<E2EResult> {
+  const started = performance.now();
+  const progress = options.onProgress ?? (() => {});
+  const isRandom = "shape" in source;
+  const name = isRandom ? source.shape : source.path;
+  const config = isRandom ? shapeConfig(source.shape) : await loadConfig(source.path);
+  if (config.kind === "clip_vision") throw new Error(`${name}: a CLIP vision checkpoint has no decoder to benchmark`);
+  const large = !isRandom || source.shape !== "tiny";
+  const s = settings(config, isRandom, large, gpu, options);
+
+  if (isRandom && isSoftwareAdapter(gpu)) {
+    const needed = memoryEstimate(config, s.dtype!, s.contextLength, s.positions);
+    const available = availableMemory();
+    if (needed > 0.9 * available) {
+      throw new Error(
+        `${name} in ${s.dtype} does not fit: it needs about ${gb(needed)} (weights ${gb(weightBytes(config, s.dtype!))}), and this ` +
+          `software adapter's memory is the machine's, of which ${gb(available)} is available` +
+          (s.dtype === "f32" && gpu.hasF16 ? "; --dtype f16 halves the weights" : ""),
+      );
+    }
+  }
+
+  progress(`building ${name} (${describe(config)})${isRandom ? ` with random ${s.dtype} weights on the GPU` : ""}`);
+  gpu.pool.resetPeak();
+  let model: LlavaModel;
+  let weights: WeightStore | null = null;
+  if (isRandom) {
+    ({ model, weights } = await randomLlava(gpu, config, { dtype: s.dtype!, contextLength: s.contextLength, name }));
+  } else {
+    model = await loadLlava(source.path, { gpu, dtype: s.dtype, contextLength: s.contextLength });
+  }
+  const owned: Tensor[] = [];
+  try {
+    progress(`weights ${gb(model.loadReport.weightBytes)} ready in ${(model.loadReport.loadMs / 1000).toFixed(1)} s`);
+    const ids = promptIds(config.text, model.vision ? model.vision.imageTokenId : null, s.textTokens);
+    const history = gpu.empty([ids.length + s.steps + 4], "u32", { name: "token history" });
+    const token = gpu.empty([1], "u32", { name: "next token" });
+    owned.push(history, token);
+    gpu.write(history, new Uint32Array(ids));
+    const run: Run = {
+      gpu,
+      model,
+      weights,
+      ids,
+      token,
+      sample: (logits, step, length) => sampleToken(logits, { temperature: 0, seed: 0, step, history: { ids: history, length }, out: token }),
+      repeats: s.repeats,
+      sampleLayers: s.sampleLayers,
+      contextLength: s.contextLength,
+      progress,
+    };
+
+    let image: E2EResult["image"] = null;
+    const imageFeatures: Tensor[] = [];
+    if (model.vision) {
+      const measured = await measureImage(run, model.vision, s.features);
+      image = measured.image;
+      imageFeatures.push(measured.features);
+      owned.push(measured.features);
+    }
+    const prefillTiming = await measurePrefill(run, imageFeatures, s.positions);
+    const prefill = { ...prefillTiming, positions: s.positions, tokensPerSecond: (s.positions / prefillTiming.ms) * 1000 };
+    progress(`prefill ${prefill.method === "estimated" ? "(estimated) " : ""}${prefill.ms.toFixed(1)} ms, ${prefill.tokensPerSecond.toFixed(1)} tokens/s`);
+    const decoderBytes = decoderWeightBytes(config, model.dtype);
+    const { msPerToken, perToken } = await measureDecode(run, s.context, s.steps, decoderBytes);
+
+    const limits = options.limits;
+    const compute = (flops: number, phaseMs: number): PhaseRate | null =>
+      limits ? { gflops: flops / phaseMs / 1e6, fraction: flops / phaseMs / 1e6 / limits.computeGFlops, of: "the f32 FMA rate" } : null;
+    const decodeGBps = decoderBytes / msPerToken.median / 1e6;
+    const rates = {
+      image: image && config.kind === "llava" ? compute(imageFlops(config, s.features), image.ms) : null,
+      prefill: compute(prefillFlops(config.text, s.positions), prefill.ms),
+      decode: limits ? { gbps: decodeGBps, fraction: decodeGBps / limits.bandwidthGBps, of: "the bandwidth" } : null,
+    };
+
+    return {
+      model: name,
+      description: describe(config),
+      dtype: model.dtype,
+      weightBytes: model.loadReport.weightBytes,
+      decoderWeightBytes: decoderBytes,
+      splitTensors: model.loadReport.splitTensors,
+      buildMs: model.loadReport.loadMs,
+      image,
+      prefill,
+      timeToFirstTokenMs: (image?.ms ?? 0) + prefill.ms,
+      decode: { context: s.context, steps: s.steps, msPerToken, tokensPerSecond: 1000 / msPerToken.median },
+      perToken,
+      rates,
+      peakMemoryBytes: gpu.memory().peakBytes,
+      totalSeconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    for (const t of owned) t.dispose();
+    model.dispose();
+    await gpu.sync().catch(() => undefined);
+    gpu.pool.trim();
+  }
+}

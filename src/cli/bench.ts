@@ -1,0 +1,262 @@
+/**
+ * `wgsl-vlm bench limits|kernels|e2e`: how fast hand-written WGSL goes on this GPU.
+ *
+ * Each subcommand prints a markdown table on stdout (JSON with --json), writes its JSON (and
+ * markdown) to the results folder, and reports progress on stderr. `kernels` also draws the
+ * roofline chart (SVG and PNG). Every run measures the device's limits first, so each figure
+ * can be given as a fraction of them, from the same conditions.
+ */
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import { kernelCases } from "../bench/cases.js";
+import { runE2E, type ModelSource } from "../bench/e2e.js";
+import { runKernelBench, type KernelResult } from "../bench/kernels.js";
+import { measureLimits, type DeviceLimits } from "../bench/limits.js";
+import { e2eMarkdown, environment, environmentMarkdown, kernelsMarkdown, limitsMarkdown, ms, num, versionsMarkdown } from "../bench/report.js";
+import { rooflineSvg, svgToPng } from "../bench/roofline.js";
+import { E2E_SHAPES, isE2EShape } from "../bench/shapes.js";
+import type { DType } from "../tensor/dtype.js";
+import { Gpu } from "../tensor/gpu.js";
+import { UsageError, type Command } from "./command.js";
+import { GPU_OPTIONS, GPU_USAGE, gpuOptions, numberOption } from "./options.js";
+
+const DEFAULT_OUT = join("bench", "results");
+/** Buffers of `--sizes tiny`: enough to check that the measurement runs, not to measure. */
+const TINY_LIMIT_BYTES = 8 * 2 ** 20;
+
+const COMMON_OPTIONS = {
+  ...GPU_OPTIONS,
+  quick: { type: "boolean" },
+  json: { type: "boolean" },
+  out: { type: "string" },
+  limits: { type: "string" },
+} as const;
+
+const COMMON_USAGE = `  --quick          fewer and shorter measurements (a few minutes on a software GPU); kernels:
+                   a selection of the sizes, or with --only every size it names, briefly
+  --json           print JSON instead of the markdown table
+  --out DIR        where the JSON, markdown and charts go (default ${DEFAULT_OUT})
+  --limits FILE    kernels, e2e: take the device's limits from the JSON of an earlier run on
+                   this device (limits.json, kernels.json, ...) instead of measuring them first
+${GPU_USAGE}`;
+
+const USAGE = `usage: wgsl-vlm bench limits [--sizes real|tiny] [options]
+       wgsl-vlm bench kernels [--only NAME[,NAME...]] [--dtype f16|f32] [--sizes real|tiny] [options]
+       wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} | --model DIR [--dtype f16|f32] [e2e options] [options]
+
+limits    the device's memory bandwidth (a buffer copy; a read-only kernel) and arithmetic rate
+          (FMA-bound kernels in f32, and f16 where available)
+kernels   every kernel and every numbered version, at the sizes of CLIP ViT-L/14-336, LLaMA-7B and
+          TinyLlama-1.1B (prefill of 640 rows, decode of 1 row at context 1024): time, GFLOP/s,
+          GB/s, the fraction of the ceiling that binds, and which version the runtime picks (★);
+          writes roofline.svg and roofline.png
+e2e       a whole LLaVA: image encoding, prefill, time to first token, decoding at context 1024,
+          peak memory, and per decoded token: dispatches, submits, weight bytes read over the
+          decoder's weight bytes, CPU time recording; random weights of a real shape (--shape)
+          built on the GPU, or a real checkpoint (--model DIR)
+
+  --only NAME      kernels matching all of the names: an op (matmul), a version (v2_tiled), a
+                   model (tinyllama), a phase (decode) or a part (gate_proj); comma-separated
+  --dtype f16|f32  weight and KV-cache storage (default f16 where the GPU has shader-f16)
+  --sizes tiny     small buffers and model sizes: checks the suite runs, the figures mean nothing
+e2e options:
+  --context N      context at which decoding is timed (default 1024)
+  --decode-steps N decoded tokens timed (default 32; --quick: 8 on the tiny shape, 2 on the others)
+  --text-tokens N  text tokens in the prompt besides the image's features (default 64)
+  --repeats N      timed runs of image encoding and prefill (default 3; --quick 1)
+  --sample-layers  estimate image encoding and prefill from passes over 0 and 1 layers (the
+                   default with --quick beyond the tiny shape; every layer costs the same)
+  --all-layers     run every layer even with --quick
+${COMMON_USAGE}`;
+
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function dtypeOption(value: string | undefined, gpu: Gpu): DType {
+  if (value === undefined) return gpu.hasF16 ? "f16" : "f32";
+  if (value !== "f16" && value !== "f32") throw new UsageError(`--dtype must be f16 or f32, not '${value}'`);
+  if (value === "f16" && !gpu.hasF16) throw new UsageError("--dtype f16: this adapter has no shader-f16");
+  return value;
+}
+
+function sizesOption(value: string | undefined): "real" | "tiny" {
+  if (value === undefined || value === "real" || value === "tiny") return value ?? "real";
+  throw new UsageError(`--sizes must be real or tiny, not '${value}'`);
+}
+
+async function writeOutputs(dir: string, files: Record<string, string | Buffer>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
+  progress(`wrote ${Object.keys(files).map((f) => join(dir, f)).join(", ")}`);
+}
+
+/** The limits from `file` (a limits.json of this device), or measured now. */
+async function limitsFor(gpu: Gpu, quick: boolean, tiny: boolean, file?: string): Promise<DeviceLimits> {
+  if (file !== undefined) {
+    let document: { kind?: string; environment?: { device?: string }; limits?: DeviceLimits };
+    try {
+      document = JSON.parse(await readFile(file, "utf8"));
+    } catch (error) {
+      throw new UsageError(`--limits ${file}: cannot read it as JSON (${(error as Error).message})`);
+    }
+    if (!["limits", "kernels", "e2e"].includes(document.kind ?? "") || !document.limits) {
+      throw new UsageError(`--limits ${file}: not the JSON of a \`wgsl-vlm bench\` run (limits.json, kernels.json, e2e-*.json)`);
+    }
+    const device = environment(gpu).device;
+    if (document.environment?.device !== device) {
+      throw new UsageError(`--limits ${file}: measured on ${document.environment?.device ?? "an unknown device"}, not on ${device}`);
+    }
+    return document.limits;
+  }
+  progress("measuring the device's limits");
+  const limits = await measureLimits(gpu, { quick: quick || tiny, maxBytes: tiny ? TINY_LIMIT_BYTES : undefined });
+  progress(
+    `  bandwidth ${num(limits.bandwidthGBps)} GB/s (copy ${num(limits.copy.value)}, read ${num(limits.read.value)}), ` +
+      `FMA f32 ${num(limits.fmaF32.value)} GFLOP/s${limits.fmaF16 ? `, f16 ${num(limits.fmaF16.value)}` : ""}`,
+  );
+  return limits;
+}
+
+async function limitsCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, sizes: { type: "string" } } });
+  const tiny = sizesOption(values.sizes) === "tiny";
+  const gpu = await Gpu.create(gpuOptions(values));
+  try {
+    const env = environment(gpu);
+    const limits = await limitsFor(gpu, values.quick ?? false, tiny);
+    const document = { kind: "limits", environment: env, limits };
+    const markdown = `## Device limits\n\n${environmentMarkdown(env)}\n\n${limitsMarkdown(limits)}\n`;
+    await writeOutputs(values.out ?? DEFAULT_OUT, { "limits.json": `${JSON.stringify(document, null, 2)}\n`, "limits.md": markdown });
+    process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
+    return 0;
+  } finally {
+    gpu.destroy();
+  }
+}
+
+async function kernelsCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...COMMON_OPTIONS, only: { type: "string", multiple: true }, dtype: { type: "string" }, sizes: { type: "string" } },
+  });
+  const only = (values.only ?? []).flatMap((o) => o.split(",")).map((o) => o.trim()).filter((o) => o !== "");
+  const sizes = sizesOption(values.sizes);
+  const quick = values.quick ?? false;
+  const gpu = await Gpu.create(gpuOptions(values));
+  try {
+    const dtype = dtypeOption(values.dtype, gpu);
+    const env = environment(gpu);
+    const cases = kernelCases({ dtype, sizes });
+    const limits = await limitsFor(gpu, quick, sizes === "tiny", values.limits);
+    const started = performance.now();
+    const results: KernelResult[] = await runKernelBench(gpu, {
+      cases,
+      dtype,
+      limits,
+      quick,
+      only,
+      // Tiny sizes check that everything runs; a few short samples do.
+      timing: sizes === "tiny" ? { repeats: 3, minSampleMs: 1 } : undefined,
+      onResult: (r) =>
+        progress(
+          `  ${r.model} ${r.phase} ${r.op} ${r.shape} ${r.version}${r.picked ? " ★" : ""}: ` +
+            (r.time ? `${ms(r.time.median)}, ${num(r.gflops)} GFLOP/s, ${num(r.gbps)} GB/s` : `${r.status} (${r.error})`) +
+            (r.runtimeError ? `; the runtime's own call failed: ${r.runtimeError}` : ""),
+        ),
+    });
+    if (results.length === 0) throw new UsageError(`--only ${only.join(",")} matches no kernel`);
+    progress(`${results.length} measurements in ${num((performance.now() - started) / 1000)} s`);
+    const title = `Roofline: ${env.device}, ${dtype} weights, ${env.date.slice(0, 10)}`;
+    const svg = rooflineSvg(results, limits, { title });
+    const document = { kind: "kernels", environment: env, dtype, quick, only, limits, results };
+    const sideBySide = ["matmul", "attention"].map((op) => versionsMarkdown(results, op)).filter(Boolean);
+    const markdown =
+      `## Kernels\n\n${environmentMarkdown(env)}; ${dtype} weights, f32 activations${quick ? "; --quick" : ""}\n\n` +
+      `${limitsMarkdown(limits)}\n\n${sideBySide.map((t) => `${t}\n\n`).join("")}### Every kernel\n\n${kernelsMarkdown(results)}\n`;
+    await writeOutputs(values.out ?? DEFAULT_OUT, {
+      "kernels.json": `${JSON.stringify(document, null, 2)}\n`,
+      "kernels.md": markdown,
+      "roofline.svg": svg,
+      "roofline.png": await svgToPng(svg),
+    });
+    process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
+    // A version refusing a shape it was not made for (matvec at 640 rows) is a result; a failure is not.
+    return results.some((r) => r.status === "failed") ? 1 : 0;
+  } finally {
+    gpu.destroy();
+  }
+}
+
+async function e2eCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...COMMON_OPTIONS,
+      shape: { type: "string" },
+      model: { type: "string" },
+      dtype: { type: "string" },
+      context: { type: "string" },
+      "decode-steps": { type: "string" },
+      "text-tokens": { type: "string" },
+      repeats: { type: "string" },
+      "sample-layers": { type: "boolean" },
+      "all-layers": { type: "boolean" },
+    },
+  });
+  if ((values.shape === undefined) === (values.model === undefined)) throw new UsageError("give either --shape or --model");
+  if (values.shape !== undefined && !isE2EShape(values.shape)) {
+    throw new UsageError(`--shape must be one of ${Object.keys(E2E_SHAPES).join(", ")}, not '${values.shape}'`);
+  }
+  if (values["sample-layers"] && values["all-layers"]) throw new UsageError("--sample-layers and --all-layers exclude each other");
+  const positive = (name: "context" | "decode-steps" | "text-tokens" | "repeats") =>
+    values[name] === undefined ? undefined : numberOption(values[name], name, 0, (n) => Number.isInteger(n) && n >= 1);
+  const source: ModelSource = values.shape !== undefined ? { shape: values.shape as keyof typeof E2E_SHAPES } : { path: values.model! };
+  const quick = values.quick ?? false;
+  const gpu = await Gpu.create(gpuOptions(values));
+  try {
+    const dtype = values.dtype === undefined ? undefined : dtypeOption(values.dtype, gpu);
+    const env = environment(gpu);
+    const limits = await limitsFor(gpu, quick, false, values.limits);
+    const result = await runE2E(gpu, source, {
+      dtype,
+      quick,
+      context: positive("context"),
+      decodeSteps: positive("decode-steps"),
+      textTokens: positive("text-tokens"),
+      repeats: positive("repeats"),
+      sampleLayers: values["sample-layers"] ? true : values["all-layers"] ? false : undefined,
+      limits,
+      onProgress: (line) => progress(`  ${line}`),
+    });
+    const document = { kind: "e2e", environment: env, quick, limits, result };
+    const markdown = `## End to end: ${result.model}\n\n${environmentMarkdown(env)}${quick ? "; --quick" : ""}\n\n${e2eMarkdown(result)}\n`;
+    const stem = `e2e-${"shape" in source ? source.shape : basename(source.path)}`;
+    await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown });
+    process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
+    return 0;
+  } finally {
+    gpu.destroy();
+  }
+}
+
+const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  limits: limitsCommand,
+  kernels: kernelsCommand,
+  e2e: e2eCommand,
+};
+
+const command: Command = {
+  summary: "benchmarks: the device's limits, every kernel version (roofline), whole models end to end",
+  usage: USAGE,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    const run = sub === undefined ? undefined : SUBCOMMANDS[sub];
+    if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels or e2e" : `unknown benchmark '${sub}' (limits, kernels or e2e)`);
+    return run(rest);
+  },
+};
+
+export default command;
