@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   preprocess: () => import("./preprocess.js"),
   tokenize: () => import("./tokenize.js"),
   verify: () => import("./verify.js"),
+  eval: () => import("./eval.js"),
   bench: () => import("./bench.js"),
 };
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Retrains the bundled shapes model from nothing: tokenizer, dataset, PyTorch training,
+# evaluation in PyTorch and through the runtime, and the test fixture. Run from the repository
+# root after `npm ci`:
+#
+#     bash weights/train/train.sh [MODEL_DIR]        (default weights/shapes-llava)
+#
+# Needs Debian's python3-torch and python3-numpy (/usr/bin/python3; no pip). Debian's torch
+# calls the reference BLAS, which is ~10x slower than OpenBLAS: install libopenblas0-pthread
+# (apt-get install libopenblas0-pthread) and Debian's alternatives make torch use it.
+# Long steps run under `nice -n 19` and two threads, so the machine stays usable. On two cores
+# of an AMD EPYC (Zen 3) with OpenBLAS: datasets ~1 min, training ~43 + 9 min, the
+# evaluations ~5 min. Without OpenBLAS training takes several times longer.
+set -euo pipefail
+
+MODEL=${1:-weights/shapes-llava}
+DATA=weights/.data
+PY=/usr/bin/python3
+TRAIN_IMAGES=30000
+TRAIN_SEED=1
+EVAL_SEED=7
+EVAL_N=500
+
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2
+
+echo "== tokenizer and preprocessor config -> $MODEL"
+npx tsx weights/train/data.ts model-files "$MODEL"
+npx tsx weights/train/data.ts example "$MODEL" --seed 2025
+
+echo "== datasets -> $DATA"
+nice -n 19 npx tsx weights/train/data.ts dataset --model "$MODEL" --out "$DATA/train" --images $TRAIN_IMAGES --seed $TRAIN_SEED
+nice -n 19 npx tsx weights/train/data.ts dataset --model "$MODEL" --out "$DATA/eval-$EVAL_SEED" --images $EVAL_N --seed $EVAL_SEED --kind eval
+
+# Two phases. The first learns to see: the cell probe shapes the image features, and the answer
+# loss, counted per token, is mostly descriptions (the longest answers), which the model
+# learns first and perfectly. The second, from those weights, counts every question the same,
+# so the short answers (colour, count, presence, position), whose questions name what to look
+# for, get most of the gradient.
+echo "== training, phase 1: seeing and describing (5000 steps)"
+nice -n 19 $PY weights/train/train.py --data "$DATA/train" --eval-data "$DATA/eval-$EVAL_SEED" --out "$DATA/phase1"
+echo "== training, phase 2: answering questions (1000 steps)"
+nice -n 19 $PY weights/train/train.py --data "$DATA/train" --eval-data "$DATA/eval-$EVAL_SEED" --out "$MODEL" \
+  --init "$DATA/phase1" --steps 1000 --lr 1e-3 --warmup 50 --probe-weight 0 --answer-weighting example --seed 1 --eval-every 250
+
+echo "== evaluation: the runtime (f32), then PyTorch and their agreement, and the test fixture"
+nice -n 19 npx tsx src/cli/main.ts eval --model "$MODEL" --n $EVAL_N --seed $EVAL_SEED --json --quiet > "$DATA/eval-$EVAL_SEED-runtime.json"
+nice -n 19 $PY weights/train/evaluate.py --model "$MODEL" --data "$DATA/eval-$EVAL_SEED" --runtime "$DATA/eval-$EVAL_SEED-runtime.json" \
+  --fixture test/fixtures/shapes/teacher_forced.safetensors --fixture-examples 30
