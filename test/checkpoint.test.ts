@@ -3,8 +3,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Checkpoint, CheckpointError, INDEX_FILE, SINGLE_FILE } from "../src/weights/checkpoint.js";
-import { loadConfig } from "../src/weights/config.js";
-import { resolveWeights } from "../src/weights/names.js";
 import { SafetensorsError } from "../src/weights/safetensors.js";
 import { writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
 import { randn, rng, SEED } from "./helpers.js";

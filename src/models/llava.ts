@@ -69,6 +69,19 @@ export interface VisionPart {
   featuresPerImage: number;
 }
 
+/** The vision tower and projector of a LLaVA config (null for a text-only model), on weights already in `store`. */
+export function visionPart(gpu: Gpu, config: ModelConfig, store: WeightStore, projector: "mlp" | "linear"): VisionPart | null {
+  if (config.kind !== "llava") return null;
+  const keepClassToken = config.visionFeatureSelectStrategy === "full";
+  return {
+    tower: new ClipVisionTower(gpu, config.vision, store, visionLayersUsed(config)),
+    projector: new Projector(store, projector, config.projectorHiddenAct),
+    imageTokenId: config.imageTokenIndex,
+    keepClassToken,
+    featuresPerImage: config.vision.numPatches + (keepClassToken ? 1 : 0),
+  };
+}
+
 export class LlavaModel {
   /** KV-cache in use by the current (or last) generation. */
   readonly cache: KVCache;
@@ -184,17 +197,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
     const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress, options.partBytes);
     store = loaded.store;
     const decoder = new LlamaDecoder(gpu, text, store, contextLength);
-    let vision: VisionPart | null = null;
-    if (config.kind === "llava") {
-      const keepClassToken = config.visionFeatureSelectStrategy === "full";
-      vision = {
-        tower: new ClipVisionTower(gpu, config.vision, store, visionLayersUsed(config)),
-        projector: new Projector(store, resolved.projector ?? "mlp", config.projectorHiddenAct),
-        imageTokenId: config.imageTokenIndex,
-        keepClassToken,
-        featuresPerImage: config.vision.numPatches + (keepClassToken ? 1 : 0),
-      };
-    }
+    const vision = visionPart(gpu, config, store, resolved.projector ?? "mlp");
     const report: LoadReport = {
       loadMs: 0,
       weightBytes: loaded.bytes,

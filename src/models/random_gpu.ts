@@ -15,12 +15,10 @@ import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { ModelConfig } from "../weights/config.js";
-import { expectedTensors, visionLayersUsed } from "../weights/names.js";
-import { ClipVisionTower } from "./clip.js";
+import { expectedTensors } from "../weights/names.js";
 import { LlamaDecoder } from "./llama.js";
-import { LlavaModel, type VisionPart } from "./llava.js";
+import { LlavaModel, visionPart } from "./llava.js";
 import { partRows } from "./load.js";
-import { Projector } from "./projector.js";
 import { WeightStore } from "./weights.js";
 
 export interface RandomModelOptions {
@@ -104,17 +102,7 @@ export async function randomLlava(gpu: Gpu, config: ModelConfig, options: Random
   const { store, bytes, splitTensors } = randomWeights(gpu, config, options);
   try {
     const decoder = new LlamaDecoder(gpu, text, store, contextLength);
-    let vision: VisionPart | null = null;
-    if (config.kind === "llava") {
-      const keepClassToken = config.visionFeatureSelectStrategy === "full";
-      vision = {
-        tower: new ClipVisionTower(gpu, config.vision, store, visionLayersUsed(config)),
-        projector: new Projector(store, "mlp", config.projectorHiddenAct),
-        imageTokenId: config.imageTokenIndex,
-        keepClassToken,
-        featuresPerImage: config.vision.numPatches + (keepClassToken ? 1 : 0),
-      };
-    }
+    const vision = visionPart(gpu, config, store, "mlp");
     const report = { loadMs: 0, weightBytes: bytes, cacheBytes: 0, peakBytes: 0, dtype, splitTensors, unusedTensors: [] };
     const model = new LlavaModel(gpu, config, name, dtype, decoder, vision, store, report);
     await gpu.sync();

@@ -17,6 +17,7 @@
  * symbols (ties to the pair whose text sorts first) until the vocabulary is full or no pair
  * occurs twice. Encoding by merge rank then reproduces exactly the splits training made.
  */
+import { byteFallbackBpe, LLAMA_DECODER } from "../tokenizer/convert.js";
 import { pieceOfByte } from "../tokenizer/sentencepiece_model.js";
 import { SPACE_SYMBOL } from "../tokenizer/text.js";
 
@@ -178,27 +179,8 @@ export function buildTokenizer(texts: readonly string[], options: BuildOptions):
       pair: [bos, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "<s>", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
       special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
     },
-    decoder: {
-      type: "Sequence",
-      decoders: [
-        { type: "Replace", pattern: { String: SPACE_SYMBOL }, content: " " },
-        { type: "ByteFallback" },
-        { type: "Fuse" },
-        { type: "Strip", content: " ", start: 1, stop: 0 },
-      ],
-    },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: "<unk>",
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: true,
-      byte_fallback: true,
-      ignore_merges: false,
-      vocab,
-      merges: merges.map(([l, r]) => `${l} ${r}`),
-    },
+    decoder: LLAMA_DECODER,
+    model: byteFallbackBpe(vocab, merges),
   };
   const decoderEntries = Object.fromEntries(addedTokens.map(({ id, ...token }) => [String(id), token]));
   const config = {

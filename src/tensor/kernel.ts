@@ -13,7 +13,6 @@
  */
 import type { DType } from "./dtype.js";
 import { ShapeError } from "./errors.js";
-import type { Tensor } from "./tensor.js";
 
 export type ParamType = "u32" | "i32" | "f32";
 export type Access = "read" | "read_write";

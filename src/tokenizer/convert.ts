@@ -83,30 +83,38 @@ export function tokenizerJsonFromModel(model: SentencePieceModel, options: Conve
       ],
       special_tokens: Object.fromEntries(usedSpecials.map((name) => [name, { id: name, ids: [vocab[name]], tokens: [name] }])),
     },
-    decoder: {
-      type: "Sequence",
-      decoders: [
-        { type: "Replace", pattern: { String: SPACE_SYMBOL }, content: " " },
-        { type: "ByteFallback" },
-        { type: "Fuse" },
-        { type: "Strip", content: " ", start: 1, stop: 0 },
-      ],
-    },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: "<unk>",
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: true,
-      byte_fallback: true,
-      vocab,
-      merges: mergesByScore(pieces, scores).map(([left, right]) => `${left} ${right}`),
-    },
+    decoder: LLAMA_DECODER,
+    model: byteFallbackBpe(vocab, mergesByScore(pieces, scores)),
   };
 }
 
 /** SentencePieceExtractor.extract: every two-piece split of every piece, best score first. */
+/** tokenizer.json's decoder for LLaMA-style BPE: ▁ back to spaces, byte pieces back to bytes, the dummy prefix dropped. */
+export const LLAMA_DECODER = {
+  type: "Sequence",
+  decoders: [
+    { type: "Replace", pattern: { String: SPACE_SYMBOL }, content: " " },
+    { type: "ByteFallback" },
+    { type: "Fuse" },
+    { type: "Strip", content: " ", start: 1, stop: 0 },
+  ],
+};
+
+/** tokenizer.json's model for SentencePiece-style BPE with byte fallback: the vocabulary and the merges in rank order. */
+export function byteFallbackBpe(vocab: Record<string, number>, merges: readonly (readonly [string, string])[]): Record<string, unknown> {
+  return {
+    type: "BPE",
+    dropout: null,
+    unk_token: "<unk>",
+    continuing_subword_prefix: null,
+    end_of_word_suffix: null,
+    fuse_unk: true,
+    byte_fallback: true,
+    vocab,
+    merges: merges.map(([left, right]) => `${left} ${right}`),
+  };
+}
+
 export function mergesByScore(pieces: readonly string[], scores: readonly number[]): [string, string][] {
   const ids = new Map<string, number>();
   pieces.forEach((piece, id) => {
