@@ -140,14 +140,8 @@ function collectTensors(value: unknown, into: Tensor[]): void {
   else if (value && typeof value === "object") for (const v of Object.values(value)) collectTensors(v, into);
 }
 
-interface CaseSpec<I> {
-  op: string;
-  model: string;
-  phase: Phase;
-  what: string;
-  shape: string;
-  cost: Cost;
-  inputBytes: number;
+/** What a case says of itself (as KernelCase), and how to make its inputs and run its versions. */
+interface CaseSpec<I> extends Pick<KernelCase, "op" | "model" | "phase" | "what" | "shape" | "cost" | "inputBytes"> {
   quick?: boolean;
   inputs: (gpu: Gpu) => I;
   /** Each version: launches on one copy of the inputs, returning what to free. */

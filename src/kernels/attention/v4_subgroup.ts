@@ -40,7 +40,7 @@
 import { check } from "../../tensor/errors.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { quadElementType, quadMode, type QuadMode } from "../matmul/quads.js";
+import { quadElementType, quadMode, range, type QuadMode } from "../matmul/quads.js";
 import { fixedSubgroupSize } from "../matmul/subgroups.js";
 import { ATTENTION_PARAMS, ATTENTION_WGSL, attentionParams, attentionTensors, type AttentionOptions } from "./problem.js";
 
@@ -58,8 +58,6 @@ type SubgroupSpec = {
   outVec4: boolean;
   subgroups: true;
 };
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
  * WGSL `fn quad_<x>(base: u32, d: u32) -> vec4f`: dims d .. d + 3 of the row starting at element

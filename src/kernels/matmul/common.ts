@@ -145,7 +145,7 @@ fn load4_${x}(base: u32, k: u32) -> vec4f {
 }
 
 /** Element type for A and B under the `vec4` specialization. */
-export function quadElementType(binding: string, dtype: DType, spec: Record<string, unknown>): string {
+export function vec4ElementType(binding: string, dtype: DType, spec: Record<string, unknown>): string {
   return spec.vec4 === true && (binding === "a" || binding === "b") ? `vec4<${dtype}>` : dtype;
 }
 

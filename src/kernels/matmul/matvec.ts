@@ -19,7 +19,7 @@ import {
   MATMUL_PARAMS,
   matmulParams,
   planMatmul,
-  quadElementType,
+  vec4ElementType,
   quadLoadWgsl,
   type MatmulOptions,
 } from "./common.js";
@@ -33,7 +33,7 @@ const kernel = defineKernel({
   name: "matvec",
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
-  elementType: quadElementType,
+  elementType: vec4ElementType,
   wgsl: ({ hasBias, vec4, rows }: { hasBias: boolean; vec4: boolean; rows: number }) => /* wgsl */ `
 ${epilogueWgsl(hasBias)}
 ${FLAT_WORKGROUP_WGSL}

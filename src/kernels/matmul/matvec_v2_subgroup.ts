@@ -23,7 +23,7 @@ import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel
 import type { Tensor } from "../../tensor/tensor.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
 import { MATMUL_BINDINGS, planMatmul, type MatmulOptions } from "./common.js";
-import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "./quads.js";
+import { matmulQuadElementType, quadFetchWgsl, quadMode, range, type QuadMode } from "./quads.js";
 import { requireFixedSubgroupSize } from "./subgroups.js";
 
 /** Outputs (rows of B) per subgroup. */
@@ -35,16 +35,13 @@ const OUTPUTS = 4;
  */
 export const MATVEC_V2_MAX_ROWS = 4;
 
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-
 type MatvecSpec = { aMode: QuadMode; bMode: QuadMode; lanes: number; rows: number; subgroups: true };
 
 const kernel = defineKernel({
   name: "matvec_v2_subgroup",
   params: FLAGGED_PARAMS,
   bindings: MATMUL_BINDINGS,
-  elementType: (binding, dtype, spec: MatvecSpec) =>
-    binding === "a" ? quadElementType(spec.aMode, dtype) : binding === "b" ? quadElementType(spec.bMode, dtype) : dtype,
+  elementType: matmulQuadElementType,
   wgsl: ({ aMode, bMode, lanes, rows }: MatvecSpec) => /* wgsl */ `
 ${FLAGGED_EPILOGUE_WGSL}
 ${FLAT_WORKGROUP_WGSL}

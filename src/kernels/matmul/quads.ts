@@ -32,6 +32,16 @@ export function quadElementType(mode: QuadMode, dtype: DType): string {
   return dtype;
 }
 
+/** The element types of a matmul's bindings when A and B are read in quads (bias and C stay plain). */
+export function matmulQuadElementType(binding: string, dtype: DType, spec: { aMode: QuadMode; bMode: QuadMode }): string {
+  if (binding === "a") return quadElementType(spec.aMode, dtype);
+  if (binding === "b") return quadElementType(spec.bMode, dtype);
+  return dtype;
+}
+
+/** 0 .. n-1: the kernels that write an unrolled loop out in WGSL map over it. */
+export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
 /**
  * WGSL `fn quad_<x>(row: u32, k: u32) -> vec4f`: elements x[row + k .. row + k + 3] as f32,
  * where `row` is the index of the row's first element (a multiple of K). In scalar mode the

@@ -21,7 +21,7 @@ import {
   MATMUL_PARAMS,
   matmulParams,
   planMatmul,
-  quadElementType,
+  vec4ElementType,
   quadLoadWgsl,
   type MatmulOptions,
 } from "./common.js";
@@ -36,7 +36,7 @@ const kernel = defineKernel({
   name: "matmul_v3_register_tiled",
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
-  elementType: quadElementType,
+  elementType: vec4ElementType,
   wgsl: ({ hasBias, vec4 }: { hasBias: boolean; vec4: boolean }) => /* wgsl */ `
 ${epilogueWgsl(hasBias)}
 ${quadLoadWgsl("a", vec4)}

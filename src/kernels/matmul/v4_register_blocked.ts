@@ -23,12 +23,10 @@ import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
 import { MATMUL_BINDINGS, planMatmul, type MatmulOptions } from "./common.js";
-import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "./quads.js";
+import { matmulQuadElementType, quadFetchWgsl, quadMode, range, type QuadMode } from "./quads.js";
 
 const LANES = 64;
 const BLOCK = 4; // rows and columns per invocation
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 type BlockedSpec = { aMode: QuadMode; bMode: QuadMode };
 
@@ -36,8 +34,7 @@ const kernel = defineKernel({
   name: "matmul_v4_register_blocked",
   params: FLAGGED_PARAMS,
   bindings: MATMUL_BINDINGS,
-  elementType: (binding, dtype, spec: BlockedSpec) =>
-    binding === "a" ? quadElementType(spec.aMode, dtype) : binding === "b" ? quadElementType(spec.bMode, dtype) : dtype,
+  elementType: matmulQuadElementType,
   wgsl: ({ aMode, bMode }: BlockedSpec) => /* wgsl */ `
 ${FLAGGED_EPILOGUE_WGSL}
 ${quadFetchWgsl("a", aMode)}

@@ -34,7 +34,7 @@ import type { Tensor } from "../../tensor/tensor.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
 import { MATMUL_BINDINGS, planMatmul, type MatmulOptions } from "./common.js";
-import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "./quads.js";
+import { matmulQuadElementType, quadFetchWgsl, quadMode, range, type QuadMode } from "./quads.js";
 import { requireFixedSubgroupSize } from "./subgroups.js";
 
 /** A tile: W lanes, G row groups of W rows, T column groups of W columns. */
@@ -65,8 +65,6 @@ type BroadcastSpec = BroadcastTile & {
   bMode: QuadMode;
   subgroups: true;
 };
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** The kernel body; the loop body and the stores are written out in full for every row. */
 function broadcastWgsl({ aMode, bMode, lanes: W, rowGroups: G, columnGroups: T }: BroadcastSpec): string {
@@ -119,8 +117,7 @@ export function defineBroadcastKernel(name: string) {
     name,
     params: FLAGGED_PARAMS,
     bindings: MATMUL_BINDINGS,
-    elementType: (binding, dtype, spec: BroadcastSpec) =>
-      binding === "a" ? quadElementType(spec.aMode, dtype) : binding === "b" ? quadElementType(spec.bMode, dtype) : dtype,
+    elementType: matmulQuadElementType,
     wgsl: broadcastWgsl,
   });
 }
