@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { evalExample, trainingImage } from "../src/shapes/examples.js";
-import { describeScene, NUMBER_WORDS, QUESTION_TYPES } from "../src/shapes/questions.js";
+import { describeScene, NUMBER_WORDS, QUESTION_TYPES, type QuestionAnswer } from "../src/shapes/questions.js";
 import {
   BACKGROUNDS,
   cellCentre,
@@ -41,9 +41,13 @@ function parseDescription(sentence: string): Triple[] {
   });
 }
 
-/** The answer to a question, worked out from the triples alone. */
-function answerFrom(triples: Triple[], question: string): string {
-  const count = (n: number) => NUMBER_WORDS[n];
+/** The grid cell a triple's position names (positions are listed in cell order). */
+const cellOf = (t: Triple) => (POSITIONS as readonly string[]).indexOf(t.position);
+
+/** The answer to a question and the cells of the shapes it is about, worked out from the triples alone. */
+function answerFrom(triples: Triple[], question: string): { answer: string; cells: number[] } {
+  const about = (answer: string, found: Triple[]) => ({ answer, cells: found.map(cellOf) });
+  const count = (found: Triple[]) => about(NUMBER_WORDS[found.length], found);
   const where = (phrase: string): string => {
     const m = /^(?:at the (.+)|on the (.+)|in the (centre))$/.exec(phrase);
     if (!m) throw new Error(`not a position phrase: ${phrase}`);
@@ -54,20 +58,21 @@ function answerFrom(triples: Triple[], question: string): string {
     const [, kind, at] = m;
     const found = triples.filter((t) => t.kind === kind && (at === undefined || t.position === where(at)));
     expect(found).toHaveLength(1);
-    return found[0].colour;
+    return about(found[0].colour, found);
   }
   if ((m = /^Where is the (?:(\w+) )?(\w+)\?$/.exec(question))) {
     const [, colour, kind] = m;
     const found = triples.filter((t) => t.kind === kind && (colour === undefined || t.colour === colour));
     expect(found).toHaveLength(1);
-    return found[0].position;
+    return about(found[0].position, found);
   }
-  if (question === "How many shapes are there?") return count(triples.length);
-  if ((m = /^How many (\w+) shapes are there\?$/.exec(question))) return count(triples.filter((t) => t.colour === m![1]).length);
-  if ((m = /^How many (\w+)s are there\?$/.exec(question))) return count(triples.filter((t) => t.kind === m![1]).length);
+  if (question === "How many shapes are there?") return count(triples);
+  if ((m = /^How many (\w+) shapes are there\?$/.exec(question))) return count(triples.filter((t) => t.colour === m![1]));
+  if ((m = /^How many (\w+)s are there\?$/.exec(question))) return count(triples.filter((t) => t.kind === m![1]));
   if ((m = /^Is there an? (?:(\w+) )?(\w+)\?$/.exec(question))) {
     const [, colour, kind] = m;
-    return triples.some((t) => t.kind === kind && (colour === undefined || t.colour === colour)) ? "yes" : "no";
+    const found = triples.filter((t) => t.kind === kind && (colour === undefined || t.colour === colour));
+    return about(found.length > 0 ? "yes" : "no", found);
   }
   throw new Error(`unknown question: ${question}`);
 }
@@ -122,23 +127,30 @@ describe("shapes world", () => {
     }
   });
 
-  it("gives every question the answer an independent reading of the scene gives", () => {
+  it("gives every question the answer, and the cells it is about, that an independent reading of the scene gives", () => {
     const seen = new Map<string, Set<string>>();
-    const check = (scene: Scene, question: string, answer: string) => {
+    const check = (scene: Scene, { question, answer, cells }: QuestionAnswer) => {
       const triples = parseDescription(describeScene(scene));
-      if (question === "Describe the image.") expect(parseDescription(answer)).toEqual(triples);
-      else expect(answerFrom(triples, question), question).toBe(answer);
+      const sorted = (list: number[]) => [...list].sort((a, b) => a - b);
+      if (question === "Describe the image.") {
+        expect(parseDescription(answer)).toEqual(triples);
+        expect(sorted(cells)).toEqual(sorted(triples.map(cellOf)));
+      } else {
+        const expected = answerFrom(triples, question);
+        expect(answer, question).toBe(expected.answer);
+        expect(sorted(cells), question).toEqual(sorted(expected.cells));
+      }
       const kind = question.split(" ").slice(0, 2).join(" ");
       if (!seen.has(kind)) seen.set(kind, new Set());
       seen.get(kind)!.add(answer);
     };
     for (let i = 0; i < 1000; i++) {
       const example = evalExample(9, i);
-      check(example.scene, example.question, example.answer);
+      check(example.scene, example);
     }
     for (let i = 0; i < 200; i++) {
       const { scene, questions } = trainingImage(9, i);
-      for (const qa of questions) check(scene, qa.question, qa.answer);
+      for (const qa of questions) check(scene, qa);
     }
     // Both answers of yes/no questions and every count and position occur.
     expect([...seen.get("Is there")!].sort()).toEqual(["no", "yes"]);

@@ -23,6 +23,12 @@ export interface QuestionAnswer {
   type: QuestionType;
   question: string;
   answer: string;
+  /**
+   * The grid cells of the shapes the answer is about: the named shape, the shapes counted, the
+   * shapes that make a presence question's "yes" (none for "no"), every shape for a description.
+   * Training uses them to show the decoder where to look.
+   */
+  cells: number[];
 }
 
 export const NUMBER_WORDS = ["zero", "one", "two", "three"] as const;
@@ -37,6 +43,10 @@ export function positionPhrase(position: PositionName): string {
   if (position === "centre") return "in the centre";
   if (position === "left" || position === "right") return `on the ${position}`;
   return `at the ${position}`;
+}
+
+function cellsOf(scene: Scene, test: (s: Shape) => boolean): number[] {
+  return scene.shapes.filter(test).map((s) => s.cell);
 }
 
 function onlyOne(scene: Scene, test: (s: Shape) => boolean): boolean {
@@ -69,37 +79,40 @@ function countAnswer(n: number): string {
 }
 
 export function colourQuestion(scene: Scene, shape: Shape): QuestionAnswer {
-  return { type: "colour", question: `What colour is the ${nameWithoutColour(scene, shape)}?`, answer: shape.colour };
+  return { type: "colour", question: `What colour is the ${nameWithoutColour(scene, shape)}?`, answer: shape.colour, cells: [shape.cell] };
 }
 
 export function positionQuestion(scene: Scene, shape: Shape): QuestionAnswer {
-  return { type: "position", question: `Where is the ${nameWithoutPosition(scene, shape)}?`, answer: positionOf(shape) };
+  return { type: "position", question: `Where is the ${nameWithoutPosition(scene, shape)}?`, answer: positionOf(shape), cells: [shape.cell] };
 }
 
 export function countShapesQuestion(scene: Scene): QuestionAnswer {
-  return { type: "count", question: "How many shapes are there?", answer: countAnswer(scene.shapes.length) };
+  const cells = cellsOf(scene, () => true);
+  return { type: "count", question: "How many shapes are there?", answer: countAnswer(cells.length), cells };
 }
 
 export function countKindQuestion(scene: Scene, kind: ShapeKind): QuestionAnswer {
-  return { type: "count", question: `How many ${kind}s are there?`, answer: countAnswer(scene.shapes.filter((s) => s.kind === kind).length) };
+  const cells = cellsOf(scene, (s) => s.kind === kind);
+  return { type: "count", question: `How many ${kind}s are there?`, answer: countAnswer(cells.length), cells };
 }
 
 export function countColourQuestion(scene: Scene, colour: ColourName): QuestionAnswer {
-  return { type: "count", question: `How many ${colour} shapes are there?`, answer: countAnswer(scene.shapes.filter((s) => s.colour === colour).length) };
+  const cells = cellsOf(scene, (s) => s.colour === colour);
+  return { type: "count", question: `How many ${colour} shapes are there?`, answer: countAnswer(cells.length), cells };
 }
 
 export function kindPresenceQuestion(scene: Scene, kind: ShapeKind): QuestionAnswer {
-  const present = scene.shapes.some((s) => s.kind === kind);
-  return { type: "presence", question: `Is there ${article(kind)} ${kind}?`, answer: present ? "yes" : "no" };
+  const cells = cellsOf(scene, (s) => s.kind === kind);
+  return { type: "presence", question: `Is there ${article(kind)} ${kind}?`, answer: cells.length > 0 ? "yes" : "no", cells };
 }
 
 export function pairPresenceQuestion(scene: Scene, colour: ColourName, kind: ShapeKind): QuestionAnswer {
-  const present = scene.shapes.some((s) => s.kind === kind && s.colour === colour);
-  return { type: "presence", question: `Is there ${article(colour)} ${colour} ${kind}?`, answer: present ? "yes" : "no" };
+  const cells = cellsOf(scene, (s) => s.kind === kind && s.colour === colour);
+  return { type: "presence", question: `Is there ${article(colour)} ${colour} ${kind}?`, answer: cells.length > 0 ? "yes" : "no", cells };
 }
 
 export function descriptionQuestion(scene: Scene): QuestionAnswer {
-  return { type: "description", question: "Describe the image.", answer: describeScene(scene) };
+  return { type: "description", question: "Describe the image.", answer: describeScene(scene), cells: cellsOf(scene, () => true) };
 }
 
 /** Half the time something in the scene, else something that is not (as often near-misses as not). */

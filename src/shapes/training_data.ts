@@ -9,7 +9,8 @@
  *   writeDataset(dir, ...) images.u8     the rendered images, [N, 64, 64, 3] RGB bytes
  *                          scenes.jsonl  one line per image: its scene (shapes, cells, colours)
  *                          examples.jsonl one line per question: image index, type, question,
- *                                         answer, prompt ids and target ids (answer + EOS)
+ *                                         answer, the cells it is about, prompt ids and
+ *                                         target ids (answer + EOS)
  *                          meta.json     the ids, the world's names and the pixel table (below)
  *
  * Pixel values: images are rendered at the vision tower's size, so CLIP preprocessing does no
@@ -124,7 +125,7 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
       await imageFile.write(image.data);
       for (const qa of questions) {
         const { promptIds, targetIds } = encodeExample(tokenizer, qa.question, qa.answer);
-        lines.push(JSON.stringify({ image: i, type: qa.type, question: qa.question, answer: qa.answer, prompt: promptIds, target: targetIds }));
+        lines.push(JSON.stringify({ image: i, type: qa.type, question: qa.question, answer: qa.answer, cells: qa.cells, prompt: promptIds, target: targetIds }));
       }
       if ((i + 1) % 1000 === 0) options.onProgress?.(i + 1);
     }

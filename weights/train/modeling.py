@@ -170,6 +170,9 @@ class LlamaAttention(nn.Module):
         self.k_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.heads * self.head_dim, hidden, bias=False)
+        # Training reads one layer's attention probabilities [B, heads, S, S]; set keep_weights to keep them.
+        self.keep_weights = False
+        self.kept_weights = None
 
     def forward(self, x, cos, sin, mask):
         B, S, _ = x.shape
@@ -183,6 +186,7 @@ class LlamaAttention(nn.Module):
         v = v.repeat_interleave(groups, dim=1)
         weights = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim) + mask
         weights = torch.softmax(weights.float(), dim=-1).to(q.dtype)
+        self.kept_weights = weights if self.keep_weights else None
         return self.o_proj((weights @ v).transpose(1, 2).reshape(B, S, -1))
 
 
