@@ -7,23 +7,12 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import benchCommand from "../src/cli/bench.js";
 import { UsageError } from "../src/cli/command.js";
+import { runCommand } from "./helpers.js";
 
-async function run(argv: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-  try {
-    return { code: await benchCommand.run(argv), stdout };
-  } finally {
-    vi.restoreAllMocks();
-  }
-}
+const run = (argv: string[]) => runCommand(benchCommand, argv);
 
 describe("wgsl-vlm bench", () => {
   let out: string;
@@ -33,7 +22,6 @@ describe("wgsl-vlm bench", () => {
     limitsFile = join(out, "limits.json");
   });
   afterAll(() => rm(out, { recursive: true, force: true }));
-  afterEach(() => vi.restoreAllMocks());
 
   it("limits: every ceiling measured, markdown on stdout, JSON beside it", async () => {
     const { code, stdout } = await run(["limits", "--sizes", "tiny", "--quick", "--out", out]);

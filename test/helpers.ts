@@ -1,11 +1,13 @@
 /**
- * Shared test tools: one poisoned GPU per test file, seeded random inputs, and a closeness check
- * that names the worst element.
+ * Shared test tools: one poisoned GPU per test file, seeded random inputs, a closeness check
+ * that names the worst element, and a CLI command run with its output captured.
  *
  * Inputs are fresh on every run (a new seed each time, printed in every failure so it can be
  * replayed with WGSL_VLM_SEED=<seed>). Every activation buffer the runtime allocates is filled
  * with NaN first (poison), so an element a kernel forgets to write fails the comparison.
  */
+import { vi } from "vitest";
+import type { Command } from "../src/cli/command.js";
 import { Gpu } from "../src/tensor/gpu.js";
 import { roundToF16, roundToF32, type DType } from "../src/tensor/dtype.js";
 import type { Tensor } from "../src/tensor/tensor.js";
@@ -142,5 +144,21 @@ export function expectWithin(actual: ArrayLike<number>, expected: ArrayLike<numb
       `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
         `(|diff| ${Math.abs(actual[worst] - expected[worst]).toExponential(3)} > bound ${bounds[worst].toExponential(3)}; seed ${SEED})`,
     );
+  }
+}
+
+/** Runs a CLI command's run() with what it writes to stdout and stderr captured instead of printed. */
+export async function runCommand(command: Command, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const written = { stdout: "", stderr: "" };
+  const spies = (["stdout", "stderr"] as const).map((stream) =>
+    vi.spyOn(process[stream], "write").mockImplementation((chunk: string | Uint8Array) => {
+      written[stream] += String(chunk);
+      return true;
+    }),
+  );
+  try {
+    return { code: await command.run(argv), ...written };
+  } finally {
+    for (const spy of spies) spy.mockRestore();
   }
 }

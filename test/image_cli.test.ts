@@ -2,17 +2,17 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import command from "../src/cli/preprocess.js";
 import { UsageError } from "../src/cli/command.js";
 import { preprocessImages } from "../src/image/preprocess.js";
 import { parsePreprocessorConfig } from "../src/image/config.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
+import { runCommand } from "./helpers.js";
 
 const FIXTURES = "test/fixtures/preprocess";
 const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-preprocess-cli-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));
-afterEach(() => vi.restoreAllMocks());
 
 const spec = JSON.parse(await readFile(join(FIXTURES, "preprocess.json"), "utf8"));
 const model = join(dir, "model");
@@ -20,16 +20,7 @@ await mkdir(model);
 await writeFile(join(model, "preprocessor_config.json"), JSON.stringify(spec.preprocessor_config));
 const images = ["screenshot.png", "small_20x30.png"].map((f) => join(FIXTURES, "images", f));
 
-/** Runs the command, capturing what it prints. */
-async function run(args: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const code = await command.run(args);
-  return { code, stdout };
-}
+const run = (argv: string[]) => runCommand(command, argv);
 
 describe("wgsl-vlm preprocess", () => {
   it("writes the batch the API makes, with the model's config", async () => {

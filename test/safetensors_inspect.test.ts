@@ -1,27 +1,16 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import inspect from "../src/cli/inspect.js";
 import { UsageError } from "../src/cli/command.js";
 import { writeSafetensors } from "../src/weights/safetensors_writer.js";
+import { runCommand } from "./helpers.js";
 
 const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-inspect-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-/** Runs the command, capturing what it writes. */
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const stdout = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((out += String(chunk)), true));
-  const stderr = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => ((err += String(chunk)), true));
-  try {
-    return { code: await inspect.run(argv), out, err };
-  } finally {
-    stdout.mockRestore();
-    stderr.mockRestore();
-  }
-}
+const run = (argv: string[]) => runCommand(inspect, argv);
 
 describe("wgsl-vlm inspect", () => {
   it("prints each tensor, the metadata and the totals of a file", async () => {
@@ -31,7 +20,7 @@ describe("wgsl-vlm inspect", () => {
       "layers.2.w": { dtype: "BF16", shape: [4], data: new Uint16Array(4) },
       "ids": { dtype: "I64", shape: [], data: new BigInt64Array(1) },
     }, { format: "pt" });
-    const { code, out, err } = await run([path]);
+    const { code, stdout: out, stderr: err } = await run([path]);
     expect(code).toBe(0);
     expect(err).toBe("");
     expect(out).toBe(
@@ -48,11 +37,11 @@ describe("wgsl-vlm inspect", () => {
         "",
       ].join("\n"),
     );
-    const json = JSON.parse((await run([path, "--json"])).out);
+    const json = JSON.parse((await run([path, "--json"])).stdout);
     expect(json.tensors[2]).toEqual({ name: "layers.10.w", dtype: "F16", shape: [2, 3], bytes: 12 });
     expect(json).toMatchObject({ totalTensors: 3, totalBytes: 28, metadata: { format: "pt" }, files: [path] });
     // The folder holding it reads the same.
-    expect((await run([dir])).out).toBe(out);
+    expect((await run([dir])).stdout).toBe(out);
   });
 
   it("lists a sharded folder with each tensor's shard", async () => {
@@ -61,7 +50,7 @@ describe("wgsl-vlm inspect", () => {
     await writeSafetensors(join(folder, "a.safetensors"), { x: { dtype: "F32", shape: [256, 1024], data: new Float32Array(256 * 1024) } });
     await writeSafetensors(join(folder, "b.safetensors"), { y: { dtype: "F32", shape: [1], data: new Float32Array(1) } });
     await writeFile(join(folder, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: { x: "a.safetensors", y: "b.safetensors" } }));
-    const { code, out } = await run([folder]);
+    const { code, stdout: out } = await run([folder]);
     expect(code).toBe(0);
     expect(out).toContain("x     F32    [256, 1024]  1048576  a.safetensors\n");
     expect(out).toContain("y     F32    [1]                4  b.safetensors\n");
@@ -79,7 +68,7 @@ describe("wgsl-vlm inspect", () => {
       [bad, `${bad}: tensor 'w': 12 bytes of data, but F32 [2] needs 8`],
       [join(dir, "nope"), `${join(dir, "nope")}: no such file or folder`],
     ]) {
-      const { code, out, err } = await run([path]);
+      const { code, stdout: out, stderr: err } = await run([path]);
       expect(code).toBe(1);
       expect(out).toBe("");
       expect(err).toBe(`wgsl-vlm inspect: ${reason}\n`);

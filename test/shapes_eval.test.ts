@@ -1,34 +1,15 @@
-/** `wgsl-vlm eval`: run() called directly on the bundled shapes model, stdout captured. */
+/** `wgsl-vlm eval`: run() called directly on the bundled shapes model, its output captured. */
 import { join } from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import evalCommand from "../src/cli/eval.js";
 import { UsageError } from "../src/cli/command.js";
 import { QUESTION_TYPES } from "../src/shapes/questions.js";
 import { evalExample } from "../src/shapes/examples.js";
+import { runCommand } from "./helpers.js";
 
 const MODEL = join(import.meta.dirname, "..", "weights", "shapes-llava");
 
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await evalCommand.run(argv), stdout, stderr };
-  } finally {
-    vi.restoreAllMocks();
-  }
-}
-
-afterEach(() => {
-  vi.restoreAllMocks();
-});
+const run = (argv: string[]) => runCommand(evalCommand, argv);
 
 describe("wgsl-vlm eval", () => {
   it("prints per-type and overall exact match and images per second", async () => {

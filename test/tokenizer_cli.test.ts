@@ -1,34 +1,19 @@
 /** `wgsl-vlm tokenize`: run() called directly, stdout captured. */
 import { fileURLToPath } from "node:url";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import tokenize from "../src/cli/tokenize.js";
 import { UsageError } from "../src/cli/command.js";
 import { TokenizerError } from "../src/tokenizer/index.js";
+import { runCommand } from "./helpers.js";
 
 const MODEL = fileURLToPath(new URL("./fixtures/tokenizer/tokenizer.model", import.meta.url));
 const NOT_A_MODEL = fileURLToPath(new URL("./fixtures/tokenizer/README.md", import.meta.url));
 
-async function run(argv: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = "";
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  try {
-    const code = await tokenize.run(argv);
-    return { code, stdout };
-  } finally {
-    spy.mockRestore();
-  }
-}
-
-afterEach(() => {
-  vi.restoreAllMocks();
-});
+const run = (argv: string[]) => runCommand(tokenize, argv);
 
 describe("wgsl-vlm tokenize", () => {
   it("prints the ids, BOS first", async () => {
-    expect(await run(["--tokenizer", MODEL, "Hello world"])).toEqual({ code: 0, stdout: "1 15043 3186\n" });
+    expect(await run(["--tokenizer", MODEL, "Hello world"])).toEqual({ code: 0, stdout: "1 15043 3186\n", stderr: "" });
   });
 
   it("prints JSON, and leaves BOS out with --no-bos", async () => {
