@@ -224,11 +224,20 @@ class LlamaModel(nn.Module):
         self.head_dim = c["hidden_size"] // c["num_attention_heads"]
         self.rope_theta = c["rope_theta"]
 
-    def forward(self, embeds):
-        """Embeddings [B, S, hidden] at positions 0..S-1 → final-normed hidden states."""
+    def forward(self, embeds, positions=None, allowed=None):
+        """
+        Embeddings [B, S, hidden] → final-normed hidden states. By default at positions 0..S-1
+        with causal attention; training packs several sequences into one row by passing each
+        token's position [B, S] and which keys each query may see (allowed [B, S, S], bool).
+        """
         S = embeds.shape[1]
-        cos, sin = rotary_tables(self.head_dim, self.rope_theta, S)
-        mask = torch.full((S, S), torch.finfo(embeds.dtype).min).triu(1)
+        if positions is None:
+            cos, sin = rotary_tables(self.head_dim, self.rope_theta, S)
+            mask = torch.full((S, S), torch.finfo(embeds.dtype).min).triu(1)
+        else:
+            cos, sin = rotary_tables(self.head_dim, self.rope_theta, int(positions.max()) + 1)
+            cos, sin = cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)  # [B, 1, S, head_dim]
+            mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(embeds.dtype).min).unsqueeze(1)
         x = embeds
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
