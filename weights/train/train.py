@@ -174,7 +174,7 @@ class PackedBatch:
     attending only to the prefix and to itself, at the positions it would have alone. Every
     token sees exactly what it would in a sequence of its own, so the losses are the same, but
     the prefix, most of a short question's length, runs once per image instead of once per
-    question: a step costs about half as much.
+    question: a training step costs about a quarter less.
     """
 
     def __init__(self, groups, pad_id, image_token_id, patches):
@@ -199,20 +199,20 @@ class PackedBatch:
         self.ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         block = torch.full((len(rows), width), -1, dtype=torch.long)  # padding: a block of its own
         position = torch.zeros((len(rows), width), dtype=torch.long)
-        self.answers = []  # (row, token index, example, which answer token)
+        # Merged with the image's features, the <image> token (at the same index in every row's
+        # prefix) becomes `patches` positions, and every later token moves `patches - 1` along.
+        self.answers = []  # (row, merged position that predicts it, example, which answer token)
         for r, (tokens, blocks, positions, answers) in enumerate(rows):
             self.ids[r, : len(tokens)] = torch.tensor(tokens)
             block[r, : len(tokens)] = torch.tensor(blocks)
             position[r, : len(tokens)] = torch.tensor(positions)
-            self.answers += [(r, i, e, t) for i, e, t in answers]
-        # Merged with the image's features, the <image> token (at the same index in every row's
-        # prefix) becomes `patches` positions, and every later token moves `patches - 1` along.
+            self.answers += [(r, i + patches - 1, e, t) for i, e, t in answers]
         image = int((self.ids[0] == image_token_id).nonzero()[0, 0])
-        self.image_start, self.shift = image, patches - 1
+        self.image_start = image
         spread = torch.cat([torch.arange(image), torch.full((patches,), image), torch.arange(image + 1, width)])
         block, position = block[:, spread], position[:, spread]
         position[:, image : image + patches] = torch.arange(image, image + patches)
-        position[:, image + patches :] += self.shift
+        position[:, image + patches :] += patches - 1
         key, query = block.unsqueeze(1), block.unsqueeze(2)
         causal = torch.ones(len(spread), len(spread), dtype=torch.bool).tril()
         self.allowed = causal & ((key == 0) | (key == query))
@@ -222,7 +222,7 @@ class PackedBatch:
         """Logits [n, vocab] at every answer position (in self.answers' order) and the answer tokens."""
         hidden = model.language_model.model(model.merge(self.ids, features), self.positions, self.allowed)
         rows = torch.tensor([r for r, _, _, _ in self.answers])
-        cols = torch.tensor([i + self.shift for _, i, _, _ in self.answers])
+        cols = torch.tensor([i for _, i, _, _ in self.answers])
         targets = torch.tensor([e["target"][t] for _, _, e, t in self.answers])
         return model.language_model.lm_head(hidden[rows, cols]), targets
 
@@ -360,7 +360,7 @@ class LookupGuide:
                     cells_of[id(e)] = self.token_cells(e)
                 looked_at = [batch.image_start + c for c in cells_of[id(e)][t]] or [0]
                 rows += [row] * len(looked_at)
-                queries += [i + batch.shift] * len(looked_at)
+                queries += [i] * len(looked_at)
                 keys += looked_at
                 guided += [guided[-1] + 1 if guided else 0] * len(looked_at)
             if guided:
