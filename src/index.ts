@@ -1,9 +1,10 @@
 /** wgsl-vlm's library API. */
-export { loadModel, VisionLanguageModel, DEFAULT_MAX_NEW_TOKENS } from "./models/model.js";
-export type { GenerateRequest, GenerateChunk, GenerateResult, FinishReason } from "./models/model.js";
-export type { ChatMessage, ImageInput } from "./models/chat.js";
+export { loadModel, VisionLanguageModel } from "./generate/model.js";
+export { DEFAULT_MAX_NEW_TOKENS } from "./generate/request.js";
+export type { GenerateRequest, GenerateChunk, GenerateResult, FinishReason } from "./generate/request.js";
+export type { ChatMessage, ImageInput } from "./generate/chat_template.js";
 export type { LoadModelOptions, LoadReport } from "./models/llava.js";
-export { verifyFolder, type VerifyReport, type Comparison } from "./models/verify.js";
+export { verifyFolder, type VerifyReport, type Comparison } from "./tools/verify.js";
 export { Gpu, type GpuOptions } from "./tensor/gpu.js";
 export { Tensor } from "./tensor/tensor.js";
 export type { DType } from "./tensor/dtype.js";

@@ -6,8 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { runE2E, weightBytesOf } from "../src/bench/e2e.js";
 import { randomFillReference } from "../src/kernels/random_fill.js";
-import { VisionLanguageModel } from "../src/models/model.js";
-import { randomLlava, tensorSeed } from "../src/models/random_gpu.js";
+import { VisionLanguageModel } from "../src/generate/model.js";
+import { randomLlava, tensorSeed } from "../src/bench/random_model.js";
 import { Gpu } from "../src/tensor/gpu.js";
 import { defineKernel, type AnyKernel } from "../src/tensor/kernel.js";
 import { parseConfig } from "../src/weights/config.js";

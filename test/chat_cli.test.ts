@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { writeRandomCheckpoint } from "../src/models/random.js";
+import { writeRandomCheckpoint } from "./random_checkpoint.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures");
 const MAIN = join(import.meta.dirname, "..", "src", "cli", "main.ts");

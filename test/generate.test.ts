@@ -5,9 +5,10 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import generateCommand from "../src/cli/generate.js";
 import { argmax } from "../src/kernels/argmax.js";
-import { chatPrompt } from "../src/models/chat.js";
-import { loadModel, type GenerateChunk, type VisionLanguageModel } from "../src/models/model.js";
-import { writeRandomCheckpoint } from "../src/models/random.js";
+import { chatPrompt } from "../src/generate/chat_template.js";
+import { loadModel, type VisionLanguageModel } from "../src/generate/model.js";
+import type { GenerateChunk } from "../src/generate/request.js";
+import { writeRandomCheckpoint } from "./random_checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { expectClose, testGpu } from "./helpers.js";
 

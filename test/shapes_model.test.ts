@@ -5,7 +5,7 @@
  * the right answer, must be PyTorch's; then the model must answer the demo's five questions and
  * fresh examples far above chance, which no wrong kernel would let it do.
  *
- * Tolerances are those of verify.ts against transformers, relative to the row's largest |logit|:
+ * Tolerances are those of src/tools/verify.ts against transformers, relative to the row's largest |logit|:
  * f32 1e-4 (the arithmetic is the same up to the order of summation, ~1e-6 measured); f16 1e-2
  * (weights rounded to 11 significant bits). The argmax must agree wherever PyTorch's top two
  * logits are further apart than twice the tolerance.
@@ -14,7 +14,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { preprocessRgb } from "../src/image/preprocess.js";
-import { loadModel, type VisionLanguageModel } from "../src/models/model.js";
+import { loadModel, type VisionLanguageModel } from "../src/generate/model.js";
 import { evaluate } from "../src/shapes/eval.js";
 import type { DemoExample } from "../src/shapes/training_data.js";
 import { takeRows } from "../src/tensor/copy.js";

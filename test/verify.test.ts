@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import verifyCommand from "../src/cli/verify.js";
-import { verifyFolder } from "../src/models/verify.js";
+import { verifyFolder } from "../src/tools/verify.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { writeSafetensors } from "../src/weights/safetensors_writer.js";
 import { testGpu } from "./helpers.js";

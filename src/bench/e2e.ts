@@ -34,7 +34,7 @@ import { sampleToken } from "../kernels/sample.js";
 import { ClipVisionTower } from "../models/clip.js";
 import { LlamaDecoder, type KVCache } from "../models/llama.js";
 import { loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
-import { randomLlava, weightBytes } from "../models/random_gpu.js";
+import { randomLlava, weightBytes } from "./random_model.js";
 import type { WeightStore } from "../models/weights.js";
 import { takeRows } from "../tensor/copy.js";
 import { bytesPerElement, type DType } from "../tensor/dtype.js";

@@ -1,7 +1,7 @@
 /** `wgsl-vlm chat`: an interactive conversation; `/image PATH` shows the model an image. */
 import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
-import type { ChatMessage } from "../models/chat.js";
+import type { ChatMessage } from "../generate/chat_template.js";
 import type { Command } from "./command.js";
 import { statistics } from "./generate.js";
 import { loadModelFrom, MODEL_OPTIONS, MODEL_USAGE, SAMPLING_OPTIONS, SAMPLING_USAGE, samplingFrom } from "./model_options.js";

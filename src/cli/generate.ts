@@ -1,6 +1,6 @@
 /** `wgsl-vlm generate`: one answer, streamed to stdout. */
 import { parseArgs } from "node:util";
-import type { GenerateResult } from "../models/model.js";
+import type { GenerateResult } from "../generate/request.js";
 import { UsageError, type Command } from "./command.js";
 import { loadModelFrom, MODEL_OPTIONS, MODEL_USAGE, SAMPLING_OPTIONS, SAMPLING_USAGE, samplingFrom } from "./model_options.js";
 

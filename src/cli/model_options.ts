@@ -1,7 +1,7 @@
 /** Options and helpers shared by the commands that load a model (generate, chat, eval, bench e2e). */
 import { UsageError } from "./command.js";
 import { GPU_OPTIONS, GPU_USAGE, numberOption } from "./options.js";
-import { loadModel, type VisionLanguageModel } from "../models/model.js";
+import { loadModel, type VisionLanguageModel } from "../generate/model.js";
 import type { LoadProgress } from "../models/load.js";
 
 export const MODEL_OPTIONS = {

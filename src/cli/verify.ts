@@ -1,6 +1,6 @@
 /** `wgsl-vlm verify DIR`: our kernels against transformers' reference tensors, tensor by tensor. */
 import { parseArgs } from "node:util";
-import { verifyFolder, type VerifyReport } from "../models/verify.js";
+import { verifyFolder, type VerifyReport } from "../tools/verify.js";
 import { UsageError, type Command } from "./command.js";
 import { GPU_OPTIONS, GPU_USAGE } from "./options.js";
 

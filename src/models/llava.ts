@@ -1,7 +1,7 @@
 /**
  * LLaVA: the vision tower, the projector and the LLaMA decoder put together
  * (transformers' LlavaForConditionalGeneration), and loadLlava(), which builds it from a
- * Hugging Face folder (model.ts's loadModel adds the tokenizer and image preprocessing).
+ * Hugging Face folder (src/generate/model.ts's loadModel adds the tokenizer and image preprocessing).
  *
  * An image enters the prompt as one <image> token; the model replaces that token with the
  * image's features, one position per feature (576 for llava-1.5 at 336 px), so

@@ -5,7 +5,7 @@
  * greedily and compared with the one right answer (surrounding whitespace ignored, nothing else).
  */
 import { performance } from "node:perf_hooks";
-import type { VisionLanguageModel } from "../models/model.js";
+import type { VisionLanguageModel } from "../generate/model.js";
 import { evalExample } from "./examples.js";
 import { QUESTION_TYPES, type QuestionType } from "./questions.js";
 import { renderScenePng } from "./world.js";

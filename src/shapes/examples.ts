@@ -7,7 +7,7 @@
  * target is " {answer}" followed by the end-of-sequence token: so the ids of prompt + target
  * are exactly the ids of the whole conversation, and a trained model stops by itself.
  */
-import { chatPrompt } from "../models/chat.js";
+import { chatPrompt } from "../generate/chat_template.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { QUESTION_TYPES, sampleQuestion, trainingQuestions, type QuestionAnswer } from "./questions.js";
 import { exampleRandom, sampleScene, type Scene } from "./world.js";

@@ -4,9 +4,9 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseConfig } from "../weights/config.js";
-import { checkpointNameFor, expectedTensors } from "../weights/names.js";
-import { writeSafetensors, type TensorToWrite } from "../weights/safetensors_writer.js";
+import { parseConfig } from "../src/weights/config.js";
+import { checkpointNameFor, expectedTensors } from "../src/weights/names.js";
+import { writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
 
 export interface RandomCheckpointOptions {
   seed?: number;

@@ -16,10 +16,10 @@ import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { ModelConfig } from "../weights/config.js";
 import { expectedTensors } from "../weights/names.js";
-import { LlamaDecoder } from "./llama.js";
-import { LlavaModel, visionPart } from "./llava.js";
-import { partRows } from "./load.js";
-import { WeightStore } from "./weights.js";
+import { LlamaDecoder } from "../models/llama.js";
+import { LlavaModel, visionPart } from "../models/llava.js";
+import { partRows } from "../models/load.js";
+import { WeightStore } from "../models/weights.js";
 
 export interface RandomModelOptions {
   /** Storage dtype of the weights and the KV-cache. */

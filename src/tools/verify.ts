@@ -24,8 +24,8 @@ import type { DType } from "../tensor/dtype.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
-import { loadLlava, type LlavaModel } from "./llava.js";
-import type { Trace } from "./llama.js";
+import { loadLlava, type LlavaModel } from "../models/llava.js";
+import type { Trace } from "../models/llama.js";
 
 export interface Comparison {
   name: string;
