@@ -7,7 +7,7 @@ import { Checkpoint } from "../src/weights/checkpoint.js";
 import { bf16ToF16, bf16ToF32, f16ToF32, f32ToF16 } from "../src/weights/convert.js";
 import { SafetensorsFile, type SafetensorsDType } from "../src/weights/safetensors.js";
 import { writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
-import { WeightUploader, WeightUploadError, uploadTensor, type TensorSource } from "../src/weights/upload.js";
+import { WeightUploader, WeightUploadError, type TensorSource } from "../src/weights/upload.js";
 import { randn, rng, SEED, testGpu } from "./helpers.js";
 
 const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-upload-"));
@@ -144,8 +144,8 @@ describe("uploading checkpoint tensors", async () => {
     expect(Array.from(await scalar.read())).toEqual([2.5]);
     const empty = await uploader.upload(file, "empty", { dtype: "f32" });
     expect(empty.shape).toEqual([0, 4]);
-    const once = await uploadTensor(gpu, file, "w", { dtype: "f32" });
-    expect(Array.from(await once.read())).toEqual(Array.from(stored(values, "f32")));
+    const defaultChunks = await new WeightUploader(gpu).upload(file, "w", { dtype: "f32" });
+    expect(Array.from(await defaultChunks.read())).toEqual(Array.from(stored(values, "f32")));
     const checkpoint = await Checkpoint.open(path); // a Checkpoint is a source too
     const viaCheckpoint = await uploader.upload(checkpoint, "w", { dtype: "f32", rows: [1, 2] });
     expect(Array.from(await viaCheckpoint.read())).toEqual(Array.from(stored(values.subarray(15, 30), "f32")));

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import sharp, { type Sharp } from "sharp";
 import { describe, expect, it } from "vitest";
 import { decodeImage, DEFAULT_MAX_PIXELS, ImageError } from "../src/image/decode.js";
-import { readAllFloat32 } from "../src/weights/safetensors.js";
+import { readAllFloat32 } from "./safetensors_helpers.js";
 import { rng, SEED } from "./helpers.js";
 
 const FIXTURES = "test/fixtures/preprocess";

@@ -2,9 +2,9 @@
  * The whole CLIPImageProcessor pipeline against transformers 4.40's pixel_values for every
  * golden image, LLaVA's pad-to-square against PIL, and the pieces (output size, crop, stacking).
  *
- * Tolerance: the issue asks for mean |diff| <= 0.01 and max <= 0.1 in normalized units, which a
- * different bicubic would need. This pipeline is the same algorithm in the same arithmetic
- * (PIL's fixed-point resampling, numpy's float64 rescale and float32 normalize), so it is also
+ * Tolerance: mean |diff| <= 0.01 and max <= 0.1 in normalized units, the closeness a different
+ * bicubic would be held to. This pipeline is the same algorithm in the same arithmetic (PIL's
+ * fixed-point resampling, numpy's float64 rescale and float32 normalize), so it is also
  * required to give the same float32 bits, and that is asserted too.
  */
 import { join } from "node:path";
@@ -22,7 +22,7 @@ import {
   stackPixelValues,
 } from "../src/image/preprocess.js";
 import { ImageError } from "../src/image/decode.js";
-import { readAllFloat32 } from "../src/weights/safetensors.js";
+import { readAllFloat32 } from "./safetensors_helpers.js";
 
 const FIXTURES = "test/fixtures/preprocess";
 const spec = JSON.parse(await readFile(join(FIXTURES, "preprocess.json"), "utf8"));

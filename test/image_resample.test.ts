@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { passWeights, resizeBicubic } from "../src/image/resample.js";
-import { readAllFloat32 } from "../src/weights/safetensors.js";
+import { readAllFloat32 } from "./safetensors_helpers.js";
 import { rng, SEED } from "./helpers.js";
 
 const cases = await readAllFloat32("test/fixtures/preprocess/resize_cases.safetensors");

@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { f16BitsToF32 } from "../src/tensor/dtype.js";
-import { SAFETENSORS_DTYPES, SafetensorsError, SafetensorsFile, readAllFloat32, type SafetensorsDType } from "../src/weights/safetensors.js";
-import { encodeSafetensorsHeader, serializeSafetensors, writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
+import { SAFETENSORS_DTYPES, SafetensorsError, SafetensorsFile, type SafetensorsDType } from "../src/weights/safetensors.js";
+import { encodeSafetensorsHeader, writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
 import { rng, SEED } from "./helpers.js";
+import { readAllFloat32, serializeSafetensors } from "./safetensors_helpers.js";
 
 const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-safetensors-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -80,7 +81,7 @@ describe("safetensors writer and reader", () => {
     }
   });
 
-  it("writes the same bytes as the in-memory serializer, and aligns every tensor to its element size", async () => {
+  it("writes the header, then the tensors' bytes back to back in its order, each aligned to its element size", async () => {
     const tensors: Record<string, TensorToWrite> = {
       "b.bool": randomTensor(random, "BOOL", [7]),
       "a.f64": randomTensor(random, "F64", [3]),

@@ -9,8 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { MAX_HEADER_BYTES, SafetensorsError, SafetensorsFile } from "../src/weights/safetensors.js";
-import { encodeSafetensorsHeader, serializeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
+import { encodeSafetensorsHeader, type TensorToWrite } from "../src/weights/safetensors_writer.js";
 import { rng, SEED } from "./helpers.js";
+import { serializeSafetensors } from "./safetensors_helpers.js";
 
 const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-fuzz-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));

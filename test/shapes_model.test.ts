@@ -6,7 +6,7 @@
  * fresh examples far above chance, which no wrong kernel would let it do.
  *
  * Tolerances are those of src/tools/verify.ts against transformers, relative to the row's largest |logit|:
- * f32 1e-4 (the arithmetic is the same up to the order of summation, ~1e-6 measured); f16 1e-2
+ * f32 1e-4 (the arithmetic is the same up to the order of summation); f16 1e-2
  * (weights rounded to 11 significant bits). The argmax must agree wherever PyTorch's top two
  * logits are further apart than twice the tolerance.
  */
@@ -135,9 +135,9 @@ describe("shapes model", async () => {
     const report = await evaluate(model, { n: 20, seed: 4242 });
     expect(report.n).toBe(20);
     for (const score of Object.values(report.perType)) expect(score.total).toBe(4);
-    // The bundled model answers 98% of fresh questions exactly (as PyTorch does), all 20 of these;
-    // guessing would get about 20% (1 in 6 colours, 1 in 9 positions, 1 in 2 for presence, ~0
-    // descriptions). The threshold leaves one answer of slack for a change of kernel version.
+    // The bundled model answers all 20 of these exactly (as PyTorch does); guessing would get
+    // about 20% (1 in 6 colours, 1 in 9 positions, 1 in 2 for presence, ~0 descriptions). The
+    // threshold leaves one answer of slack for a change of kernel version.
     expect(report.accuracy).toBeGreaterThanOrEqual(0.95);
   });
 });

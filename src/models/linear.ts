@@ -31,10 +31,6 @@ export class Linear {
     this.outFeatures = parts.reduce((rows, p) => rows + p.weight.dim(0), 0);
   }
 
-  static whole(weight: Tensor, bias: Tensor | null, name: string): Linear {
-    return new Linear([{ weight, bias, rowStart: 0 }], name);
-  }
-
   /** x [..., in] → [..., out]. */
   forward(x: Tensor, outDtype: DType = x.dtype): Tensor {
     check(x.dim(-1) === this.inFeatures, () => `${this.name}: input ${x.describe()} does not have ${this.inFeatures} features`);

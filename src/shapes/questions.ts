@@ -14,7 +14,7 @@
  * that the question does not give the answer away). Scenes never hold two shapes of the same
  * kind and colour, so every shape can be named.
  */
-import { COLOUR_NAMES, pick, POSITIONS, positionOf, SHAPE_KINDS, type ColourName, type PositionName, type Random, type Scene, type Shape, type ShapeKind } from "./world.js";
+import { COLOUR_NAMES, pick, positionOf, SHAPE_KINDS, type ColourName, type PositionName, type Random, type Scene, type Shape, type ShapeKind } from "./world.js";
 
 export const QUESTION_TYPES = ["colour", "count", "presence", "position", "description"] as const;
 export type QuestionType = (typeof QUESTION_TYPES)[number];
@@ -180,6 +180,3 @@ export function trainingQuestions(scene: Scene, random: Random): QuestionAnswer[
   const seen = new Set<string>();
   return list.filter((qa) => !seen.has(qa.question) && seen.add(qa.question));
 }
-
-/** Every position name, for checks and for the tokenizer's corpus. */
-export const POSITION_NAMES: readonly PositionName[] = POSITIONS;

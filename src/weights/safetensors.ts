@@ -410,15 +410,3 @@ function fp8Table(dtype: "F8_E4M3" | "F8_E5M2"): Float32Array {
   }
   return table;
 }
-
-/** Reads every tensor of a small file as float32 (fixtures, inputs): name → { shape, data }. */
-export async function readAllFloat32(path: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
-  const file = await SafetensorsFile.open(path);
-  try {
-    const out = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const name of file.tensors.keys()) out.set(name, await file.readFloat32(name));
-    return out;
-  } finally {
-    await file.close();
-  }
-}

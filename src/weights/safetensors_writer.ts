@@ -100,17 +100,3 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
     done += bytesWritten;
   }
 }
-
-/** The whole file in memory: for tests that corrupt or compare a file's bytes. */
-export function serializeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
-  const { header, order, dataBytes } = encodeSafetensorsHeader(tensors, metadata);
-  const out = new Uint8Array(header.byteLength + dataBytes);
-  out.set(header);
-  let at = header.byteLength;
-  for (const name of order) {
-    const { data } = tensors[name];
-    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
-    at += data.byteLength;
-  }
-  return out;
-}

@@ -42,8 +42,9 @@ export class WeightUploadError extends Error {
 const UPLOADABLE: readonly SafetensorsDType[] = ["F32", "F16", "BF16"];
 
 /**
- * Source bytes per chunk. Per-call costs vanish above a few hundred KiB, while Dawn's
- * writeBuffer slowed down past 1 MiB on lavapipe (0.7 GB/s at 1 MiB, 0.35 GB/s at 8 MiB).
+ * Source bytes per chunk: large enough that each write's fixed cost is negligible, and no
+ * larger, since Dawn's writeBuffer gets slower per byte for larger writes (on lavapipe; see
+ * bench/RESULTS.md, "Uploading weights").
  */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
@@ -156,9 +157,4 @@ export class WeightUploader {
     else f16ToF32(halves(), new Float32Array(out, 0, count));
     return new Uint8Array(out, 0, count * 4);
   }
-}
-
-/** Uploads one tensor with a one-off uploader (for many tensors, keep one WeightUploader). */
-export function uploadTensor(gpu: Gpu, source: TensorSource, name: string, options: UploadOptions): Promise<Tensor> {
-  return new WeightUploader(gpu).upload(source, name, options);
 }

@@ -32,7 +32,7 @@ def load_model(folder):
     with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
     model = Llava(config)
-    missing, unexpected = model.load_state_dict(load_safetensors(os.path.join(folder, "model.safetensors")), strict=True), None
+    model.load_state_dict(load_safetensors(os.path.join(folder, "model.safetensors")), strict=True)
     model.eval()
     return model, config
 

@@ -3,7 +3,10 @@ Trains the shapes model from scratch on a dataset written by data.ts, on the CPU
 a Hugging Face LLaVA folder (config.json, generation_config.json, model.safetensors; data.ts
 wrote the tokenizer and preprocessor files there already).
 
-    /usr/bin/python3 weights/train/train.py --data weights/.data/train --eval-data weights/.data/eval --out weights/shapes-llava
+    /usr/bin/python3 weights/train/train.py --data weights/.data/train --eval-data weights/.data/eval-7 --out weights/shapes-llava
+
+Needs Debian's python3-torch and python3-numpy (no pip; modeling.py, beside this file, holds the
+model). train.sh runs the whole pipeline: tokenizer, datasets, this script, the evaluations.
 
 Each step takes a batch of images, runs the vision tower once per image, and asks each image
 a few of its questions, drawn at random (so the types come as often as the dataset holds them:
@@ -26,24 +29,13 @@ Two training aids, neither part of the saved model, make learning faster:
   image positions the answer is about (and another head, in descriptions, which shape the
   phrase being written is about). Weight --guide-weight.
 
-Where it stands (train.sh: this script's defaults, 49 min on two cores): 98.2% exact match on
-500 fresh examples (colour 100%, count 98%, presence 100%, position 98%, description 95%), and
-97.8% on another 500 (seed 11). The run had two loss spikes it recovered from (all losses near
-step 3100, the probe's near step 3700). What got it there, each measured against the last:
-without the guide an hour gave 75%; guiding the first answer token only, one head, separate
-sequences and 5000 steps, 90.8%; guiding every answer token, descriptions by a head of their
-own, and packed rows (a step ~25% cheaper, so 6500 steps fit), 98.2%. Guiding descriptions with
-the same head as questions: 51% at step 1000 against 62% here (stopped).
+With --eval-data it prints exact-match accuracy per question type as it goes, measured
+teacher-forced: a greedy decoder reproduces the answer exactly when, and only when, every
+answer token (and EOS) is the argmax given the right tokens before it, so one forward pass per
+question gives the accuracy free-running greedy decoding would.
 
-The recipe depends on the seed: when the guided head learns to look varies from run to run.
-With --seed 1 and everything else as here the guide loss stayed near 0.73 and colour answers
-at chance (18%) through step 1500 (stopped), where seed 0's guide loss had fallen to 0.33 with
-colours at 90%. The same happened to the earlier recipe with seed 1. Making the lookup form
-reliably (more guide weight early, the guide alone for the first steps) is the next step.
-
-Exact-match accuracy is measured teacher-forced: a greedy decoder reproduces the answer exactly
-when, and only when, every answer token (and EOS) is the argmax given the right tokens before
-it, so one forward pass per question gives the accuracy free-running greedy decoding would.
+What this recipe reaches, how it got there, what did not work and how long a run takes:
+NOTES.md, beside this file.
 """
 import argparse
 import json
@@ -174,7 +166,7 @@ class PackedBatch:
     attending only to the prefix and to itself, at the positions it would have alone. Every
     token sees exactly what it would in a sequence of its own, so the losses are the same, but
     the prefix, most of a short question's length, runs once per image instead of once per
-    question: a training step costs about a quarter less.
+    question.
     """
 
     def __init__(self, groups, pad_id, image_token_id, patches):
@@ -272,9 +264,9 @@ class CellProbe(torch.nn.Module):
 
     The probe is a cosine classifier (unit-norm weight rows, a fixed scale), so it cannot make up
     for a weak signal with large weights: to be confident it needs each fact to take a large
-    share of the feature's norm. A plain linear probe was satisfied by features in which the
-    shape's kind was a faint direction beside colour and position; the decoder, which learns
-    the strong directions first, then described every shape as a "square" for thousands of steps.
+    share of the feature's norm. That is what the decoder needs too, since it learns the
+    strong directions of its input first; a linear probe is content with a fact that is only a
+    faint direction, which the decoder then ignores (NOTES.md).
     """
 
     SCALE = 10.0
@@ -312,12 +304,10 @@ class LookupGuide:
     square ..." the next). The loss is -log of the attention mass on those positions, averaged
     over each head's tokens, the two heads' losses added.
 
-    Without it the decoder never learnt to look a named shape up: answers about one shape stayed
-    at what reading every shape at once gives (colour and position ~60%, presence at chance),
-    while descriptions, which read the cells in order, reached 100%. Finding a key by its
-    content needs a query and a key that both already carry the shape, and neither gets a
-    gradient until the other does; the guide breaks that tie. It leaves the model's architecture
-    as it is: only which head does the looking up is chosen for it.
+    Finding a key by its content needs a query and a key that both already carry the shape, and
+    neither gets a gradient until the other does, so without help the decoder may never learn
+    to look a named shape up (NOTES.md); the guide breaks that tie. It leaves the model's
+    architecture as it is: only which head does the looking up is chosen for it.
     """
 
     GUIDE_LAYER = 2

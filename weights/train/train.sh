@@ -5,12 +5,10 @@
 #
 #     bash weights/train/train.sh [MODEL_DIR]        (default weights/shapes-llava)
 #
-# Needs Debian's python3-torch and python3-numpy (/usr/bin/python3; no pip). Debian's torch
-# calls the reference BLAS, which is ~10x slower than OpenBLAS: install libopenblas0-pthread
-# (apt-get install libopenblas0-pthread) and Debian's alternatives make torch use it.
-# Long steps run under `nice -n 19` and two threads, so the machine stays usable. On two cores
-# of an AMD EPYC (Zen 3) with OpenBLAS: datasets ~1 min, training ~49 min, the
-# evaluations ~5 min. Without OpenBLAS training takes several times longer.
+# Needs Debian's python3-torch and python3-numpy (/usr/bin/python3; no pip), and OpenBLAS
+# (apt-get install libopenblas0-pthread): Debian's torch otherwise calls the much slower
+# reference BLAS. Long steps run under `nice -n 19` and two threads, so the machine stays
+# usable. How long each part takes, and what the recipe reaches: NOTES.md.
 set -euo pipefail
 
 MODEL=${1:-weights/shapes-llava}
@@ -31,7 +29,7 @@ echo "== datasets -> $DATA"
 nice -n 19 npx tsx weights/train/data.ts dataset --model "$MODEL" --out "$DATA/train" --images $TRAIN_IMAGES --seed $TRAIN_SEED
 nice -n 19 npx tsx weights/train/data.ts dataset --model "$MODEL" --out "$DATA/eval-$EVAL_SEED" --images $EVAL_N --seed $EVAL_SEED --kind eval
 
-# One run of train.py with its defaults (6500 steps; see its docstring for the recipe), with the
+# One run of train.py with its defaults (6500 steps; its docstring says how it trains), with the
 # evaluation set measured every 500 steps as it goes (measuring changes nothing in the weights).
 echo "== training (6500 steps)"
 nice -n 19 $PY weights/train/train.py --data "$DATA/train" --eval-data "$DATA/eval-$EVAL_SEED" --out "$MODEL"
