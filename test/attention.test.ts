@@ -10,6 +10,7 @@ import {
   type AttentionOptions,
   type AttentionVersion,
 } from "../src/kernels/attention/index.js";
+import { attentionTolerance } from "../src/kernels/attention/reference.js";
 import type { DType } from "../src/tensor/dtype.js";
 import { ShapeError } from "../src/tensor/errors.js";
 import { Gpu } from "../src/tensor/gpu.js";
@@ -98,7 +99,7 @@ describe("attention", async () => {
   /** Runs every version (or just `only`) on one case and compares each with the reference. */
   async function checkVersions(c: Case, dtypes: Dtypes, only?: (keyof typeof ATTENTION_VERSIONS)[]): Promise<void> {
     const { q, k, v, options, expected } = inputs(c, dtypes);
-    const tolerance = TOLERANCE[dtypes.out as "f32" | "f16"];
+    const tolerance = attentionTolerance(dtypes.out);
     for (const name of versions) {
       if (only && !only.includes(name)) continue;
       if (name === "v4_subgroup" && c.headDim > SUBGROUP_MAX_HEAD_DIM) continue;

@@ -1,17 +1,71 @@
 /**
  * What the end-to-end benchmark counts, checked on its own: which bindings are weight reads,
- * one submit per token through generate() itself, random weights in row parts, and the
- * layer-sampled estimate used for large shapes.
+ * one submit and a known number of kernel launches per token through generate() itself,
+ * random weights in row parts, and the layer-sampled estimate used for large shapes.
  */
 import { describe, expect, it } from "vitest";
-import { runE2E, weightBytesOf } from "../src/bench/e2e.js";
+import { extrapolate, runE2E, weightBytesOf } from "../src/bench/e2e.js";
+import { shapeConfig } from "../src/bench/shapes.js";
+import { summarize } from "../src/bench/stats.js";
+import { activationFromConfig } from "../src/kernels/activations.js";
+import { chooseAttentionVersion, type AttentionVersion } from "../src/kernels/attention/index.js";
 import { randomFillReference } from "../src/kernels/random_fill.js";
 import { VisionLanguageModel } from "../src/generate/model.js";
 import { randomLlava, tensorSeed } from "../src/bench/random_model.js";
+import { partRows } from "../src/models/load.js";
+import { bytesPerElement, type DType } from "../src/tensor/dtype.js";
 import { Gpu } from "../src/tensor/gpu.js";
 import { defineKernel, type AnyKernel } from "../src/tensor/kernel.js";
-import { parseConfig } from "../src/weights/config.js";
+import { parseConfig, type LlamaConfig, type ModelConfig } from "../src/weights/config.js";
+import { expectedTensors } from "../src/weights/names.js";
 import { expectClose, roundTo } from "./helpers.js";
+
+/** Kernels each attention version launches: v1 scores, softmax and P·V; v3 the partial sums and their combination. */
+const ATTENTION_LAUNCHES: Record<AttentionVersion, number> = { v1_unfused: 3, v2_flash: 1, v3_split_k: 2, v4_subgroup: 1 };
+
+/** The decoder's matrix products in each layer (llama.ts), each one launch per row part of its weight. */
+const LAYER_MATRICES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+
+/**
+ * Kernel launches of one decoded token whose attention reads `kvLength` cached positions, as
+ * llama.ts and generate() record it:
+ *   embedding lookup     one per row part of the table
+ *   each layer           2 rmsnorms, 2 ropes (q and k), 2 KV-cache writes, 2 residual adds;
+ *                        the 7 matrix products, one launch per row part of each weight;
+ *                        the gated activation: siluMul, or the activation and then mul;
+ *                        attention, as many kernels as the version chosen for 1 query launches
+ *   final rmsnorm        1
+ *   LM head              one per row part (of the embedding table when tied)
+ *   sampler              1
+ * Row parts follow the loader's rule (partRows) for this device's storage binding limit.
+ */
+function decodeLaunches(gpu: Gpu, config: ModelConfig & { text: LlamaConfig }, dtype: DType, kvLength: number): number {
+  const text = config.text;
+  const shapes = new Map(expectedTensors(config).map((t) => [t.name, t.shape]));
+  const parts = (name: string) => {
+    const [rows, ...row] = shapes.get(name)!;
+    const rowBytes = row.reduce((n, d) => n * d, 1) * bytesPerElement(dtype);
+    return partRows(rows, rowBytes, gpu.limits.maxStorageBufferBindingSize, name).length;
+  };
+  const [rmsnorms, ropes, cacheWrites, residualAdds] = [2, 2, 2, 2];
+  const gated = activationFromConfig(text.hiddenAct) === "silu" ? 1 : 2;
+  const attention = ATTENTION_LAUNCHES[chooseAttentionVersion(gpu, 1, kvLength, text.headDim)];
+  let layers = 0;
+  for (let i = 0; i < text.numHiddenLayers; i++) {
+    const matrices = LAYER_MATRICES.reduce((n, m) => n + parts(`text.layers.${i}.${m}.weight`), 0);
+    layers += rmsnorms + ropes + cacheWrites + residualAdds + matrices + gated + attention;
+  }
+  const [finalNorm, sampler] = [1, 1];
+  const lmHead = parts(text.tieWordEmbeddings ? "text.embed_tokens.weight" : "lm_head.weight");
+  return parts("text.embed_tokens.weight") + layers + finalNorm + lmHead + sampler;
+}
+
+/** The sum of f(n) for n in [from, to]. */
+function sumOver(from: number, to: number, f: (n: number) => number): number {
+  let sum = 0;
+  for (let n = from; n <= to; n++) sum += f(n);
+  return sum;
+}
 
 describe("end-to-end measurement", async () => {
   // Not the poisoned test GPU: poisoning adds fill launches that a decoded token does not make.
@@ -47,7 +101,8 @@ describe("end-to-end measurement", async () => {
       },
       "small llava without eos",
     );
-    const { model } = await randomLlava(gpu, config, { dtype: gpu.hasF16 ? "f16" : "f32", contextLength: 64 });
+    const dtype = gpu.hasF16 ? "f16" : "f32";
+    const { model } = await randomLlava(gpu, config, { dtype, contextLength: 64 });
     const vlm = new VisionLanguageModel(model, null, null);
     const pixels = gpu.empty([3, 32, 32], "f32");
     try {
@@ -61,7 +116,11 @@ describe("end-to-end measurement", async () => {
       const long = await counts(6);
       expect(long.tokens - short.tokens).toBe(4);
       expect(long.submits - short.submits).toBe(4);
-      expect((long.dispatches - short.dispatches) % 4).toBe(0);
+      // Token j (from 0) is decoded over the prompt and j + 1 positions: the short run stops
+      // after token 1, the long one decodes tokens 1 to 5, so they differ by tokens 2 to 5.
+      const prompt = model.mergedLength([1, 500, 300, 400]);
+      const extra = sumOver(2, 5, (j) => decodeLaunches(gpu, config as ModelConfig & { text: LlamaConfig }, dtype, prompt + j));
+      expect(long.dispatches - short.dispatches).toBe(extra);
     } finally {
       pixels.dispose();
       vlm.dispose();
@@ -90,13 +149,26 @@ describe("end-to-end measurement", async () => {
     }
   });
 
+  it("extrapolates a phase as t(0 layers) + layers · (t(1 layer) - t(0 layers))", () => {
+    const zero = summarize([10, 12, 11]); // median 11, spread 1/11
+    const one = summarize([15, 16, 20]); // median 16, spread 1/16
+    expect(extrapolate(zero, one, 22, 3)).toEqual({ ms: 11 + 22 * 5, method: "estimated", runs: 3, spread: 1 / 11 });
+    // A layer that measured faster than none (noise) adds nothing, rather than a negative time.
+    expect(extrapolate(one, zero, 22, 3)).toEqual({ ms: 16, method: "estimated", runs: 3, spread: 1 / 11 });
+  });
+
   it("estimates image encoding and prefill from 0- and 1-layer passes, decoding the whole model", async () => {
-    const result = await runE2E(gpu, { shape: "tiny" }, { sampleLayers: true, context: 40, decodeSteps: 2, textTokens: 4, repeats: 1 });
+    const [context, decodeSteps] = [40, 2];
+    const result = await runE2E(gpu, { shape: "tiny" }, { sampleLayers: true, context, decodeSteps, textTokens: 4, repeats: 1 });
     expect(result.image).toMatchObject({ method: "estimated", features: 64 });
     expect(result.prefill).toMatchObject({ method: "estimated", positions: 68 });
     expect(result.image!.ms).toBeGreaterThan(0);
     expect(result.prefill.tokensPerSecond).toBeGreaterThan(0);
     expect(result.perToken.submits).toBe(1);
+    // Timed step n (from 1) decodes over context + n positions; the figure is their mean.
+    const config = shapeConfig("tiny") as ModelConfig & { text: LlamaConfig };
+    const launches = sumOver(1, decodeSteps, (n) => decodeLaunches(gpu, config, result.dtype, context + n));
+    expect(result.perToken.dispatches).toBe(launches / decodeSteps);
     expect(result.perToken.weightReadRatio).toBeLessThanOrEqual(1.1);
   });
 });

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { embedding, embeddingReference } from "../src/kernels/embedding.js";
+import { EXACT } from "../src/kernels/tolerance.js";
 import { ShapeError } from "../src/tensor/errors.js";
 import { AWKWARD, expectClose, floatDtypes, randint, randn, rng, testGpu, upload } from "./helpers.js";
 
 // A lookup copies values: the only error is rounding to the output dtype, and the reference
 // works on the table as the GPU holds it. f32 → f32 and f16 → anything must be exact;
 // f32 → f16 rounds once: half an ulp, 2^-11 relative, or 2^-25 absolute among f16's subnormals.
-const EXACT = { atol: 0, rtol: 0 };
 const F16_ROUNDING = { atol: 2 ** -25, rtol: 2 ** -11 };
 
 describe("embedding", async () => {

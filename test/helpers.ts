@@ -11,6 +11,7 @@ import type { Command } from "../src/cli/command.js";
 import { Gpu } from "../src/tensor/gpu.js";
 import { roundToF16, roundToF32, type DType } from "../src/tensor/dtype.js";
 import type { Tensor } from "../src/tensor/tensor.js";
+import { toleranceBounds, worstElement, type Tolerance, type WorstElement } from "../src/kernels/tolerance.js";
 
 let shared: Promise<Gpu> | undefined;
 
@@ -61,23 +62,8 @@ export function upload(gpu: Gpu, values: ArrayLike<number>, shape: number[], dty
   return { t: gpu.tensor(values, shape, dtype), values: roundTo(values, dtype) };
 }
 
-export interface Tolerance {
-  atol: number;
-  rtol: number;
-}
-
-/**
- * Tolerances against a float64 reference computed on the same (rounded) inputs.
- * - f32: each product and sum rounds at 2^-24 relative; over a few hundred accumulated terms
- *   the error stays near 1e-6 of the magnitudes involved, so 1e-5 relative (plus an absolute
- *   floor for outputs that cancel to near zero) passes a right kernel and fails a wrong one.
- * - f16 (storage; math in f32): the output itself is rounded to 11 significant bits, an error
- *   of up to 2^-11 ≈ 4.9e-4 relative, plus intermediate f16 stores in fused kernels: 2e-3.
- */
-export const TOLERANCE: Record<"f32" | "f16", Tolerance> = {
-  f32: { atol: 1e-5, rtol: 1e-5 },
-  f16: { atol: 2e-3, rtol: 2e-3 },
-};
+// The error bounds live in src/, where the kernel benchmark checks every version against them too.
+export { TOLERANCE, type Tolerance } from "../src/kernels/tolerance.js";
 
 /** The float dtypes this adapter can run: f32 always, f16 when it has shader-f16. */
 export function floatDtypes(gpu: Gpu): ("f32" | "f16")[] {
@@ -89,33 +75,9 @@ export function floatDtypes(gpu: Gpu): ("f32" | "f16")[] {
  * atol + rtol·|expected|. NaN or a missing element always fails.
  */
 export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance, what: string): void {
-  if (actual.length !== expected.length) {
-    throw new Error(`${what}: ${actual.length} values, expected ${expected.length} (seed ${SEED})`);
-  }
-  let worst = -1;
-  let worstExcess = 0;
-  let maxAbs = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i];
-    const e = expected[i];
-    const err = Math.abs(a - e);
-    if (!Number.isFinite(a) && a !== e) {
-      throw new Error(`${what}: element ${i} is ${a}, expected ${e} (seed ${SEED})`);
-    }
-    maxAbs = Math.max(maxAbs, err);
-    const excess = err - (tol.atol + tol.rtol * Math.abs(e));
-    if (excess > worstExcess) {
-      worstExcess = excess;
-      worst = i;
-    }
-  }
-  if (worst >= 0) {
-    throw new Error(
-      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
-        `(|diff| ${Math.abs(actual[worst] - expected[worst]).toExponential(3)} > ${tol.atol} + ${tol.rtol}·|expected|; ` +
-        `max |diff| ${maxAbs.toExponential(3)}; seed ${SEED})`,
-    );
-  }
+  checkLength(actual, expected, what);
+  const worst = worstElement(actual, expected, toleranceBounds(expected, tol));
+  if (!worst.within) failAt(worst, what, `${tol.atol} + ${tol.rtol}·|expected|; max |diff| ${worst.maxError.toExponential(3)}`);
 }
 
 /** Sizes that are 1, small and odd, and one past a power of two: no tile divides them. */
@@ -123,27 +85,20 @@ export const AWKWARD = [1, 3, 17, 129] as const;
 
 /** Like expectClose, with a bound per element (for error bounds that depend on the data). */
 export function expectWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, bounds: ArrayLike<number>, what: string): void {
+  checkLength(actual, expected, what);
+  const worst = worstElement(actual, expected, bounds);
+  if (!worst.within) failAt(worst, what, `bound ${worst.bound.toExponential(3)}`);
+}
+
+function failAt(worst: WorstElement, what: string, bound: string): never {
+  const element = `${what}: element ${worst.index} is ${worst.actual}, expected ${worst.expected}`;
+  if (!Number.isFinite(worst.error)) throw new Error(`${element} (seed ${SEED})`);
+  throw new Error(`${element} (|diff| ${worst.error.toExponential(3)} > ${bound}; seed ${SEED})`);
+}
+
+function checkLength(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
   if (actual.length !== expected.length) {
     throw new Error(`${what}: ${actual.length} values, expected ${expected.length} (seed ${SEED})`);
-  }
-  let worst = -1;
-  let worstRatio = 1;
-  for (let i = 0; i < actual.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]);
-    if (!Number.isFinite(actual[i]) && actual[i] !== expected[i]) {
-      throw new Error(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]} (seed ${SEED})`);
-    }
-    const ratio = err / bounds[i];
-    if (ratio > worstRatio) {
-      worstRatio = ratio;
-      worst = i;
-    }
-  }
-  if (worst >= 0) {
-    throw new Error(
-      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
-        `(|diff| ${Math.abs(actual[worst] - expected[worst]).toExponential(3)} > bound ${bounds[worst].toExponential(3)}; seed ${SEED})`,
-    );
   }
 }
 

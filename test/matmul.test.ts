@@ -10,26 +10,11 @@ import {
   MATVEC_V2_MAX_ROWS,
   type MatmulShape,
 } from "../src/kernels/matmul/index.js";
+import { matmulErrorBounds } from "../src/kernels/matmul/reference.js";
 import type { DType } from "../src/tensor/dtype.js";
 import { ShapeError } from "../src/tensor/errors.js";
 import { Gpu } from "../src/tensor/gpu.js";
 import { AWKWARD, expectWithin, randn, rng, testGpu, upload } from "./helpers.js";
-
-/**
- * Error bound for a dot product of K terms summed in float32 in any order:
- * |error| <= (K + 1)·u·Σ|a_k·b_k| (+|bias|) with u = 2^-24 (Higham, Accuracy and Stability of
- * Numerical Algorithms, §3.1), plus the rounding of the stored output (2^-24 in f32, 2^-11 in
- * f16, and up to 2^-14 absolute in f16: below that outputs are subnormal, which a GPU may flush
- * to zero). Inputs are compared after the same rounding the GPU applied, so they add nothing.
- * A kernel that drops or repeats a term is off by a whole |a_k·b_k|, far above this bound.
- */
-function errorBounds(a: Float64Array, b: Float64Array, bias: Float64Array | null, s: MatmulShape, out: DType): Float64Array {
-  const magnitude = matmulReference(a.map(Math.abs), b.map(Math.abs), bias && bias.map(Math.abs), s);
-  const expected = matmulReference(a, b, bias, s);
-  const u = 2 ** -24;
-  const [relative, absolute] = out === "f16" ? [2 ** -11, 2 ** -14] : [u, 1e-38];
-  return magnitude.map((mag, i) => (s.K + 1) * u * mag + relative * Math.abs(expected[i]) + absolute);
-}
 
 /** Storage dtypes of (A, B, C): all f32; all f16; f32 activations with f16 weights. */
 const COMBOS: [DType, DType, DType][] = [
@@ -38,8 +23,9 @@ const COMBOS: [DType, DType, DType][] = [
   ["f32", "f16", "f32"],
 ];
 
-/** The versions for any number of rows (matvec and matvec_v2 take only a few). */
-const GENERAL_VERSIONS = ["v1_naive", "v2_tiled", "v3_register_tiled", "v4_register_blocked", "v5_subgroup_broadcast", "v6_f16_packed"];
+/** The versions that take only a few rows of A (decoding), and their most; every other registered version takes any number. */
+const ROW_LIMITS: Record<string, number> = { matvec: MATVEC_MAX_ROWS, matvec_v2_subgroup: MATVEC_V2_MAX_ROWS };
+const GENERAL_VERSIONS = Object.keys(MATMUL_VERSIONS).filter((name) => !(name in ROW_LIMITS));
 
 describe("matmul", async () => {
   const gpu = await testGpu();
@@ -57,7 +43,7 @@ describe("matmul", async () => {
     expect(c.shape).toEqual([M, N]);
     return c.read().then((got) => {
       const expected = matmulReference(a.values, b.values, bias?.values ?? null, shape);
-      expectWithin(got, expected, errorBounds(a.values, b.values, bias?.values ?? null, shape, cd), `${version} ${ad}·${bd}→${cd} M=${M} N=${N} K=${K}`);
+      expectWithin(got, expected, matmulErrorBounds(a.values, b.values, bias?.values ?? null, shape, cd), `${version} ${ad}·${bd}→${cd} M=${M} N=${N} K=${K}`);
     });
   }
 
@@ -75,12 +61,9 @@ describe("matmul", async () => {
     }
   }
 
-  // Each row count is its own pipeline, so matvec_v2 is tested at 1, an odd count and its most.
-  const matvecRows: [string, number[]][] = [
-    ["matvec", [1, 2, 3, MATVEC_MAX_ROWS]],
-    ["matvec_v2_subgroup", [1, 3, MATVEC_V2_MAX_ROWS]],
-  ];
-  for (const [version, rowCounts] of matvecRows) {
+  // Each row count may be its own pipeline, so a few-row version is tested at 1, 2, 3 and its most.
+  for (const [version, limit] of Object.entries(ROW_LIMITS)) {
+    const rowCounts = [...new Set([1, 2, 3, limit])].filter((rows) => rows <= limit);
     for (const combo of combos) {
       it.skipIf(!supported(version))(`${version} ${combo.join("·")} for ${rowCounts.join(", ")} rows`, async () => {
         const checks: Promise<void>[] = [];
@@ -92,6 +75,10 @@ describe("matmul", async () => {
         await Promise.all(checks);
       });
     }
+    it.skipIf(!supported(version))(`${version} refuses ${limit + 1} rows`, () => {
+      const w = gpu.tensor(new Float32Array(2 * 8), [2, 8]);
+      expect(() => MATMUL_VERSIONS[version](gpu.tensor(new Float32Array((limit + 1) * 8), [limit + 1, 8]), w)).toThrow(ShapeError);
+    });
   }
 
   it("tiles a product bigger than one workgroup tile in every direction", async () => {
@@ -113,7 +100,7 @@ describe("matmul", async () => {
     for (const version of GENERAL_VERSIONS.filter(supported)) {
       const c = MATMUL_VERSIONS[version](a.t, b.t);
       expect(c.shape).toEqual([3, 17, 5]);
-      expectWithin(await c.read(), expected, errorBounds(a.values, b.values, null, shape, "f32"), `${version} batched`);
+      expectWithin(await c.read(), expected, matmulErrorBounds(a.values, b.values, null, shape, "f32"), `${version} batched`);
     }
   });
 
@@ -123,11 +110,11 @@ describe("matmul", async () => {
     const shape: MatmulShape = { batch: 1, M: 6, N: 4, K: 8, batchedB: false };
     const c = matmul(a.t, w.t);
     expect(c.shape).toEqual([2, 3, 4]);
-    expectWithin(await c.read(), matmulReference(a.values, w.values, null, shape), errorBounds(a.values, w.values, null, shape, "f32"), "folded");
+    expectWithin(await c.read(), matmulReference(a.values, w.values, null, shape), matmulErrorBounds(a.values, w.values, null, shape, "f32"), "folded");
     const many = upload(gpu, randn(random, 40 * 8), [40, 8], "f32");
     const c2 = matmul(many.t, w.t);
     const shape2 = { ...shape, M: 40 };
-    expectWithin(await c2.read(), matmulReference(many.values, w.values, null, shape2), errorBounds(many.values, w.values, null, shape2, "f32"), "many rows");
+    expectWithin(await c2.read(), matmulReference(many.values, w.values, null, shape2), matmulErrorBounds(many.values, w.values, null, shape2, "f32"), "many rows");
   });
 
   it.skipIf(!gpu.adapter.isFallbackAdapter || fixedSubgroupSize(gpu) === null)(
@@ -159,7 +146,7 @@ describe("matmul", async () => {
       for (const x of [a, many]) {
         const shape: MatmulShape = { batch: 1, M: x.t.dim(0), N: 5, K: 8, batchedB: false };
         const expected = matmulReference(x.values, w.values, null, shape);
-        expectWithin(await matmul(x.t, w.t).read(), expected, errorBounds(x.values, w.values, null, shape, "f32"), `no subgroups, ${shape.M} rows`);
+        expectWithin(await matmul(x.t, w.t).read(), expected, matmulErrorBounds(x.values, w.values, null, shape, "f32"), `no subgroups, ${shape.M} rows`);
       }
     } finally {
       plain.destroy();
@@ -185,7 +172,7 @@ describe("matmul", async () => {
       }
       const wv = upload(gpu, w, [N, K], "f32").values;
       const bv = upload(gpu, bias, [N], "f32").values;
-      expectWithin(await out.read(), matmulReference(a.values, wv, bv, shape), errorBounds(a.values, wv, bv, shape, "f32"), `${version} split`);
+      expectWithin(await out.read(), matmulReference(a.values, wv, bv, shape), matmulErrorBounds(a.values, wv, bv, shape, "f32"), `${version} split`);
     }
     const out = gpu.empty([M, N], "f32");
     const part = gpu.tensor(w.subarray(0, 8 * K), [8, K]);

@@ -1,30 +1,11 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { rope, ropeInverseFrequencies, ropeReference, ropeTable, ropeTableData } from "../src/kernels/rope.js";
+import { rope, ropeInverseFrequencies, ropeReference, ropeTable, ropeTableData, ropeTolerance } from "../src/kernels/rope.js";
 import { ShapeError } from "../src/tensor/errors.js";
 import type { Tensor } from "../src/tensor/tensor.js";
-import { expectClose, floatDtypes, randn, rng, testGpu, TOLERANCE, upload, type Tolerance } from "./helpers.js";
+import { expectClose, floatDtypes, randn, rng, testGpu, TOLERANCE, upload } from "./helpers.js";
 
 const POSITIONS = 4100;
-
-/**
- * How far the kernel may be from the float64 reference, which takes angles straight from theta.
- *
- * The table follows transformers' float32 arithmetic: exponent 2i/D, theta^exponent, its
- * reciprocal and position·inv_freq are each rounded to float32 (relative error 2^-24 each), and
- * the exponent's rounding is amplified by ln(theta)·exponent in theta^exponent. So the float32
- * angle of position p differs from the exact one by at most
- *   p·theta^-e·(ln(theta)·e + 3)·2^-24 ≤ p·(1/e + 3)·2^-24 < 3.4·p·2^-24,
- * because x·exp(-x) ≤ 1/e. That is up to 8e-4 rad at position 4096: far above float32
- * rounding, so it has to be in the tolerance. cos and sin move by at most the angle error, and
- * storing them as f32 and the kernel's f32 arithmetic add a few 2^-24, so each output
- * (x_i·cos ∓ x_j·sin) is off by at most (|x_i| + |x_j|)·(3.4·p + 4)·2^-24.
- */
-function angleTolerance(base: Tolerance, values: ArrayLike<number>, maxPosition: number): Tolerance {
-  let maxAbs = 0;
-  for (let i = 0; i < values.length; i++) maxAbs = Math.max(maxAbs, Math.abs(values[i]));
-  return { atol: base.atol + 2 * maxAbs * (3.4 * maxPosition + 4) * 2 ** -24, rtol: base.rtol };
-}
 
 /** Applies a host copy of the table: isolates the kernel from the float32-angle question. */
 function ropeWithTable(x: ArrayLike<number>, [S, H, D]: number[], table: Float32Array, offset: number): Float64Array {
@@ -92,7 +73,7 @@ describe("rope", async () => {
           expect(out.dtype).toBe(dtype);
           const actual = await out.read();
           expectClose(actual, ropeWithTable(x.values, [S, H, D], table.data, offset), TOLERANCE[dtype], `rope vs table ${dtype}`);
-          const tolerance = angleTolerance(TOLERANCE[dtype], x.values, offset + S - 1);
+          const tolerance = ropeTolerance(TOLERANCE[dtype], x.values, offset + S - 1);
           expectClose(actual, ropeReference(x.values, [S, H, D], theta, offset), tolerance, `rope vs float64 ${dtype}`);
         });
       }

@@ -7,7 +7,7 @@ import {
   sampleToken,
   uniform,
   type SampleOptions,
-} from "../src/kernels/sample.js";
+} from "../src/kernels/sample/index.js";
 import { ShapeError } from "../src/tensor/errors.js";
 import type { Tensor } from "../src/tensor/tensor.js";
 import { floatDtypes, randint, randn, rng, SEED, testGpu, upload } from "./helpers.js";

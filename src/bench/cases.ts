@@ -26,7 +26,7 @@ import { patchEmbed } from "../kernels/patch_embed.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
-import { sampleToken, type SampleOptions } from "../kernels/sample.js";
+import { sampleToken, type SampleOptions } from "../kernels/sample/index.js";
 import { softmax } from "../kernels/softmax.js";
 import { EmbeddingTable, Linear, type RowPart } from "../models/linear.js";
 import { partRows } from "../models/load.js";

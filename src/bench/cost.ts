@@ -16,10 +16,6 @@ export interface Cost {
   bytes: number;
 }
 
-export function addCosts(...costs: Cost[]): Cost {
-  return costs.reduce((sum, c) => ({ flops: sum.flops + c.flops, bytes: sum.bytes + c.bytes }), { flops: 0, bytes: 0 });
-}
-
 /** C [M, N] = A [M, K] · B [N, K]ᵀ (+ bias [N]). */
 export function matmulCost(M: number, N: number, K: number, dtypes: { a: DType; b: DType; c: DType; bias?: boolean }): Cost {
   const bias = dtypes.bias ?? false;

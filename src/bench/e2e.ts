@@ -30,7 +30,7 @@ import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { performance } from "node:perf_hooks";
 import { randomFill } from "../kernels/random_fill.js";
-import { sampleToken } from "../kernels/sample.js";
+import { sampleToken } from "../kernels/sample/index.js";
 import { ClipVisionTower } from "../models/clip.js";
 import { LlamaDecoder, type KVCache } from "../models/llama.js";
 import { loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
@@ -251,7 +251,7 @@ async function repeatMs(runs: number, once: () => Promise<number>): Promise<Summ
 }
 
 /** The estimate t(0) + layers · (t(1) - t(0)) from timings over 0 and 1 layers. */
-function extrapolate(zero: Summary, one: Summary, layers: number, runs: number): PhaseTiming {
+export function extrapolate(zero: Summary, one: Summary, layers: number, runs: number): PhaseTiming {
   const perLayer = Math.max(0, one.median - zero.median);
   const ms = zero.median + layers * perLayer;
   return { ms, method: "estimated", runs, spread: Math.max(zero.spread, one.spread) };

@@ -147,7 +147,7 @@ export async function measureRead(gpu: Gpu, bytes: number, quick: boolean): Prom
     const workgroups = Math.ceil(count / block);
     const timing = await timeGpu(
       gpu,
-      () => gpu.run(readKernel, { params: { count, block, never: NEVER }, tensors: { x, out }, workgroups: flatGrid(workgroups) }),
+      () => gpu.record(readKernel, { params: { count, block, never: NEVER }, tensors: { x, out }, workgroups: flatGrid(workgroups) }),
       timingOptions(quick),
     );
     return measurement(bytes, "GB/s", timing.samples, timing.method, `a kernel summing ${mib(bytes)} (read only)`);
@@ -163,7 +163,7 @@ export async function measureFma(gpu: Gpu, half: boolean, quick: boolean): Promi
   // Values converge to addend / (1 - multiplier) = 1: no overflow, no subnormals.
   const params = { iterations: FMA_ITERATIONS, multiplier: 0.99, addend: 0.01, never: NEVER };
   const launch = (workgroups: number) => () =>
-    gpu.run(fmaKernel, { params, tensors: { out }, workgroups: flatGrid(workgroups), spec: { f16: half } });
+    gpu.record(fmaKernel, { params, tensors: { out }, workgroups: flatGrid(workgroups), spec: { f16: half } });
   try {
     // Grow the grid until one run lasts long enough to fill the device and be timed well.
     const target = quick ? 20 : 100;

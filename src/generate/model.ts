@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { CONFIG_FILE_NAME, loadPreprocessorConfig, parsePreprocessorConfig, type PreprocessorConfig } from "../image/config.js";
 import { preprocessImage, type PixelValues } from "../image/preprocess.js";
-import { sampleToken } from "../kernels/sample.js";
+import { sampleToken } from "../kernels/sample/index.js";
 import { takeRows } from "../tensor/copy.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";

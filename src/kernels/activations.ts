@@ -209,7 +209,7 @@ function elementwise(op: Op, x: Tensor, outDtype: DType): Tensor {
   check(isFloat(outDtype), () => `${op}: output dtype ${outDtype} is not f32 or f16`);
   const out = x.gpu.empty(x.shape, outDtype, { name: op });
   if (x.size === 0) return out;
-  x.gpu.run(activationKernel, {
+  x.gpu.record(activationKernel, {
     params: { count: x.size },
     tensors: { x, out },
     workgroups: flatGrid(Math.ceil(x.size / WORKGROUP)),
@@ -240,7 +240,7 @@ export function siluMul(gate: Tensor, up: Tensor, outDtype: DType = gate.dtype):
   check(isFloat(outDtype), () => `siluMul: output dtype ${outDtype} is not f32 or f16`);
   const out = gate.gpu.empty(gate.shape, outDtype, { name: "silu_mul" });
   if (gate.size === 0) return out;
-  gate.gpu.run(siluMulKernel, {
+  gate.gpu.record(siluMulKernel, {
     params: { count: gate.size },
     tensors: { gate, up, out },
     workgroups: flatGrid(Math.ceil(gate.size / WORKGROUP)),

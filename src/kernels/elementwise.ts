@@ -71,7 +71,7 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor, outDtype: DType): Tensor {
   );
   check(b.size > 0 || a.size === 0, () => `${op}: ${b.describe()} is empty`);
   const out = a.gpu.empty(a.shape, outDtype, { name: op });
-  a.gpu.run(binaryKernel, {
+  a.gpu.record(binaryKernel, {
     params: { count: a.size, b_count: Math.max(b.size, 1) },
     tensors: { a, b, out },
     workgroups: flatGrid(Math.ceil(a.size / WORKGROUP)),
@@ -93,7 +93,7 @@ export function mul(a: Tensor, b: Tensor, outDtype: DType = a.dtype): Tensor {
 /** x · factor. */
 export function scale(x: Tensor, factor: number, outDtype: DType = x.dtype): Tensor {
   const out = x.gpu.empty(x.shape, outDtype, { name: "scale" });
-  x.gpu.run(scaleKernel, {
+  x.gpu.record(scaleKernel, {
     params: { count: x.size, factor },
     tensors: { x, out },
     workgroups: flatGrid(Math.ceil(x.size / WORKGROUP)),

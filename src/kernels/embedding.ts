@@ -121,7 +121,7 @@ export function embedding(ids: Tensor, table: Tensor, options: EmbeddingOptions 
   check(isFloat(outDtype), () => `embedding: output dtype ${outDtype} must be f32 or f16`);
   const out = given ?? table.gpu.empty([n, hidden], outDtype, { name: "embedding" });
   const count = n * hidden;
-  table.gpu.run(embeddingKernel, {
+  table.gpu.record(embeddingKernel, {
     params: { count, hidden, rows, row_start: rowStart },
     tensors: { ids, table, out },
     workgroups: flatGrid(Math.ceil(count / WORKGROUP)),

@@ -76,7 +76,7 @@ export function writeKV(cache: Tensor, rows: Tensor, position: number): void {
     () => `${op}: writing ${count} rows at position ${position} overflows the cache ${cache.describe()} of capacity ${capacity}`,
   );
   check(cache.buffer !== rows.buffer, () => `${op}: rows ${rows.describe()} share a buffer with the cache ${cache.describe()}`);
-  cache.gpu.run(writeKVKernel, {
+  cache.gpu.record(writeKVKernel, {
     params: { count: rows.size, kv_heads: kvHeads, head_dim: D, capacity, position },
     tensors: { rows, cache },
     workgroups: flatGrid(Math.ceil(rows.size / WORKGROUP)),

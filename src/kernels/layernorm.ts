@@ -25,9 +25,10 @@
  */
 import { isFloat, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
-import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
+import { defineKernel, flatGrid } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { threadsPerRow, workgroupReduceWgsl } from "./rows.js";
+import { workgroupReduceWgsl } from "./wgsl/reduce.js";
+import { rowKernelWgsl, threadsPerRow } from "./wgsl/rows.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
 
@@ -59,16 +60,8 @@ const layernormKernel = defineKernel({
   params: { rows: "u32", cols: "u32", eps: "f32" },
   bindings: { x: "read", weight: "read", bias: "read", out: "read_write" },
   wgsl: ({ threads }: { threads: number }) => /* wgsl */ `
-${FLAT_WORKGROUP_WGSL}
-const T = ${threads}u;
 ${workgroupReduceWgsl("workgroup_sum", "vec2f", (a, b) => `${a} + ${b}`)}
-
-@compute @workgroup_size(T)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = flat_workgroup(wid, nwg);
-  if (row >= params.rows) { return; }
-  let cols = params.cols;
-  let base = row * cols;
+${rowKernelWgsl(threads, /* wgsl */ `
   let n = f32(cols);
 
   var sum = 0.0;
@@ -88,8 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var i = lid; i < cols; i += T) {
     let centered = (f32(x[base + i]) - mean0) - correction;
     out[base + i] = out_t(centered * rstd * f32(weight[i]) + f32(bias[i]));
-  }
-}`,
+  }`)}`,
 });
 
 // ------------------------------------------------------------------ launch
@@ -110,7 +102,7 @@ export function layernorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   const rows = x.size / cols;
   const out = x.gpu.empty(x.shape, outDtype, { name: "layernorm" });
   if (rows === 0) return out;
-  x.gpu.run(layernormKernel, {
+  x.gpu.record(layernormKernel, {
     params: { rows, cols, eps },
     tensors: { x, weight, bias, out },
     workgroups: flatGrid(rows),

@@ -257,7 +257,7 @@ export function patchEmbed(pixels: Tensor, weights: PatchEmbedWeights, outDtype:
   if (bias) check(bias.rank === 1 && bias.dim(0) === hidden, () => `patchEmbed: patch bias ${bias.describe()} must be [${hidden}]`);
 
   const out = pixels.gpu.empty([N, tokens, hidden], outDtype, { name: "patch_embed" });
-  pixels.gpu.run(patchEmbedKernel, {
+  pixels.gpu.record(patchEmbedKernel, {
     params: {
       rows: N * tokens,
       tokens,

@@ -6,7 +6,7 @@
  *
  *   x[i] = mean + halfWidth·(2·u(seed, offset + i) - 1),   halfWidth = std·√3
  *
- * u(seed, j) is the counter-based uniform number of the sampler (sample.ts: the PCG hash applied
+ * u(seed, j) is the counter-based uniform number of the sampler (random.ts: the PCG hash applied
  * twice, 24 bits, exact in float32), so element j of a stream is the same whatever launch
  * writes it: a matrix stored as row parts gets, part by part (each with its `offset`), exactly
  * the values it would get whole. The values are uniform in [mean - halfWidth, mean + halfWidth),
@@ -17,7 +17,7 @@ import { bytesPerElement, isFloat } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { uniform } from "./sample.js";
+import { uniform, uniformWgsl } from "./random.js";
 
 export interface RandomFillOptions {
   /** Selects the stream: any integer in [0, 2^32). */
@@ -53,23 +53,17 @@ const randomFillKernel = defineKernel({
   bindings: { x: "read_write" },
   elementType: (_binding, dtype, { vec4 }) => (vec4 ? `vec4<${dtype}>` : dtype),
   wgsl: ({ vec4 }: { vec4: boolean }) => {
-    const T = vec4 ? "vec4u" : "u32";
-    const F = vec4 ? "vec4f" : "f32";
     const width = vec4 ? 4 : 1;
     return /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
-fn pcg_hash(v: ${T}) -> ${T} {
-  let state = v * 747796405u + 2891336453u;
-  let word = ((state >> ((state >> ${T}(28u)) + 4u)) ^ state) * 277803737u;
-  return (word >> ${T}(22u)) ^ word;
-}
+${uniformWgsl(vec4)}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = flat_workgroup(wid, nwg) * ${WORKGROUP}u + lid;
   if (i * ${width}u >= params.count) { return; }
   let index = params.offset + i * ${width}u${vec4 ? " + vec4u(0u, 1u, 2u, 3u)" : ""};
-  let u = ${F}(pcg_hash(pcg_hash(index) ^ ${T}(params.seed)) >> ${T}(8u)) * (1.0 / 16777216.0);
+  let u = uniform_random(params.seed, index);
   x[i] = ${vec4 ? "vec4<x_t>" : "x_t"}(params.mean + params.half_width * (2.0 * u - 1.0));
 }`;
   },
@@ -86,7 +80,7 @@ export function randomFill(x: Tensor, options: RandomFillOptions): Tensor {
   check(Number.isFinite(mean) && Number.isFinite(std) && std >= 0, () => `randomFill: mean ${mean} and std ${std} must be finite, std >= 0`);
   if (x.size === 0) return x;
   const vec4 = x.size % 4 === 0 && x.byteOffset % (4 * bytesPerElement(x.dtype)) === 0;
-  x.gpu.run(randomFillKernel, {
+  x.gpu.record(randomFillKernel, {
     params: { count: x.size, offset, seed, mean, half_width: std * Math.sqrt(3) },
     tensors: { x },
     workgroups: flatGrid(Math.ceil(x.size / (vec4 ? 4 : 1) / WORKGROUP)),

@@ -20,9 +20,10 @@
  */
 import { isFloat, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
-import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
+import { defineKernel, flatGrid } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { threadsPerRow, workgroupReduceWgsl } from "./rows.js";
+import { workgroupReduceWgsl } from "./wgsl/reduce.js";
+import { rowKernelWgsl, threadsPerRow } from "./wgsl/rows.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
 
@@ -45,16 +46,8 @@ const rmsnormKernel = defineKernel({
   params: { rows: "u32", cols: "u32", eps: "f32" },
   bindings: { x: "read", weight: "read", out: "read_write" },
   wgsl: ({ threads }: { threads: number }) => /* wgsl */ `
-${FLAT_WORKGROUP_WGSL}
-const T = ${threads}u;
 ${workgroupReduceWgsl("workgroup_sum", "f32", (a, b) => `${a} + ${b}`)}
-
-@compute @workgroup_size(T)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = flat_workgroup(wid, nwg);
-  if (row >= params.rows) { return; }
-  let cols = params.cols;
-  let base = row * cols;
+${rowKernelWgsl(threads, /* wgsl */ `
 
   var squares = 0.0;
   for (var i = lid; i < cols; i += T) {
@@ -65,8 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   for (var i = lid; i < cols; i += T) {
     out[base + i] = out_t(f32(x[base + i]) * scale * f32(weight[i]));
-  }
-}`,
+  }`)}`,
 });
 
 // ------------------------------------------------------------------ launch
@@ -85,7 +77,7 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number, outDtype: DType 
   const rows = x.size / cols;
   const out = x.gpu.empty(x.shape, outDtype, { name: "rmsnorm" });
   if (rows === 0) return out;
-  x.gpu.run(rmsnormKernel, {
+  x.gpu.record(rmsnormKernel, {
     params: { rows, cols, eps },
     tensors: { x, weight, out },
     workgroups: flatGrid(rows),

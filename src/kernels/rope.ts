@@ -24,6 +24,7 @@ import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
+import type { Tolerance } from "./tolerance.js";
 
 export interface RopeTableOptions {
   /** Size of one attention head (D); even. */
@@ -124,6 +125,25 @@ export function ropeReference(
   return out;
 }
 
+/**
+ * How far RoPE may be from its float64 reference, which takes angles straight from theta.
+ *
+ * The table follows transformers' float32 arithmetic: exponent 2i/D, theta^exponent, its
+ * reciprocal and position·inv_freq are each rounded to float32 (relative error 2^-24 each), and
+ * the exponent's rounding is amplified by ln(theta)·exponent in theta^exponent. So the float32
+ * angle of position p differs from the exact one by at most
+ *   p·theta^-e·(ln(theta)·e + 3)·2^-24 ≤ p·(1/e + 3)·2^-24 < 3.4·p·2^-24,
+ * because x·exp(-x) ≤ 1/e. That is up to 8e-4 rad at position 4096: far above float32
+ * rounding, so it has to be in the tolerance. cos and sin move by at most the angle error, and
+ * storing them as f32 and the kernel's f32 arithmetic add a few 2^-24, so each output
+ * (x_i·cos ∓ x_j·sin) is off by at most (|x_i| + |x_j|)·(3.4·p + 4)·2^-24.
+ */
+export function ropeTolerance(base: Tolerance, values: ArrayLike<number>, maxPosition: number): Tolerance {
+  let maxAbs = 0;
+  for (let i = 0; i < values.length; i++) maxAbs = Math.max(maxAbs, Math.abs(values[i]));
+  return { atol: base.atol + 2 * maxAbs * (3.4 * maxPosition + 4) * 2 ** -24, rtol: base.rtol };
+}
+
 // ------------------------------------------------------------------ WGSL
 
 const WORKGROUP = 256;
@@ -186,7 +206,7 @@ export function rope(x: Tensor, table: Tensor, positionOffset = 0, outDtype: DTy
   );
   const out = x.gpu.empty(x.shape, outDtype, { name: "rope" });
   const pairs = S * H * (D / 2);
-  x.gpu.run(ropeKernel, {
+  x.gpu.record(ropeKernel, {
     params: { pairs, heads: H, half: D / 2, position_offset: positionOffset },
     tensors: { x, table, out },
     workgroups: flatGrid(Math.ceil(pairs / WORKGROUP)),

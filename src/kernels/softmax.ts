@@ -28,9 +28,10 @@
  */
 import { isFloat, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
-import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
+import { defineKernel, flatGrid } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { threadsPerRow, workgroupReduceWgsl } from "./rows.js";
+import { workgroupReduceWgsl } from "./wgsl/reduce.js";
+import { rowKernelWgsl, threadsPerRow } from "./wgsl/rows.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
 
@@ -54,8 +55,6 @@ const softmaxKernel = defineKernel({
   params: { rows: "u32", cols: "u32" },
   bindings: { x: "read", out: "read_write" },
   wgsl: ({ threads }: { threads: number }) => /* wgsl */ `
-${FLAT_WORKGROUP_WGSL}
-const T = ${threads}u;
 const LOWEST = -3.40282346638528859812e+38; // the most negative finite f32
 
 // exp(d) for d <= 0, exactly 0 where f32 exp underflows (and for d = -Infinity).
@@ -69,13 +68,7 @@ fn merge(a: vec2f, b: vec2f) -> vec2f {
   return vec2f(m, a.y * exp_nonpositive(a.x - m) + b.y * exp_nonpositive(b.x - m));
 }
 ${workgroupReduceWgsl("workgroup_merge", "vec2f", (a, b) => `merge(${a}, ${b})`)}
-
-@compute @workgroup_size(T)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = flat_workgroup(wid, nwg);
-  if (row >= params.rows) { return; }
-  let cols = params.cols;
-  let base = row * cols;
+${rowKernelWgsl(threads, /* wgsl */ `
 
   var m = LOWEST;
   var s = 0.0;
@@ -92,8 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   for (var i = lid; i < cols; i += T) {
     out[base + i] = out_t(exp_nonpositive(f32(x[base + i]) - row_max) * inverse);
-  }
-}`,
+  }`)}`,
 });
 
 // ------------------------------------------------------------------ launch
@@ -107,7 +99,7 @@ export function softmax(x: Tensor, outDtype: DType = x.dtype): Tensor {
   const out = x.gpu.empty(x.shape, outDtype, { name: "softmax" });
   if (x.size === 0) return out;
   const rows = x.size / cols;
-  x.gpu.run(softmaxKernel, {
+  x.gpu.record(softmaxKernel, {
     params: { rows, cols },
     tensors: { x, out },
     workgroups: flatGrid(rows),

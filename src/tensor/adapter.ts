@@ -110,7 +110,7 @@ export async function requestDevice(options: GpuOptions): Promise<{ device: GPUD
 }
 
 /** What to install, with what this machine has now. */
-export function noAdapterAdvice(): string {
+function noAdapterAdvice(): string {
   const lines = [
     "wgsl-vlm needs a GPU driver Dawn can use (Vulkan on Linux, Metal on macOS, D3D12 on Windows).",
     "On Linux without a GPU, install Mesa's software Vulkan driver (lavapipe), Mesa 24 or newer:",

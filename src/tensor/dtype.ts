@@ -89,3 +89,37 @@ export function roundToF16(values: ArrayLike<number>): Float64Array {
 export function roundToF32(values: ArrayLike<number>): Float64Array {
   return Float64Array.from(Float32Array.from(values));
 }
+
+/** Host values → the bytes a tensor of `dtype` holds. */
+export function encodeHost(data: ArrayLike<number>, dtype: DType): Uint8Array {
+  let typed: ArrayBufferView;
+  switch (dtype) {
+    case "f32":
+      typed = data instanceof Float32Array ? data : Float32Array.from(data);
+      break;
+    case "f16":
+      typed = toF16Bits(data);
+      break;
+    case "i32":
+      typed = data instanceof Int32Array ? data : Int32Array.from(data);
+      break;
+    case "u32":
+      typed = data instanceof Uint32Array ? data : Uint32Array.from(data);
+      break;
+  }
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+/** The bytes of a tensor → a host array (f16 widened to f32). */
+export function decodeHost(bytes: Uint8Array, dtype: DType, count: number): HostArray {
+  switch (dtype) {
+    case "f32":
+      return new Float32Array(bytes.buffer, bytes.byteOffset, count);
+    case "f16":
+      return fromF16Bits(new Uint16Array(bytes.buffer, bytes.byteOffset, count));
+    case "i32":
+      return new Int32Array(bytes.buffer, bytes.byteOffset, count);
+    case "u32":
+      return new Uint32Array(bytes.buffer, bytes.byteOffset, count);
+  }
+}

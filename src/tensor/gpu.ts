@@ -1,9 +1,9 @@
 /**
  * The GPU: one Dawn device, its buffer pool, its pipeline cache and the command recorder.
  *
- * Recording model: every kernel launch is appended to one open command encoder (inside one
- * compute pass); nothing is submitted until someone needs a result (`read`, `sync`) or calls
- * `submit()`. A whole forward pass therefore becomes a single queue submission. Kernel
+ * Recording model: `record` appends a kernel's dispatch to one open command encoder (inside
+ * one compute pass); nothing is submitted until someone needs a result (`read`, `sync`) or
+ * calls `submit()`. A whole forward pass therefore becomes a single queue submission. Kernel
  * parameters go into a CPU-side uniform staging area and are uploaded with one writeBuffer per
  * 64 KiB chunk just before the submit; each launch binds its slice with a dynamic offset.
  *
@@ -13,11 +13,12 @@
  * labels we give every bind group. A lost device is reported on stderr when it happens and
  * every later call throws DeviceLostError.
  */
-import { FILL_POISON_BITS, fillBits } from "../kernels/fill.js";
-import { bytesPerElement, type DType, type HostArray, fromF16Bits, toF16Bits } from "./dtype.js";
+import { bytesPerElement, decodeHost, encodeHost, type DType, type HostArray } from "./dtype.js";
 import { DeviceLostError, GpuError, ShapeError, shapeString } from "./errors.js";
 import type { AnyKernel, Kernel, Access, ParamType, SpecValue } from "./kernel.js";
+import { poison } from "./poison.js";
 import { BufferPool, bufferId, type MemoryStats } from "./pool.js";
+import { StagingBuffers } from "./readback.js";
 import { Storage, Tensor, elementCount, validateShape } from "./tensor.js";
 import { requestDevice, type GpuOptions, type AdapterSummary } from "./adapter.js";
 
@@ -82,7 +83,7 @@ export class Gpu {
 
   private readonly scopes: Set<Tensor>[] = [];
   private readonly tensorScope = new WeakMap<Tensor, Set<Tensor>>();
-  private readonly stagingFree: GPUBuffer[] = [];
+  private readonly staging: StagingBuffers;
 
   private constructor(device: GPUDevice, adapter: AdapterSummary, options: GpuOptions) {
     this.device = device;
@@ -95,6 +96,7 @@ export class Gpu {
     this.poison = options.poison ?? process.env.WGSL_VLM_POISON === "1";
     this.uniformAlignment = device.limits.minUniformBufferOffsetAlignment;
     this.pool = new BufferPool(device, device.limits.maxBufferSize, () => this.bindGroups.clear());
+    this.staging = new StagingBuffers(device);
 
     device.addEventListener("uncapturederror", (event) => {
       this.uncaptured.push((event as GPUUncapturedErrorEvent).error.message);
@@ -119,9 +121,7 @@ export class Gpu {
   empty(shape: readonly number[], dtype: DType = "f32", options: { name?: string; persistent?: boolean } = {}): Tensor {
     const tensor = this.allocate(shape, dtype, options);
     // (A tensor too big to bind whole cannot be filled in one launch; only split weights get that big.)
-    if (this.poison && !options.persistent && tensor.byteLength <= this.limits.maxStorageBufferBindingSize) {
-      fillBits(tensor, FILL_POISON_BITS);
-    }
+    if (this.poison && !options.persistent && tensor.byteLength <= this.limits.maxStorageBufferBindingSize) poison(tensor);
     return tensor;
   }
 
@@ -226,10 +226,10 @@ export class Gpu {
     this.tensorScope.delete(t);
   }
 
-  // ---------------------------------------------------------------- launching kernels
+  // ---------------------------------------------------------------- recording kernels
 
-  /** Records one launch of `kernel`. Nothing runs until the next submit. */
-  run<P extends Record<string, ParamType>, B extends Record<string, Access>, S extends Record<string, SpecValue>>(
+  /** Records one dispatch of `kernel` into the open command encoder. Nothing runs until the next submit. */
+  record<P extends Record<string, ParamType>, B extends Record<string, Access>, S extends Record<string, SpecValue>>(
     kernel: Kernel<P, B, S>,
     launch: Launch<P, B, S>,
   ): void {
@@ -430,7 +430,7 @@ export class Gpu {
     this.assertUsable();
     const stagings = tensors.map((t) => {
       const bytes = Math.max(4, Math.ceil(t.byteLength / 4) * 4);
-      const staging = this.acquireStaging(bytes);
+      const staging = this.staging.acquire(bytes);
       this.copyBuffer(t.buffer, t.byteOffset, staging, 0, bytes);
       return staging;
     });
@@ -442,24 +442,9 @@ export class Gpu {
     } finally {
       for (const s of stagings) {
         if (s.mapState === "mapped") s.unmap();
-        this.releaseStaging(s);
+        this.staging.release(s);
       }
     }
-  }
-
-  private acquireStaging(bytes: number): GPUBuffer {
-    const i = this.stagingFree.findIndex((b) => b.size >= bytes && b.size <= bytes * 4 + 4096);
-    if (i >= 0) return this.stagingFree.splice(i, 1)[0];
-    return this.device.createBuffer({
-      label: "readback",
-      size: BufferPool.roundedSize(bytes),
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-  }
-
-  private releaseStaging(buffer: GPUBuffer): void {
-    if (this.stagingFree.length < 16) this.stagingFree.push(buffer);
-    else buffer.destroy();
   }
 
   // ---------------------------------------------------------------- errors and loss
@@ -537,39 +522,5 @@ function collectTensors(value: unknown, into: Set<Tensor>): void {
   else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
   else if (value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
     for (const v of Object.values(value)) collectTensors(v, into);
-  }
-}
-
-/** Host values → the bytes a tensor of `dtype` holds. */
-export function encodeHost(data: ArrayLike<number>, dtype: DType): Uint8Array {
-  let typed: ArrayBufferView;
-  switch (dtype) {
-    case "f32":
-      typed = data instanceof Float32Array ? data : Float32Array.from(data);
-      break;
-    case "f16":
-      typed = toF16Bits(data);
-      break;
-    case "i32":
-      typed = data instanceof Int32Array ? data : Int32Array.from(data);
-      break;
-    case "u32":
-      typed = data instanceof Uint32Array ? data : Uint32Array.from(data);
-      break;
-  }
-  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
-}
-
-/** The bytes of a tensor → a host array (f16 widened to f32). */
-export function decodeHost(bytes: Uint8Array, dtype: DType, count: number): HostArray {
-  switch (dtype) {
-    case "f32":
-      return new Float32Array(bytes.buffer, bytes.byteOffset, count);
-    case "f16":
-      return fromF16Bits(new Uint16Array(bytes.buffer, bytes.byteOffset, count));
-    case "i32":
-      return new Int32Array(bytes.buffer, bytes.byteOffset, count);
-    case "u32":
-      return new Uint32Array(bytes.buffer, bytes.byteOffset, count);
   }
 }

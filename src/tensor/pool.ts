@@ -28,7 +28,7 @@ export interface MemoryStats {
 
 let nextBufferId = 1;
 /** A small integer per GPUBuffer, for cache keys. */
-export const bufferIds = new WeakMap<GPUBuffer, number>();
+const bufferIds = new WeakMap<GPUBuffer, number>();
 
 export function bufferId(buffer: GPUBuffer): number {
   let id = bufferIds.get(buffer);

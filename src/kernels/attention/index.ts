@@ -10,11 +10,8 @@
  *
  * The rule `attention` follows (chooseAttentionVersion), by device, then by shape:
  * - on a CPU adapter (lavapipe) with a fixed subgroup size: v4_subgroup, for head dims up to
- *   SUBGROUP_MAX_HEAD_DIM (128: every model here); beyond, the rule below.
- *   Measured there (CPU time of both cores): CLIP's 577×577, 16 heads of 64, v2 5.1 s, v4
- *   0.31 s; LLaMA-7B prefill (640 causal queries, 32 heads of 128) v2 14.3 s, v4 0.75 s;
- *   decoding over 1024 cached f16 keys, LLaMA-7B v3 75 ms, v4 11-15 ms, TinyLlama (32 heads
- *   on 4 kv heads) v3 38 ms, v4 1-3 ms.
+ *   SUBGROUP_MAX_HEAD_DIM (128: every model here); beyond, the rule below. There it is 5 to
+ *   50 times as fast as v2 and v3, in prefill and decoding alike (bench/RESULTS.md).
  * - elsewhere: split-K when there are at most SPLIT_K_MAX_QUERIES queries and at least
  *   SPLIT_K_MIN_KEYS keys (decoding a token, or a few, over a real context), flash otherwise.
  *   With few queries flash launches only a handful of workgroups per head and leaves most of
@@ -27,7 +24,7 @@ import { unfusedAttention } from "./v1_unfused.js";
 import { flashAttention } from "./v2_flash.js";
 import { splitKAttention } from "./v3_split_k.js";
 import { subgroupAttention, SUBGROUP_MAX_HEAD_DIM } from "./v4_subgroup.js";
-import { fixedSubgroupSize } from "../matmul/subgroups.js";
+import { fixedSubgroupSize } from "../subgroups.js";
 import type { Gpu } from "../../tensor/gpu.js";
 import type { Tensor } from "../../tensor/tensor.js";
 
@@ -38,8 +35,8 @@ export { flashAttention, FLASH_MAX_HEAD_DIM } from "./v2_flash.js";
 export { splitKAttention, SPLIT_K_MAX_HEAD_DIM, type SplitKOptions } from "./v3_split_k.js";
 export { subgroupAttention, SUBGROUP_MAX_HEAD_DIM } from "./v4_subgroup.js";
 
-export const SPLIT_K_MAX_QUERIES = 4;
-export const SPLIT_K_MIN_KEYS = 256;
+const SPLIT_K_MAX_QUERIES = 4;
+const SPLIT_K_MIN_KEYS = 256;
 
 /** Every version's launch function, by name (for the benchmarks). */
 export const ATTENTION_VERSIONS = {

@@ -182,7 +182,7 @@ export function attentionParams(p: AttentionProblem): Record<keyof typeof ATTENT
  * may be compiled assuming there are none), and the kernels never need one: exp(MASKED - m) is
  * exactly 0 for any real score m, and MASKED - MASKED is 0, not NaN.
  */
-export const MASKED_WGSL = "-0x1.fffffep+127f";
+const MASKED_WGSL = "-0x1.fffffep+127f";
 
 /** WGSL helpers over the ATTENTION_PARAMS fields. */
 export const ATTENTION_WGSL = /* wgsl */ `

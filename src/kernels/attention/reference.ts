@@ -8,8 +8,10 @@
  * row's maximum score before exponentiating, so no exp overflows. See problem.ts for the
  * shapes, layouts and options; every GPU version computes exactly this.
  */
+import type { DType } from "../../tensor/dtype.js";
 import { check } from "../../tensor/errors.js";
 import { elementCount } from "../../tensor/tensor.js";
+import { TOLERANCE, type Tolerance } from "../tolerance.js";
 import { attentionProblem, keyLimit, type AttentionOptions } from "./problem.js";
 
 /** Values of a tensor on the CPU, with its shape. */
@@ -52,4 +54,16 @@ export function attentionReference(q: HostTensor, k: HostTensor, v: HostTensor, 
     }
   }
   return out;
+}
+
+/**
+ * How far any version may be from attentionReference: the tolerance of its output dtype, which
+ * the tests hold every version to (head dims up to 256, hundreds of keys). Each output is a
+ * convex combination of v rows (the softmax weights are positive and sum to 1), so rounding in
+ * the scores and weights moves it by a small fraction of |v|, never more; k and v stored as
+ * f16 add nothing, since the reference reads them as stored, and an f16 output adds its own
+ * rounding.
+ */
+export function attentionTolerance(outDtype: DType): Tolerance {
+  return outDtype === "f16" ? TOLERANCE.f16 : TOLERANCE.f32;
 }

@@ -4,22 +4,22 @@
  * Three kernels, with the whole score matrix in memory between them:
  * 1. scores[h, i, j] = scale · q[i, h, :] · k[j, g, :], one thread per score; a key the query
  *    must not see (causal mask) gets MASKED, our stand-in for -inf.
- * 2. a softmax over each row scores[h, i, :], in place: one workgroup per row reduces the
- *    row's maximum and then its sum of exp(score - max) in workgroup memory. Masked scores
- *    become exactly 0.
+ * 2. probs = softmax over each row scores[h, i, :], by the softmax kernel (softmax.ts): one
+ *    workgroup per row reduces the row's maximum and its sum of exp(score - max). Masked
+ *    scores become exactly 0.
  * 3. out[i, h, d] = Σ_j probs[h, i, j] · v[j, g, d], one thread per output element.
  *
- * Simple and easy to check, but the H·S·T score matrix is written once and read twice: at a
+ * Simple and easy to check, but the H·S·T score matrix is written twice and read twice: at a
  * few thousand tokens it is hundreds of megabytes of memory traffic (and may not even fit in one
  * storage binding), which is what v2 (flash) avoids.
  */
 import { check } from "../../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { ATTENTION_PARAMS, ATTENTION_WGSL, attentionParams, attentionTensors, MASKED_WGSL, type AttentionOptions } from "./problem.js";
+import { softmax } from "../softmax.js";
+import { ATTENTION_PARAMS, ATTENTION_WGSL, attentionParams, attentionTensors, type AttentionOptions } from "./problem.js";
 
 const SCORES_WORKGROUP = 256;
-const SOFTMAX_WORKGROUP = 128;
 const OUTPUT_WORKGROUP = 64;
 
 const scoresKernel = defineKernel({
@@ -48,54 +48,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     dot += f32(q[q_row + d]) * f32(k[k_row + d]);
   }
   scores[index] = params.scale * dot;
-}`,
-});
-
-const softmaxKernel = defineKernel({
-  name: "attention_v1_softmax",
-  params: { rows: "u32", row_length: "u32" },
-  bindings: { scores: "read_write" },
-  wgsl: () => /* wgsl */ `
-${FLAT_WORKGROUP_WGSL}
-const WORKGROUP = ${SOFTMAX_WORKGROUP}u;
-var<workgroup> partial: array<f32, WORKGROUP>;
-
-// Tree reduction of one value per thread; every thread gets the result.
-fn workgroup_reduce(value: f32, lid: u32, take_max: bool) -> f32 {
-  partial[lid] = value;
-  workgroupBarrier();
-  for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) {
-      let other = partial[lid + stride];
-      partial[lid] = select(partial[lid] + other, max(partial[lid], other), take_max);
-    }
-    workgroupBarrier();
-  }
-  let result = partial[0];
-  workgroupBarrier(); // everyone has read partial[0] before it is reused
-  return result;
-}
-
-@compute @workgroup_size(${SOFTMAX_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = flat_workgroup(wid, nwg);
-  if (row >= params.rows) { return; }
-  let start = row * params.row_length;
-  var row_max = ${MASKED_WGSL};
-  for (var j = lid; j < params.row_length; j += WORKGROUP) {
-    row_max = max(row_max, scores[start + j]);
-  }
-  row_max = workgroup_reduce(row_max, lid, true);
-  var sum = 0.0;
-  for (var j = lid; j < params.row_length; j += WORKGROUP) {
-    let e = exp(scores[start + j] - row_max);
-    scores[start + j] = e;
-    sum += e;
-  }
-  let inverse = 1.0 / workgroup_reduce(sum, lid, false);
-  for (var j = lid; j < params.row_length; j += WORKGROUP) {
-    scores[start + j] *= inverse;
-  }
 }`,
 });
 
@@ -136,22 +88,19 @@ export function unfusedAttention(q: Tensor, k: Tensor, v: Tensor, options: Atten
   const gpu = q.gpu;
   const params = attentionParams(p);
   const scores = gpu.empty([p.heads, p.queries, p.kvLength], "f32", { name: "attention scores" });
-  gpu.run(scoresKernel, {
+  gpu.record(scoresKernel, {
     params,
     tensors: { q, k, scores },
     workgroups: flatGrid(Math.ceil(scoreCount / SCORES_WORKGROUP)),
   });
-  gpu.run(softmaxKernel, {
-    params: { rows: p.heads * p.queries, row_length: p.kvLength },
-    tensors: { scores },
-    workgroups: flatGrid(p.heads * p.queries),
-  });
+  const probs = softmax(scores);
+  scores.dispose(); // safe while the launches are pending: later users of the buffer run after them
   const out = gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
-  gpu.run(outputKernel, {
+  gpu.record(outputKernel, {
     params,
-    tensors: { probs: scores, v, out },
+    tensors: { probs, v, out },
     workgroups: flatGrid(Math.ceil(out.size / OUTPUT_WORKGROUP)),
   });
-  scores.dispose(); // safe while the launches are pending: later users of the buffer run after them
+  probs.dispose();
   return out;
 }

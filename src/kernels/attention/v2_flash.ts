@@ -172,7 +172,7 @@ export function flashAttention(q: Tensor, k: Tensor, v: Tensor, options: Attenti
   check(p.headDim <= FLASH_MAX_HEAD_DIM, () => `${op}: head dim ${p.headDim} of ${q.describe()} is over ${FLASH_MAX_HEAD_DIM}`);
   const tiles = flashTiles(p.headDim);
   const out = q.gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
-  q.gpu.run(flashKernel, {
+  q.gpu.record(flashKernel, {
     params: attentionParams(p),
     tensors: { q, k, v, out },
     workgroups: [Math.ceil(p.queries / tiles.block), p.heads],

@@ -25,6 +25,7 @@
 import { check } from "../../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
+import { workgroupReduceWgsl } from "../wgsl/reduce.js";
 import {
   ATTENTION_PARAMS,
   ATTENTION_WGSL,
@@ -58,26 +59,11 @@ const partialKernel = defineKernel({
   wgsl: () => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
 ${ATTENTION_WGSL}
-const THREADS = ${PARTIAL_THREADS}u;
+const T = ${PARTIAL_THREADS}u;
 var<workgroup> q_row: array<f32, ${SPLIT_K_MAX_HEAD_DIM}>;
 var<workgroup> scores: array<f32, ${MAX_CHUNK}>;
-var<workgroup> reduction: array<f32, THREADS>;
-
-// Tree reduction of one value per thread; every thread gets the result.
-fn workgroup_reduce(value: f32, lid: u32, take_max: bool) -> f32 {
-  reduction[lid] = value;
-  workgroupBarrier();
-  for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) {
-      let other = reduction[lid + stride];
-      reduction[lid] = select(reduction[lid] + other, max(reduction[lid], other), take_max);
-    }
-    workgroupBarrier();
-  }
-  let result = reduction[0];
-  workgroupBarrier(); // everyone has read reduction[0] before it is reused
-  return result;
-}
+${workgroupReduceWgsl("workgroup_max", "f32", (a, b) => `max(${a}, ${b})`)}
+${workgroupReduceWgsl("workgroup_sum", "f32", (a, b) => `${a} + ${b}`)}
 
 @compute @workgroup_size(${PARTIAL_THREADS})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -94,13 +80,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let n = end - start;
   let D = params.head_dim;
 
-  for (var d = lid; d < D; d += THREADS) {
+  for (var d = lid; d < D; d += T) {
     q_row[d] = f32(q[row_index(i, head) + d]) * params.scale;
   }
   workgroupBarrier();
 
   var local_max = MASKED;
-  for (var j = lid; j < n; j += THREADS) {
+  for (var j = lid; j < n; j += T) {
     let k_row = kv_index(kv_head, start + j);
     var dot = 0.0;
     for (var d = 0u; d < D; d++) {
@@ -109,17 +95,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     scores[j] = dot;
     local_max = max(local_max, dot);
   }
-  let m = workgroup_reduce(local_max, lid, true);
+  let m = workgroup_max(lid, local_max);
 
   var local_sum = 0.0;
-  for (var j = lid; j < n; j += THREADS) {
+  for (var j = lid; j < n; j += T) {
     let weight = exp(scores[j] - m);
     scores[j] = weight;
     local_sum += weight;
   }
-  let l = workgroup_reduce(local_sum, lid, false); // its barriers also publish the weights
+  let l = workgroup_sum(lid, local_sum); // its barriers also publish the weights
 
-  for (var d = lid; d < D; d += THREADS) {
+  for (var d = lid; d < D; d += T) {
     var sum = 0.0;
     for (var j = 0u; j < n; j++) {
       sum += scores[j] * f32(v[kv_index(kv_head, start + j) + d]);
@@ -192,13 +178,13 @@ export function splitKAttention(q: Tensor, k: Tensor, v: Tensor, options: SplitK
   const params = { ...attentionParams(p), chunk, chunks };
   const partialAcc = gpu.empty([rows * chunks, p.headDim], "f32", { name: "attention partial output" });
   const partialStats = gpu.empty([rows * chunks, 2], "f32", { name: "attention partial max and sum" });
-  gpu.run(partialKernel, {
+  gpu.record(partialKernel, {
     params,
     tensors: { q, k, v, partial_acc: partialAcc, partial_stats: partialStats },
     workgroups: flatGrid(rows * chunks),
   });
   const out = gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
-  gpu.run(combineKernel, {
+  gpu.record(combineKernel, {
     params,
     tensors: { partial_acc: partialAcc, partial_stats: partialStats, out },
     workgroups: flatGrid(rows),

@@ -25,13 +25,10 @@
  * 32-bit component, workgroup memory is read the same way, and each barrier suspends and
  * resumes every SIMD group (see matmul v5). v2 stages tiles in workgroup memory between 4
  * barriers per key block and has 4 threads share each score through workgroup memory.
- * Measured on lavapipe, CPU time of both cores (v2 / v3 / this version): CLIP's 577×577
- * attention, 16 heads of 64: 5.1 s / 5.8 s / 0.31 s; LLaMA-7B prefill, 640 causal queries, 32
- * heads of 128: 14.3 s / 15.6 s / 0.75 s; decoding over 1024 cached f16 keys, LLaMA-7B: 178 /
- * 75 / 11-15 ms, TinyLlama (32 heads on 4 kv heads): 81 / 38 / 1-3 ms.
+ * bench/RESULTS.md has what that costs there.
  *
  * The loops over dims and keys stay loops: written out in full, their loads made lavapipe's
- * LLVM take 20 to 60 s to compile one pipeline (now 3 to 9). Only the rows of the block and
+ * LLVM take several times as long to compile one pipeline. Only the rows of the block and
  * each lane's output quads are written out (the head dim is bucketed to 64 or 128 for that;
  * quads past the real head dim read as zeros and are never stored). On a GPU (W = 32) the
  * same code gives 32 rows per subgroup and one key per lane, its broadcasts and shuffles are
@@ -40,8 +37,9 @@
 import { check } from "../../tensor/errors.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { quadElementType, quadMode, range, type QuadMode } from "../matmul/quads.js";
-import { fixedSubgroupSize } from "../matmul/subgroups.js";
+import { requireFixedSubgroupSize } from "../subgroups.js";
+import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
+import { range } from "../wgsl/unroll.js";
 import { ATTENTION_PARAMS, ATTENTION_WGSL, attentionParams, attentionTensors, type AttentionOptions } from "./problem.js";
 
 /** The largest head dim this version handles. */
@@ -59,30 +57,10 @@ type SubgroupSpec = {
   subgroups: true;
 };
 
-/**
- * WGSL `fn quad_<x>(base: u32, d: u32) -> vec4f`: dims d .. d + 3 of the row starting at element
- * `base`, zero for dims at or past the head dim (the index is clamped, so nothing past the row is read).
- */
-function quadFetchWgsl(x: "q" | "k" | "v", mode: QuadMode): string {
-  if (mode === "scalar") {
-    const element = (e: number) => `select(0.0, f32(${x}[base + min(d + ${e}u, params.head_dim - 1u)]), d + ${e}u < params.head_dim)`;
-    return /* wgsl */ `
-fn quad_${x}(base: u32, d: u32) -> vec4f {
-  return vec4f(${range(4).map(element).join(",\n               ")});
-}`;
-  }
-  const read =
-    mode === "vec4"
-      ? `vec4f(${x}[at])`
-      : `vec4f(unpack2x16float(${x}[at].x), unpack2x16float(${x}[at].y))`;
-  return /* wgsl */ `
-fn quad_${x}(base: u32, d: u32) -> vec4f {
-  let at = (base + min(d, params.head_dim - 4u)) / 4u;
-  return select(vec4f(0.0), ${read}, d < params.head_dim);
-}`;
-}
-
 /** WGSL `fn store_quad(base, d, value)`: output dims d .. d + 3 of the row at `base`, those below the head dim. */
+/** Rows are head_dim long, and a lane's output quads may lie past the head dim (they read as zeros). */
+const HEAD_DIM_QUADS = { length: "params.head_dim", pastEnd: true };
+
 function storeQuadWgsl(vec4: boolean): string {
   if (vec4) {
     return /* wgsl */ `
@@ -116,9 +94,9 @@ function subgroupWgsl({ lanes: W, rows: R, maxD, qMode, kMode, vMode, outVec4 }:
   );
   return /* wgsl */ `
 ${ATTENTION_WGSL}
-${quadFetchWgsl("q", qMode)}
-${quadFetchWgsl("k", kMode)}
-${quadFetchWgsl("v", vMode)}
+${quadFetchWgsl("q", qMode, HEAD_DIM_QUADS)}
+${quadFetchWgsl("k", kMode, HEAD_DIM_QUADS)}
+${quadFetchWgsl("v", vMode, HEAD_DIM_QUADS)}
 
 // Per row of the block: running maximum, its value before this key block, running sum.
 var<private> m: array<f32, ${R}>;
@@ -200,15 +178,14 @@ export function subgroupAttention(q: Tensor, k: Tensor, v: Tensor, options: Atte
   const op = "attention v4_subgroup";
   const p = attentionTensors(op, q, k, v, options);
   check(p.headDim <= SUBGROUP_MAX_HEAD_DIM, () => `${op}: head dim ${p.headDim} of ${q.describe()} is over ${SUBGROUP_MAX_HEAD_DIM}`);
-  const lanes = fixedSubgroupSize(q.gpu);
-  if (lanes === null) throw new Error(`${op}: needs the 'subgroups' feature with a fixed subgroup size, which this device lacks`);
+  const lanes = requireFixedSubgroupSize(q.gpu, op);
   const maxD = p.headDim <= 64 ? 64 : 128;
   // One row when there is only one (decoding without grouped heads): no lanes' work wasted on
   // rows that do not exist. Otherwise a row per lane.
   const rowCount = p.queries * p.groupSize;
   const rows = rowCount === 1 ? 1 : lanes;
   const out = q.gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
-  q.gpu.run(kernel, {
+  q.gpu.record(kernel, {
     params: attentionParams(p),
     tensors: { q, k, v, out },
     workgroups: [Math.ceil(rowCount / rows), p.kvHeads],

@@ -5,6 +5,7 @@
 import type { DType } from "../../tensor/dtype.js";
 import { check } from "../../tensor/errors.js";
 import type { Tensor } from "../../tensor/tensor.js";
+import { quadElementType, type QuadMode } from "../wgsl/quads.js";
 import type { MatmulShape } from "./reference.js";
 
 export interface MatmulOptions {
@@ -107,7 +108,7 @@ export function planMatmul(
   return { shape, a, b, bias: bias ?? a, hasBias: bias !== null, c, outColumn };
 }
 
-/** Parameters of a call; strides are in elements (quadLoadWgsl divides by 4 itself). */
+/** Parameters of a call; strides are in elements (a quad fetch divides by 4 itself). */
 export function matmulParams({ shape, c, outColumn }: MatmulCall) {
   const { M, N, K, batchedB } = shape;
   return { M, N, K, a_batch_stride: M * K, b_batch_stride: batchedB ? N * K : 0, c_row_stride: c.dim(-1), c_column: outColumn };
@@ -121,36 +122,9 @@ fn store_c(z: u32, m: u32, n: u32, sum: f32) {
 }`;
 }
 
-/**
- * WGSL: `load4_<x>(base, k)` reads 4 consecutive K-values x[base + k .. base + k + 3] of A or B
- * (base = the element offset of a row) into a vec4f, zero past K. With `vec4` the binding is an
- * array of vec4 and one 16-byte load does it (needs K % 4 == 0, so rows start 4-aligned).
- */
-export function quadLoadWgsl(x: "a" | "b", vec4: boolean): string {
-  if (vec4) {
-    return /* wgsl */ `
-fn load4_${x}(base: u32, k: u32) -> vec4f {
-  if (k >= params.K) { return vec4f(0.0); }
-  return vec4f(${x}[(base + k) / 4u]);
-}`;
-  }
-  return /* wgsl */ `
-fn load4_${x}(base: u32, k: u32) -> vec4f {
-  var v = vec4f(0.0);
-  for (var i = 0u; i < 4u; i++) {
-    if (k + i < params.K) { v[i] = f32(${x}[base + k + i]); }
-  }
-  return v;
-}`;
-}
-
-/** Element type for A and B under the `vec4` specialization. */
-export function vec4ElementType(binding: string, dtype: DType, spec: Record<string, unknown>): string {
-  return spec.vec4 === true && (binding === "a" || binding === "b") ? `vec4<${dtype}>` : dtype;
-}
-
-/** vec4 loads of A and B need rows that start on 4-element boundaries, in memory too. */
-export function canLoadVec4(K: number, a: Tensor, b: Tensor): boolean {
-  const aligned = (t: Tensor) => t.byteOffset % (t.dtype === "f16" ? 8 : 16) === 0;
-  return K % 4 === 0 && aligned(a) && aligned(b);
+/** The element types of a matmul's bindings when A and B are read in quads (bias and C stay plain). */
+export function matmulQuadElementType(binding: string, dtype: DType, spec: { aMode: QuadMode; bMode: QuadMode }): string {
+  if (binding === "a") return quadElementType(spec.aMode, dtype);
+  if (binding === "b") return quadElementType(spec.bMode, dtype);
+  return dtype;
 }

@@ -1,8 +1,8 @@
 /**
  * matmul: C = A·Bᵀ (+ bias), with B a weight stored [N, K] as nn.Linear stores it.
  *
- * The versions live side by side, each in its own file with its idea and its measurements at
- * the top (scripts in scratch/perf/, and `wgsl-vlm bench kernels` runs them all):
+ * The versions live side by side, each in its own file with its idea at the top; `wgsl-vlm
+ * bench kernels` checks and times them all, and bench/RESULTS.md has what they measured:
  *   v1_naive              one thread per output, everything from global memory
  *   v2_tiled              16×16 tiles staged in workgroup memory
  *   v3_register_tiled     64×64 tiles, 4×4 outputs per thread in registers, vec4 loads
@@ -18,9 +18,8 @@
  *   matvec_v2_subgroup. It streams B once, coalesced, and reduces in registers.
  * - on a CPU adapter (lavapipe): v6 with subgroups (v5's kernel, and faster on f16 weights;
  *   from about 4 rows on it beats matvec_v2), else matvec for up to MATVEC_MAX_ROWS rows
- *   against one weight and v4 beyond. Measured on lavapipe at 1024³ (GFLOP/s from the CPU time
- *   of both cores, f32): v1 1.2, v2 0.56, v3 2.6, v4 5.3, v5 13, v6 15; with f16 weights v5
- *   16.8, v6 18.9. Decoding 1×4096×4096: matvec 1.0, matvec_v2 2.1 (f16 weights 1.2 / 4.2).
+ *   against one weight and v4 beyond: there each version was faster than the one before it,
+ *   v2 excepted (see bench/RESULTS.md).
  * - on a GPU: matvec for up to MATVEC_MAX_ROWS rows against one weight, else v3: the shapes
  *   GPUs are built for (coalesced loads, staged in workgroup memory, register tiles). The
  *   versions from v4 on were tuned on lavapipe, whose costs are the opposite (see v4 and v5),
@@ -31,7 +30,7 @@ import type { Tensor } from "../../tensor/tensor.js";
 import type { MatmulOptions } from "./common.js";
 import { matvec, MATVEC_MAX_ROWS } from "./matvec.js";
 import { matvecSubgroup, MATVEC_V2_MAX_ROWS } from "./matvec_v2_subgroup.js";
-import { fixedSubgroupSize } from "./subgroups.js";
+import { fixedSubgroupSize } from "../subgroups.js";
 import { matmulNaive } from "./v1_naive.js";
 import { matmulTiled } from "./v2_tiled.js";
 import { matmulRegisterTiled } from "./v3_register_tiled.js";
@@ -41,7 +40,7 @@ import { matmulF16Packed } from "./v6_f16_packed.js";
 
 export type { MatmulOptions } from "./common.js";
 export { matmulReference, type MatmulShape } from "./reference.js";
-export { fixedSubgroupSize } from "./subgroups.js";
+export { fixedSubgroupSize } from "../subgroups.js";
 export { MATVEC_MAX_ROWS } from "./matvec.js";
 export { MATVEC_V2_MAX_ROWS } from "./matvec_v2_subgroup.js";
 

@@ -12,17 +12,8 @@
 import { check } from "../../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import {
-  canLoadVec4,
-  epilogueWgsl,
-  MATMUL_BINDINGS,
-  MATMUL_PARAMS,
-  matmulParams,
-  planMatmul,
-  vec4ElementType,
-  quadLoadWgsl,
-  type MatmulOptions,
-} from "./common.js";
+import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
+import { epilogueWgsl, MATMUL_BINDINGS, MATMUL_PARAMS, matmulParams, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
 
 /** The most rows of A one launch handles (one accumulator per row lives in registers). */
 export const MATVEC_MAX_ROWS = 8;
@@ -33,8 +24,8 @@ const kernel = defineKernel({
   name: "matvec",
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
-  elementType: vec4ElementType,
-  wgsl: ({ hasBias, vec4, rows }: { hasBias: boolean; vec4: boolean; rows: number }) => /* wgsl */ `
+  elementType: matmulQuadElementType,
+  wgsl: ({ hasBias, aMode, bMode, rows }: { hasBias: boolean; aMode: QuadMode; bMode: QuadMode; rows: number }) => /* wgsl */ `
 ${epilogueWgsl(hasBias)}
 ${FLAT_WORKGROUP_WGSL}
 
@@ -42,8 +33,8 @@ const ROWS = ${rows}u;
 const LANES = ${LANES}u;
 var<workgroup> partial: array<array<f32, ${LANES}>, ${OUTPUTS * rows}>;
 
-${quadLoadWgsl("a", vec4)}
-${quadLoadWgsl("b", vec4)}
+${quadFetchWgsl("a", aMode, { length: "params.K" })}
+${quadFetchWgsl("b", bMode, { length: "params.K" })}
 
 @compute @workgroup_size(${LANES}, ${OUTPUTS})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -53,9 +44,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (n < params.N) {
     let b_row = n * params.K;
     for (var k = lane * 4u; k < params.K; k += LANES * 4u) {
-      let w = load4_b(b_row, k);
+      let w = quad_b(b_row, k);
       for (var m = 0u; m < ROWS; m++) {
-        acc[m] += dot(load4_a(m * params.K, k), w);
+        acc[m] += dot(quad_a(m * params.K, k), w);
       }
     }
   }
@@ -81,12 +72,11 @@ export function matvec(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     check(M >= 1 && M <= MATVEC_MAX_ROWS, () => `matvec: A ${a.describe()} has ${M} rows; matvec takes 1 to ${MATVEC_MAX_ROWS}`);
   });
   const { M, N, K } = call.shape;
-  const vec4 = canLoadVec4(K, a, b);
-  a.gpu.run(kernel, {
+  a.gpu.record(kernel, {
     params: matmulParams(call),
     tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
     workgroups: flatGrid(Math.ceil(N / OUTPUTS)),
-    spec: { hasBias: call.hasBias, vec4, rows: M },
+    spec: { hasBias: call.hasBias, aMode: quadMode(a, K, false), bMode: quadMode(b, K, false), rows: M },
   });
   return call.c;
 }

@@ -14,24 +14,23 @@
  * f16 operands are read as packed pairs of halves (two 32-bit words per quad, see v6): the
  * weights of decoding are f16, and on lavapipe the load work is per 32-bit component.
  *
- * Measured on lavapipe, 1×4096×4096, GFLOP/s from the CPU time of both cores: matvec v1 1.0
- * (f16 weights 1.2), this kernel 2.1 (f16 weights 4.2). 4 rows of B per subgroup measured
- * best: 1 loads A 4× as often, 16 spill.
+ * 4 rows of B per subgroup is the balance: 1 loads A 4× as often, 16 spill registers
+ * (bench/RESULTS.md has both versions' rates).
  */
 import { check } from "../../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
-import { MATMUL_BINDINGS, planMatmul, type MatmulOptions } from "./common.js";
-import { matmulQuadElementType, quadFetchWgsl, quadMode, range, type QuadMode } from "./quads.js";
-import { requireFixedSubgroupSize } from "./subgroups.js";
+import { MATMUL_BINDINGS, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
+import { range } from "../wgsl/unroll.js";
+import { requireFixedSubgroupSize } from "../subgroups.js";
 
 /** Outputs (rows of B) per subgroup. */
 const OUTPUTS = 4;
 /**
  * The most rows of A: their sums and loads are unrolled, and from about 4 rows on v5/v6 (which
- * share loads between lanes) are faster on lavapipe: at 2×4096×4096 this kernel 3.9 GFLOP/s
- * against v5's 1.5, at 8 rows 3.4 against 5.8.
+ * share loads between lanes) are faster on lavapipe.
  */
 export const MATVEC_V2_MAX_ROWS = 4;
 
@@ -45,8 +44,8 @@ const kernel = defineKernel({
   wgsl: ({ aMode, bMode, lanes, rows }: MatvecSpec) => /* wgsl */ `
 ${FLAGGED_EPILOGUE_WGSL}
 ${FLAT_WORKGROUP_WGSL}
-${quadFetchWgsl("a", aMode)}
-${quadFetchWgsl("b", bMode)}
+${quadFetchWgsl("a", aMode, { length: "params.K" })}
+${quadFetchWgsl("b", bMode, { length: "params.K" })}
 
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
@@ -70,13 +69,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 });
 
 export function matvecSubgroup(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
-  const lanes = requireFixedSubgroupSize(a.gpu, "matvec_v2_subgroup");
+  const lanes = requireFixedSubgroupSize(a.gpu, "matmul matvec_v2_subgroup");
   const call = planMatmul("matvec_v2_subgroup", a, b, options, ({ M, batchedB }) => {
     check(!batchedB, () => `matvec_v2_subgroup: B ${b.describe()} must be a single [N, K] matrix`);
     check(M >= 1 && M <= MATVEC_V2_MAX_ROWS, () => `matvec_v2_subgroup: A ${a.describe()} has ${M} rows; matvec_v2_subgroup takes 1 to ${MATVEC_V2_MAX_ROWS}`);
   });
   const { M, N, K } = call.shape;
-  a.gpu.run(kernel, {
+  a.gpu.record(kernel, {
     params: flaggedParams(call),
     tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
     workgroups: flatGrid(Math.ceil(N / OUTPUTS)),

@@ -7,6 +7,8 @@
  * in_features]), so C = A·Bᵀ. B either has a batch dimension matching A's or is one matrix
  * shared by every batch (a weight).
  */
+import type { DType } from "../../tensor/dtype.js";
+
 export interface MatmulShape {
   batch: number;
   M: number;
@@ -35,4 +37,29 @@ export function matmulReference(
     }
   }
   return c;
+}
+
+/**
+ * Error bound for a dot product of K terms summed in float32 in any order:
+ * |error| <= (K + 1)·u·Σ|a_k·b_k| (+|bias|) with u = 2^-24 (Higham, Accuracy and Stability of
+ * Numerical Algorithms, §3.1), plus the rounding of the stored output (2^-24 in f32, 2^-11 in
+ * f16, and up to 2^-14 absolute in f16: below that outputs are subnormal, which a GPU may flush
+ * to zero). Inputs are compared after the same rounding the GPU applied, so they add nothing.
+ * A kernel that drops or repeats a term is off by a whole |a_k·b_k|, far above this bound
+ * while K² ≪ 2^24 (the bound is about K²·u typical terms: a sixteenth of one at K = 1028, one
+ * at K = 4096, where it still catches misplaced, missing or scaled blocks of the output).
+ */
+export function matmulErrorBounds(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  bias: ArrayLike<number> | null,
+  shape: MatmulShape,
+  outDtype: DType,
+): Float64Array {
+  const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
+  const magnitude = matmulReference(abs(a), abs(b), bias && abs(bias), shape);
+  const expected = matmulReference(a, b, bias, shape);
+  const u = 2 ** -24;
+  const [relative, absolute] = outDtype === "f16" ? [2 ** -11, 2 ** -14] : [u, 1e-38];
+  return magnitude.map((mag, i) => (shape.K + 1) * u * mag + relative * Math.abs(expected[i]) + absolute);
 }

@@ -38,7 +38,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 export function matmulNaive(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const call = planMatmul("v1_naive", a, b, options);
   const { M, N, batch } = call.shape;
-  a.gpu.run(kernel, {
+  a.gpu.record(kernel, {
     params: matmulParams(call),
     tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
     workgroups: [Math.ceil(N / WG), Math.ceil(M / WG), batch],

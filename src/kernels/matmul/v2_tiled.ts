@@ -59,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 export function matmulTiled(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const call = planMatmul("v2_tiled", a, b, options);
   const { M, N, batch } = call.shape;
-  a.gpu.run(kernel, {
+  a.gpu.record(kernel, {
     params: matmulParams(call),
     tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
     workgroups: [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],

@@ -14,17 +14,8 @@
  */
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import {
-  canLoadVec4,
-  epilogueWgsl,
-  MATMUL_BINDINGS,
-  MATMUL_PARAMS,
-  matmulParams,
-  planMatmul,
-  vec4ElementType,
-  quadLoadWgsl,
-  type MatmulOptions,
-} from "./common.js";
+import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
+import { epilogueWgsl, MATMUL_BINDINGS, MATMUL_PARAMS, matmulParams, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
 
 const BM = 64; // rows of C per workgroup
 const BN = 64; // columns of C per workgroup
@@ -36,19 +27,19 @@ const kernel = defineKernel({
   name: "matmul_v3_register_tiled",
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
-  elementType: vec4ElementType,
-  wgsl: ({ hasBias, vec4 }: { hasBias: boolean; vec4: boolean }) => /* wgsl */ `
+  elementType: matmulQuadElementType,
+  wgsl: ({ hasBias, aMode, bMode }: { hasBias: boolean; aMode: QuadMode; bMode: QuadMode }) => /* wgsl */ `
 ${epilogueWgsl(hasBias)}
-${quadLoadWgsl("a", vec4)}
-${quadLoadWgsl("b", vec4)}
+${quadFetchWgsl("a", aMode, { length: "params.K", pastEnd: true })}
+${quadFetchWgsl("b", bMode, { length: "params.K", pastEnd: true })}
 
 fn load_a(z: u32, m: u32, k: u32) -> vec4f {
   if (m >= params.M) { return vec4f(0.0); }
-  return load4_a(z * params.a_batch_stride + m * params.K, k);
+  return quad_a(z * params.a_batch_stride + m * params.K, k);
 }
 fn load_b(z: u32, n: u32, k: u32) -> vec4f {
   if (n >= params.N) { return vec4f(0.0); }
-  return load4_b(z * params.b_batch_stride + n * params.K, k);
+  return quad_b(z * params.b_batch_stride + n * params.K, k);
 }
 
 const BM = ${BM}u;
@@ -102,11 +93,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 export function matmulRegisterTiled(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const call = planMatmul("v3_register_tiled", a, b, options);
   const { M, N, K, batch } = call.shape;
-  a.gpu.run(kernel, {
+  a.gpu.record(kernel, {
     params: matmulParams(call),
     tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
     workgroups: [Math.ceil(N / BN), Math.ceil(M / BM), batch],
-    spec: { hasBias: call.hasBias, vec4: canLoadVec4(K, a, b) },
+    spec: { hasBias: call.hasBias, aMode: quadMode(a, K, false), bMode: quadMode(b, K, false) },
   });
   return call.c;
 }

@@ -10,10 +10,9 @@
  * This is v3 with the workgroup memory taken out, and it is what lavapipe wants: there,
  * workgroup memory is ordinary memory read lane by lane like any other, and each barrier
  * suspends and resumes every SIMD group of the workgroup, so v3's staging costs more than the
- * global loads it saves. Measured at 1024³ f32 (GFLOP/s from the CPU time of both cores): v3
- * 2.6, v4 5.3. A 4×2 block measured the same, 8×2 and 2×4 less, and multiply-adds on whole
- * vec4s (4 sums per output, added at the end) instead of dot() 3.6. It is the fastest
- * version for devices without subgroups; v5 shares loads between lanes and goes further.
+ * global loads it saves: there v4 runs about twice as fast as v3 (bench/RESULTS.md, with the
+ * other block shapes tried). It is the fastest version for devices without subgroups; v5
+ * shares loads between lanes and goes further.
  *
  * On a GPU the A quads are the same address for all lanes (one broadcast load) and the B quads
  * are 16 bytes from 64 different rows, which the cache absorbs over the following 3 steps; v3
@@ -22,8 +21,9 @@
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
-import { MATMUL_BINDINGS, planMatmul, type MatmulOptions } from "./common.js";
-import { matmulQuadElementType, quadFetchWgsl, quadMode, range, type QuadMode } from "./quads.js";
+import { MATMUL_BINDINGS, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
+import { range } from "../wgsl/unroll.js";
 
 const LANES = 64;
 const BLOCK = 4; // rows and columns per invocation
@@ -37,8 +37,8 @@ const kernel = defineKernel({
   elementType: matmulQuadElementType,
   wgsl: ({ aMode, bMode }: BlockedSpec) => /* wgsl */ `
 ${FLAGGED_EPILOGUE_WGSL}
-${quadFetchWgsl("a", aMode)}
-${quadFetchWgsl("b", bMode)}
+${quadFetchWgsl("a", aMode, { length: "params.K" })}
+${quadFetchWgsl("b", bMode, { length: "params.K" })}
 
 @compute @workgroup_size(${LANES})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lane: u32) {
@@ -64,7 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lane
 export function matmulRegisterBlocked(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const call = planMatmul("v4_register_blocked", a, b, options);
   const { M, N, K, batch } = call.shape;
-  a.gpu.run(kernel, {
+  a.gpu.record(kernel, {
     params: flaggedParams(call),
     tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
     workgroups: [Math.ceil(N / (LANES * BLOCK)), Math.ceil(M / BLOCK), batch],

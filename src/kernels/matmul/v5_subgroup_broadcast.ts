@@ -14,16 +14,15 @@
  * j. Per step a lane thus makes G + T loads and W·G·T dot products: 8 vec4 dot products per
  * load on lavapipe, against 2 in v4.
  *
- * Why this shape wins on lavapipe (Mesa 25.0, measured in scratch/perf/): llvmpipe runs the W
+ * Why this shape wins on lavapipe (Mesa 25.0): llvmpipe runs the W
  * lanes as one AVX2 vector, and every storage load whose address differs between lanes is
  * done lane by lane, each 32-bit component with its own bounds check and branch: some 8
  * instructions per float loaded, against one instruction for 8 multiply-adds. A broadcast
  * from a register is 2 to 3 instructions. So loads are the cost to cut, workgroup memory does
  * not help (it is read lane by lane too, and each barrier suspends and resumes every SIMD
  * group), and the sums may spill to the stack: a spilled sum costs a load and a store per
- * step, still far less than the loads it saves. Measured (scratch/perf/targets.ts; GFLOP/s
- * from the CPU time of both cores, as two idle cores would run it): 1024³ f32, v1 1.2, v2
- * 0.56, v3 2.6, v4 5.3, this kernel 13-15; 512×4096×4096 17; 4096³ 17.
+ * step, still far less than the loads it saves. It runs two to three times as fast as v4
+ * there (bench/RESULTS.md).
  *
  * On a GPU (W = 32 or 64) the same code runs with one row group (G = 1) and a tile of W·T
  * columns; each broadcast is a register shuffle, about as costly as a workgroup-memory load,
@@ -33,12 +32,13 @@
 import type { Tensor } from "../../tensor/tensor.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
-import { MATMUL_BINDINGS, planMatmul, type MatmulOptions } from "./common.js";
-import { matmulQuadElementType, quadFetchWgsl, quadMode, range, type QuadMode } from "./quads.js";
-import { requireFixedSubgroupSize } from "./subgroups.js";
+import { MATMUL_BINDINGS, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
+import { range } from "../wgsl/unroll.js";
+import { requireFixedSubgroupSize } from "../subgroups.js";
 
 /** A tile: W lanes, G row groups of W rows, T column groups of W columns. */
-export type BroadcastTile = {
+type BroadcastTile = {
   lanes: number;
   rowGroups: number;
   columnGroups: number;
@@ -46,14 +46,14 @@ export type BroadcastTile = {
 
 /**
  * Sums per lane. On lavapipe (W = 8) 32 sums make a 16×16 tile. A 32×32 tile (128 sums, spilled
- * to the stack) measured 7-10% faster but takes lavapipe's LLVM 5-7 s to compile, against 1-2
- * s, for each dtype combination the first time it is used (Mesa then caches it on disk); 8×32
- * and 16×32 tiles were slower than 16×16. On a GPU, 32 sums is a modest share of its registers.
+ * to the stack) is a little faster but several times slower for lavapipe's LLVM to compile,
+ * for each dtype combination the first time it is used; 8×32 and 16×32 tiles were slower than
+ * 16×16 (bench/RESULTS.md). On a GPU, 32 sums is a modest share of its registers.
  */
 const SUMS_PER_LANE = 32;
 
 /** The tile for a subgroup of `lanes`: as square as the budget of sums allows. */
-export function broadcastTile(lanes: number): BroadcastTile {
+function broadcastTile(lanes: number): BroadcastTile {
   const groups = Math.max(1, Math.floor(SUMS_PER_LANE / lanes)); // G·T
   const columnGroups = Math.min(4, Math.ceil(Math.sqrt(groups)));
   const rowGroups = Math.max(1, Math.floor(groups / columnGroups));
@@ -81,8 +81,8 @@ function broadcastWgsl({ aMode, bMode, lanes: W, rowGroups: G, columnGroups: T }
   });
   const stores = range(rows).map((i) => range(T).map((j) => `store_inside(z, m0 + ${i}u, n0 + ${j * W}u + lane, acc[${i * T + j}]);`).join(" "));
   return /* wgsl */ `
-${quadFetchWgsl("a", aMode)}
-${quadFetchWgsl("b", bMode)}
+${quadFetchWgsl("a", aMode, { length: "params.K" })}
+${quadFetchWgsl("b", bMode, { length: "params.K" })}
 
 ${FLAGGED_EPILOGUE_WGSL}
 
@@ -133,11 +133,11 @@ export function launchBroadcast(
   b: Tensor,
   options: MatmulOptions,
 ): Tensor {
-  const lanes = requireFixedSubgroupSize(a.gpu, version);
+  const lanes = requireFixedSubgroupSize(a.gpu, `matmul ${version}`);
   const call = planMatmul(version, a, b, options);
   const { M, N, K, batch } = call.shape;
   const tile = broadcastTile(lanes);
-  a.gpu.run(kernel, {
+  a.gpu.record(kernel, {
     params: flaggedParams(call),
     tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
     workgroups: [Math.ceil(N / (lanes * tile.columnGroups)), Math.ceil(M / (lanes * tile.rowGroups)), batch],

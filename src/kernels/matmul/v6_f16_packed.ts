@@ -7,10 +7,9 @@
  * The math stays f32 (each product of halves is exact in f32, and the sums accumulate in f32).
  *
  * On lavapipe a load whose address differs between lanes costs about the same per component
- * whatever its width, so two components instead of four halve the load work of f16 operands:
- * with f32 activations and f16 weights, 1024³ 16.8 GFLOP/s (v5) → 18.9 (v6), 512×4096×14336
- * 15.9 → 16.2 (from the CPU time of both cores; the loads are a smaller share there, the
- * rows being longer). f32 operands are read exactly as in v5. On a GPU both forms are one
+ * whatever its width, so two components instead of four halve the load work of f16 operands
+ * (the gain is largest where loads are the largest share of the work; bench/RESULTS.md). f32
+ * operands are read exactly as in v5. On a GPU both forms are one
  * 8-byte load per lane; the unpack is a couple of ALU instructions.
  */
 import type { Tensor } from "../../tensor/tensor.js";

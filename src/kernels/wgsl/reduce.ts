@@ -1,18 +1,16 @@
 /**
- * What the one-workgroup-per-row kernels share (the norms, softmax): how many threads a row
- * gets, and the tree reduction across them in workgroup memory.
+ * Workgroup reductions: every thread holds a value, and every thread gets the combination of
+ * all of them. The one-workgroup-per-row kernels (norms, softmax, argmax, the sampler, the
+ * chunks of split-K attention) reduce this way.
  */
-
-/** Threads per row: enough to touch a short row once, at most 256; a power of two for the tree. */
-export function threadsPerRow(cols: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(cols))));
-}
 
 /**
  * WGSL: `fn name(lid, v) -> type` combines every thread's v into one value that every thread
  * receives: each writes its value to workgroup memory, then in log2(T) steps the lower half
- * combines in the upper half's values. The caller defines `const T` (threads, a power of two)
- * and calls it in uniform control flow; `combine(a, b)` is a WGSL expression.
+ * combines in the upper half's values (a tree). The caller defines `const T` (threads, a power
+ * of two) and calls it in uniform control flow; `combine(a, b)` is a WGSL expression, which
+ * must be associative (the tree pairs values in its own order) and, where the result must not
+ * depend on which thread saw which value, commutative too.
  */
 export function workgroupReduceWgsl(name: string, type: string, combine: (a: string, b: string) => string): string {
   const partial = `${name}_partial`;
