@@ -39,7 +39,7 @@ describe("wgsl-vlm bench", () => {
     expect(limits.computeGFlops).toBe(limits.fmaF32.value);
   });
 
-  it("kernels: every registered version measured or refusing, the runtime's pick marked, a roofline drawn", async () => {
+  it("kernels: every registered version checked and measured or refusing, the runtime's pick marked, a roofline drawn", async () => {
     const { code, stdout } = await run(["kernels", "--sizes", "tiny", "--quick", "--only", "matmul", "--json", "--out", out, "--limits", limitsFile]);
     expect(code).toBe(0);
     const document = JSON.parse(stdout);
@@ -57,16 +57,20 @@ describe("wgsl-vlm bench", () => {
       expect(r.op).toBe("matmul");
       expect(r.runtimeError).toBeNull();
       if (r.status === "ok") {
+        expect(r.check).toMatchObject({ passed: true });
+        expect(r.check.worst).toBeLessThanOrEqual(r.check.bound);
         expect(r.time.median).toBeGreaterThan(0);
         expect(r.gbps).toBeCloseTo(r.bytes / (r.time.median * 1e6), 6);
         expect(r.fraction).toBeGreaterThan(0);
       } else {
         expect(r.status).toBe("refused");
+        expect(r.check).toBeNull();
       }
     }
     const markdown = await readFile(join(out, "kernels.md"), "utf8");
     expect(markdown).toContain("### matmul: GFLOP/s of each version");
-    expect(markdown).toContain("| model | phase | kernel | part | shape | version | time |");
+    expect(markdown).toContain("| model | phase | kernel | part | shape | version | check | time |");
+    expect(markdown).toMatch(/\| ok \(err [\d.e+-]+ ≤ [\d.e+-]+\) \|/);
     expect(markdown).toContain("★");
     const svg = await readFile(join(out, "roofline.svg"), "utf8");
     expect(svg.startsWith("<svg")).toBe(true);

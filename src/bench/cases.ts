@@ -1,6 +1,7 @@
 /**
  * The kernel benchmark's cases: every kernel of the runtime, at the sizes three real models give
- * it, with what each must compute (cost.ts) and how to launch each of its versions.
+ * it, with what each must compute (cost.ts), how to launch each of its versions, and how to
+ * check their output against the kernel's float64 reference (case_checks.ts).
  *
  *   CLIP ViT-L/14 at 336 px   the image encoder of llava-1.5 and TinyLLaVA: 577 tokens (576
  *                             patches and the class token), hidden 1024, 16 heads, MLP 4096
@@ -15,24 +16,37 @@
  * every version registered there is measured, and the call the runtime itself makes is run too,
  * so its launches tell which version the runtime's rule picks for that shape.
  */
-import { activation, siluMul, type ActivationKind } from "../kernels/activations.js";
+import { activation, activationReference, siluMul, siluMulReference, type ActivationKind } from "../kernels/activations.js";
 import { argmax } from "../kernels/argmax.js";
 import { attention, ATTENTION_VERSIONS, attentionVersionSupported, type AttentionOptions, type AttentionVersion } from "../kernels/attention/index.js";
-import { add } from "../kernels/elementwise.js";
+import { add, binaryReference } from "../kernels/elementwise.js";
 import { writeKV } from "../kernels/kv_cache.js";
-import { layernorm } from "../kernels/layernorm.js";
+import { layernorm, layernormReference } from "../kernels/layernorm.js";
 import { MATMUL_VERSIONS, matmulVersionSupported, type MatmulVersion } from "../kernels/matmul/index.js";
 import { patchEmbed } from "../kernels/patch_embed.js";
 import { randomFill } from "../kernels/random_fill.js";
-import { rmsnorm } from "../kernels/rmsnorm.js";
+import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
 import { sampleToken, type SampleOptions } from "../kernels/sample/index.js";
-import { softmax } from "../kernels/softmax.js";
+import { softmax, softmaxReference } from "../kernels/softmax.js";
+import { storageTolerance, TOLERANCE } from "../kernels/tolerance.js";
 import { EmbeddingTable, Linear, type RowPart } from "../models/linear.js";
 import { partRows } from "../models/load.js";
 import { bytesPerElement, type DType } from "../tensor/dtype.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { Tensor } from "../tensor/tensor.js";
+import {
+  checkArgmax,
+  checkAttention,
+  checkEmbedding,
+  checkMatmul,
+  checkPatchEmbed,
+  checkRope,
+  checkRows,
+  checkSample,
+  checkWriteKV,
+} from "./case_checks.js";
+import { readAll, type OutputCheck } from "./check.js";
 import {
   attentionCost,
   elementwiseCost,
@@ -66,6 +80,11 @@ export interface KernelCase {
   supports(gpu: Gpu, version: string): boolean;
   /** Allocates `copies` copies of the inputs. */
   prepare(gpu: Gpu, copies: number): PreparedCase;
+  /**
+   * This case with version `name` (new, or replacing one) made of version `of` with `alter`
+   * applied to its output: the seam through which a test gives the check a wrong version.
+   */
+  withAlteredVersion(name: string, of: string, alter: (output: Tensor) => Tensor): KernelCase;
 }
 
 export interface PreparedCase {
@@ -73,6 +92,12 @@ export interface PreparedCase {
   versions: Record<string, (run: number) => void>;
   /** Records the runtime's own call (null for kernels with a single version). */
   runtime: ((run: number) => void) | null;
+  /**
+   * Records one run of a version on input copy 0 and keeps its output; the function returned,
+   * called once the GPU has run it, compares that output with the kernel's float64 reference
+   * (check.ts) and frees it.
+   */
+  recordChecked(version: string): () => Promise<OutputCheck>;
   dispose(): void;
 }
 
@@ -117,6 +142,9 @@ export const PREFILL_ROWS = 640;
 export const DECODE_CONTEXT = 1024;
 
 const WEIGHT_STD = 0.02;
+/** The norms' epsilon and RoPE's base, as in LLaMA and CLIP. */
+const EPS = 1e-5;
+const ROPE_THETA = 10000;
 let nextSeed = 1;
 
 /** A tensor of random values (weights get transformers' initial scale, activations 1). */
@@ -140,22 +168,25 @@ function collectTensors(value: unknown, into: Tensor[]): void {
   else if (value && typeof value === "object") for (const v of Object.values(value)) collectTensors(v, into);
 }
 
-/** What a case says of itself (as KernelCase), and how to make its inputs and run its versions. */
-interface CaseSpec<I> extends Pick<KernelCase, "op" | "model" | "phase" | "what" | "shape" | "cost" | "inputBytes"> {
+/** What a case says of itself (as KernelCase), how to make its inputs, run its versions and check their output. */
+interface CaseSpec<I, O extends Tensor | void> extends Pick<KernelCase, "op" | "model" | "phase" | "what" | "shape" | "cost" | "inputBytes"> {
   quick?: boolean;
   inputs: (gpu: Gpu) => I;
-  /** Each version: launches on one copy of the inputs, returning what to free. */
-  versions: Record<string, (inputs: I) => Tensor | void>;
+  /** Each version: launches on one copy of the inputs, returning its output (what to free), if it has one apart from its inputs. */
+  versions: Record<string, (inputs: I) => O>;
   /** The runtime's own call, where there are several versions. */
-  runtime?: (inputs: I) => Tensor | void;
+  runtime?: (inputs: I) => O;
   supports?: (gpu: Gpu, version: string) => boolean;
+  /** Compares what a version computed from `inputs` (its output, or the inputs it wrote to) with the kernel's reference. */
+  check: (inputs: I, output: O) => Promise<OutputCheck>;
 }
 
-function defineCase<I>(spec: CaseSpec<I>): KernelCase {
-  const launch = (fn: (inputs: I) => Tensor | void, copies: I[]) => (run: number) => {
+function defineCase<I, O extends Tensor | void = Tensor>(spec: CaseSpec<I, O>): KernelCase {
+  const launch = (fn: (inputs: I) => O, copies: I[]) => (run: number) => {
     const out = fn(copies[run % copies.length]);
     if (out) out.dispose(); // safe while pending: a later user of the buffer runs after this launch
   };
+  const supports = spec.supports ?? (() => true);
   return {
     op: spec.op,
     model: spec.model,
@@ -166,18 +197,36 @@ function defineCase<I>(spec: CaseSpec<I>): KernelCase {
     inputBytes: spec.inputBytes,
     quick: spec.quick ?? false,
     versionNames: Object.keys(spec.versions),
-    supports: spec.supports ?? (() => true),
+    supports,
     prepare(gpu, count) {
       const copies = Array.from({ length: count }, () => spec.inputs(gpu));
+      const kept: Tensor[] = [];
       return {
         versions: Object.fromEntries(Object.entries(spec.versions).map(([name, fn]) => [name, launch(fn, copies)])),
         runtime: spec.runtime ? launch(spec.runtime, copies) : null,
+        recordChecked(version) {
+          const output = spec.versions[version](copies[0]);
+          if (output) kept.push(output);
+          return () => spec.check(copies[0], output).finally(() => output && output.dispose());
+        },
         dispose() {
-          const tensors: Tensor[] = [];
+          const tensors: Tensor[] = [...kept];
           collectTensors(copies, tensors);
           for (const t of tensors) t.dispose();
         },
       };
+    },
+    withAlteredVersion(name, of, alter) {
+      const original = spec.versions[of];
+      if (!original) throw new Error(`${spec.op} ${spec.shape}: no version '${of}' to alter (it has ${Object.keys(spec.versions).join(", ")})`);
+      const altered = (inputs: I): O => {
+        const output: Tensor | void = original(inputs);
+        if (!output) throw new Error(`${spec.op} ${of}: writes into its inputs, so it has no output to alter`);
+        const changed = alter(output);
+        if (changed !== output) output.dispose();
+        return changed as O;
+      };
+      return defineCase({ ...spec, versions: { ...spec.versions, [name]: altered }, supports: (gpu, v) => supports(gpu, v === name ? of : v) });
     },
   };
 }
@@ -209,6 +258,7 @@ function matmulCase(model: string, phase: Phase, what: string, M: number, N: num
     ),
     runtime: ({ a, parts }) => new Linear(parts, what).forward(a),
     supports: matmulVersionSupported,
+    check: ({ a, parts }, out) => checkMatmul(a, parts, out),
   });
 }
 
@@ -235,6 +285,7 @@ function attentionCase(model: string, phase: Phase, shape: AttentionShape, layou
     ),
     runtime: ({ q, k, v }) => attention(q, k, v, options),
     supports: (gpu, version) => attentionVersionSupported(gpu, version as AttentionVersion),
+    check: ({ q, k, v }, out) => checkAttention(q, k, v, options, out),
   });
 }
 
@@ -251,7 +302,11 @@ function rmsnormCase(model: string, phase: Phase, rows: number, cols: number, dt
     inputBytes: rows * cols * 4 + cols * bytesPerElement(dtype),
     quick,
     inputs: (gpu) => ({ x: random(gpu, [rows, cols], "f32"), weight: random(gpu, [cols], dtype) }),
-    versions: { rmsnorm: ({ x, weight }) => rmsnorm(x, weight, 1e-5) },
+    versions: { rmsnorm: ({ x, weight }) => rmsnorm(x, weight, EPS) },
+    check: async ({ x, weight }, out) => {
+      const w = await readAll(weight);
+      return checkRows(out, [x], ([xs]) => ({ expected: rmsnormReference(xs, w, cols, EPS), tolerance: storageTolerance("f32", dtype) }));
+    },
   });
 }
 
@@ -266,7 +321,11 @@ function layernormCase(model: string, rows: number, cols: number, dtype: DType, 
     inputBytes: rows * cols * 4 + 2 * cols * bytesPerElement(dtype),
     quick,
     inputs: (gpu) => ({ x: random(gpu, [rows, cols], "f32"), weight: random(gpu, [cols], dtype), bias: random(gpu, [cols], dtype) }),
-    versions: { layernorm: ({ x, weight, bias }) => layernorm(x, weight, bias, 1e-5) },
+    versions: { layernorm: ({ x, weight, bias }) => layernorm(x, weight, bias, EPS) },
+    check: async ({ x, weight, bias }, out) => {
+      const [w, b] = [await readAll(weight), await readAll(bias)];
+      return checkRows(out, [x], ([xs]) => ({ expected: layernormReference(xs, w, b, cols, EPS), tolerance: storageTolerance("f32", dtype) }));
+    },
   });
 }
 
@@ -281,6 +340,7 @@ function addCase(model: string, phase: Phase, rows: number, cols: number): Kerne
     inputBytes: 2 * rows * cols * 4,
     inputs: (gpu) => ({ a: random(gpu, [rows, cols], "f32"), b: random(gpu, [rows, cols], "f32") }),
     versions: { add: ({ a, b }) => add(a, b) },
+    check: ({ a, b }, out) => checkRows(out, [a, b], ([as, bs]) => ({ expected: binaryReference("add", as, bs), tolerance: TOLERANCE.f32 })),
   });
 }
 
@@ -297,6 +357,7 @@ function siluMulCase(model: string, phase: Phase, rows: number, cols: number, qu
     quick,
     inputs: (gpu) => ({ gate: random(gpu, [rows, cols], "f32"), up: random(gpu, [rows, cols], "f32") }),
     versions: { siluMul: ({ gate, up }) => siluMul(gate, up) },
+    check: ({ gate, up }, out) => checkRows(out, [gate, up], ([g, u]) => ({ expected: siluMulReference(g, u), tolerance: TOLERANCE.f32 })),
   });
 }
 
@@ -313,6 +374,7 @@ function activationCase(model: string, phase: Phase, what: string, kind: Activat
     quick,
     inputs: (gpu) => ({ x: random(gpu, [rows, cols], "f32") }),
     versions: { [kind]: ({ x }) => activation(x, kind) },
+    check: ({ x }, out) => checkRows(out, [x], ([xs]) => ({ expected: activationReference(xs, kind), tolerance: TOLERANCE.f32 })),
   });
 }
 
@@ -330,9 +392,10 @@ function ropeCase(model: string, phase: Phase, size: ModelSize, rows: number, po
     inputBytes: count * 4 + (position + rows) * D * 4,
     inputs: (gpu) => ({
       x: random(gpu, [rows, size.heads, D], "f32"),
-      table: ropeTable(gpu, { headDim: D, theta: 10000, positions: position + rows }),
+      table: ropeTable(gpu, { headDim: D, theta: ROPE_THETA, positions: position + rows }),
     }),
     versions: { rope: ({ x, table }) => rope(x, table, position) },
+    check: ({ x }, out) => checkRope(x, out, ROPE_THETA, position),
   });
 }
 
@@ -352,6 +415,7 @@ function writeKVCase(model: string, phase: Phase, size: ModelSize, rows: number,
       cache: gpu.empty([size.kvHeads, position + rows, D], dtype, { name: "bench KV-cache", persistent: true }),
     }),
     versions: { writeKV: ({ rows: r, cache }) => writeKV(cache, r, position) },
+    check: ({ rows: r, cache }) => checkWriteKV(r, cache, position),
   });
 }
 
@@ -369,6 +433,7 @@ function embeddingCase(model: string, phase: Phase, size: ModelSize, rows: numbe
       table: new EmbeddingTable(randomRowParts(gpu, size.vocab, size.hidden, dtype, false, "embed_tokens"), "embed_tokens"),
     }),
     versions: { embedding: ({ ids, table }) => table.lookup(ids, "f32") },
+    check: ({ ids, table }, out) => checkEmbedding(ids, table.parts, out),
   });
 }
 
@@ -384,6 +449,7 @@ function softmaxCase(model: string, rows: number, cols: number): KernelCase {
     inputBytes: rows * cols * 4,
     inputs: (gpu) => ({ x: random(gpu, [rows, cols], "f32") }),
     versions: { softmax: ({ x }) => softmax(x) },
+    check: ({ x }, out) => checkRows(out, [x], ([xs]) => ({ expected: softmaxReference(xs, cols), tolerance: TOLERANCE.f32 })),
   });
 }
 
@@ -410,6 +476,7 @@ function patchEmbedCase(size: VisionSize, dtype: DType, quick = false): KernelCa
       positionEmbedding: random(gpu, [tokens, hidden], dtype, WEIGHT_STD),
     }),
     versions: { patchEmbed: ({ pixels, ...weights }) => patchEmbed(pixels, weights, "f32") },
+    check: ({ pixels, ...weights }, out) => checkPatchEmbed(pixels, weights, out),
   });
 }
 
@@ -424,10 +491,12 @@ function argmaxCase(model: string, vocab: number): KernelCase {
     inputBytes: vocab * 4,
     inputs: (gpu) => ({ x: random(gpu, [1, vocab], "f32") }),
     versions: { argmax: ({ x }) => argmax(x) },
+    check: ({ x }, out) => checkArgmax(x, out),
   });
 }
 
 function sampleCase(model: string, vocab: number, what: string, options: Omit<SampleOptions, "seed" | "step">, quick = false): KernelCase {
+  const draw: SampleOptions = { ...options, seed: 1, step: 0 };
   return defineCase({
     op: "sampleToken",
     model,
@@ -439,7 +508,8 @@ function sampleCase(model: string, vocab: number, what: string, options: Omit<Sa
     inputBytes: vocab * 4,
     quick,
     inputs: (gpu) => ({ logits: random(gpu, [vocab], "f32", 3) }),
-    versions: { sampleToken: ({ logits }) => sampleToken(logits, { ...options, seed: 1, step: 0 }) },
+    versions: { sampleToken: ({ logits }) => sampleToken(logits, draw) },
+    check: ({ logits }, out) => checkSample(logits, draw, out),
   });
 }
 
@@ -512,7 +582,7 @@ function clipCases(size: VisionSize, projectorHidden: number, dtype: DType): Ker
 
 /**
  * The matrix products llama.cpp's `test-backend-ops perf` times, with what its hand-written
- * Vulkan kernels reached on lavapipe (Mesa 25.0.7, 2 cores, the figures issue 5 quotes): the
+ * Vulkan kernels reached on lavapipe (Mesa 25.0.7, 2 cores; bench/RESULTS.md compares them): the
  * peer to beat on the same software GPU. Its shapes are m×n×k with m the weight's rows and n
  * the activation's; here that is n rows × m outputs × k inputs. Their weights have their own
  * dtype (f32, or f16 against f32 activations), whatever --dtype says. Run with `--only llama.cpp`.

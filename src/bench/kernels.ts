@@ -9,11 +9,18 @@
  * call runs once too, and the version whose launches it repeats is the one its rule picks; then
  * each version is timed (timing.ts). A version that refuses the shape (matvec takes at most 8
  * rows) or fails is reported with its error and the others go on.
+ *
+ * Nothing is timed unchecked: the output of each version's first run is compared with the
+ * kernel's float64 reference (check.ts, case_checks.ts: a seeded sample of the output at model
+ * sizes, first and last rows always, within the error bounds the tests use). A version whose
+ * output is off is reported "wrong" with its worst element, is not timed, and is never the
+ * runtime's pick; every result that ran carries its check.
  */
 import type { DType } from "../tensor/dtype.js";
 import { ShapeError } from "../tensor/errors.js";
 import type { Gpu, LaunchRecord } from "../tensor/gpu.js";
 import type { KernelCase } from "./cases.js";
+import { describeCheck, type OutputCheck } from "./check.js";
 import type { DeviceLimits } from "./limits.js";
 import { summarize, type Summary } from "./stats.js";
 import { timeGpu, timeOnce, type TimingMethod, type TimingOptions } from "./timing.js";
@@ -36,11 +43,14 @@ export interface KernelResult {
   /** FLOPs per byte. */
   intensity: number;
   /**
-   * "refused": the version does not take this shape (matvec beyond 8 rows) or this device (a
-   * feature it needs is missing); "failed": it or the GPU threw.
+   * "wrong": its output is not the reference's (see `check`), so it was not timed; "refused":
+   * the version does not take this shape (matvec beyond 8 rows) or this device (a feature it
+   * needs is missing); "failed": it, the GPU or the check of its output threw.
    */
-  status: "ok" | "refused" | "failed";
-  /** Milliseconds per run (null when the version could not run). */
+  status: "ok" | "wrong" | "refused" | "failed";
+  /** Its first run's output against the float64 reference (null when it did not run). */
+  check: OutputCheck | null;
+  /** Milliseconds per run (null when the version could not run or was wrong). */
   time: Summary | null;
   runsPerSample: number;
   method: TimingMethod | null;
@@ -140,16 +150,29 @@ async function measureCase(
   const prepared = kase.prepare(gpu, copies);
   try {
     const first = new Map<string, { launches: string; ms: number | null }>();
+    const checks = new Map<string, OutputCheck>();
     const errors = new Map<string, { message: string; refused: boolean }>();
     for (const version of versions) {
       if (!kase.supports(gpu, version)) {
         errors.set(version, { message: `${version} needs a feature this device lacks`, refused: true });
         continue;
       }
+      let check: (() => Promise<OutputCheck>) | undefined;
       try {
-        first.set(version, await firstRun(gpu, () => prepared.versions[version](0)));
+        first.set(
+          version,
+          await firstRun(gpu, () => {
+            check = prepared.recordChecked(version);
+          }),
+        );
       } catch (error) {
         errors.set(version, { message: message(error), refused: error instanceof ShapeError });
+        continue;
+      }
+      try {
+        checks.set(version, await check!());
+      } catch (error) {
+        errors.set(version, { message: `checking its output: ${message(error)}`, refused: false });
       }
     }
     let runtimeLaunches: string | null = null;
@@ -172,24 +195,28 @@ async function measureCase(
         shape: kase.shape,
         dtype: options.dtype,
         version,
-        picked: runtime ? first.get(version)?.launches === runtimeLaunches && runtimeLaunches !== null : null,
+        // A wrong version is never the pick, even where the runtime launches the same kernels.
+        picked: runtime ? checks.get(version)?.passed === true && first.get(version)?.launches === runtimeLaunches && runtimeLaunches !== null : null,
         runtimeError,
         flops: kase.cost.flops,
         bytes: kase.cost.bytes,
         intensity: kase.cost.flops / kase.cost.bytes,
       };
       const error = errors.get(version);
+      const check = checks.get(version) ?? null;
       let result: KernelResult;
       if (error) {
-        result = failed(base, error.message, error.refused, options.limits);
+        result = notTimed(base, error.refused ? "refused" : "failed", null, error.message, options.limits);
+      } else if (!check!.passed) {
+        result = notTimed(base, "wrong", check, `its output is not the reference's: ${describeCheck(check!)}`, options.limits);
       } else {
         try {
           const t = await timeGpu(gpu, prepared.versions[version], { ...timing, probeMs: first.get(version)?.ms ?? undefined });
           const time = summarize(t.samples);
           const rates = roofline(base.flops, base.bytes, time.median / 1e3, options.limits);
-          result = { ...base, status: "ok", time, runsPerSample: t.runsPerSample, method: t.method, ...rates, error: null };
+          result = { ...base, status: "ok", check, time, runsPerSample: t.runsPerSample, method: t.method, ...rates, error: null };
         } catch (e) {
-          result = failed(base, message(e), false, options.limits);
+          result = notTimed(base, "failed", check, message(e), options.limits);
         }
       }
       results.push(result);
@@ -215,10 +242,9 @@ export async function runKernelBench(gpu: Gpu, options: KernelBenchOptions): Pro
   return results;
 }
 
-type CaseFields = Omit<KernelResult, "status" | "time" | "runsPerSample" | "method" | "gflops" | "gbps" | "bound" | "fraction" | "error">;
+type CaseFields = Omit<KernelResult, "status" | "check" | "time" | "runsPerSample" | "method" | "gflops" | "gbps" | "bound" | "fraction" | "error">;
 
-function failed(base: CaseFields, error: string, refused: boolean, limits: DeviceLimits): KernelResult {
+function notTimed(base: CaseFields, status: "wrong" | "refused" | "failed", check: OutputCheck | null, error: string, limits: DeviceLimits): KernelResult {
   const bound = base.intensity < limits.computeGFlops / limits.bandwidthGBps ? "memory" : "compute";
-  const status = refused ? "refused" : "failed";
-  return { ...base, status, time: null, runsPerSample: 0, method: null, gflops: 0, gbps: 0, bound, fraction: 0, error };
+  return { ...base, status, check, time: null, runsPerSample: 0, method: null, gflops: 0, gbps: 0, bound, fraction: 0, error };
 }

@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
 import type { AdapterSummary } from "../tensor/adapter.js";
 import type { Gpu } from "../tensor/gpu.js";
+import { describeCheck } from "./check.js";
 import type { E2EResult } from "./e2e.js";
 import type { KernelResult } from "./kernels.js";
 import type { DeviceLimits, LimitMeasurement } from "./limits.js";
@@ -120,9 +121,11 @@ export function kernelsMarkdown(results: readonly KernelResult[]): string {
   const rows = results.map((r) => {
     const key = caseKey(r);
     const marks = `${r.picked ? " ★" : ""}${r.time && r.time.median === fastest.get(key) && (picked.has(key) || r.picked === false) ? " (fastest)" : ""}`;
-    const name = [r.model, r.phase, r.op, r.what, r.shape, `${r.version}${marks}`];
+    const name = [r.model, r.phase, r.op, r.what, r.shape, `${r.version}${marks}`, checkCell(r)];
     const runtimeNote = r.runtimeError ? `the runtime's own call failed: ${r.runtimeError}` : "";
-    if (!r.time) return [...name, "-", "-", "-", "-", "-", "-", [`${r.status}: ${r.error}`, runtimeNote].filter(Boolean).join("; ")];
+    // A wrong version's check column says what was wrong.
+    const why = r.status === "wrong" ? "" : `${r.status}: ${r.error}`;
+    if (!r.time) return [...name, "-", "-", "-", "-", "-", "-", [why, runtimeNote].filter(Boolean).join("; ")];
     const vsPicked = picked.get(key);
     return [
       ...name,
@@ -136,16 +139,19 @@ export function kernelsMarkdown(results: readonly KernelResult[]): string {
     ];
   });
   return [
-    table(["model", "phase", "kernel", "part", "shape", "version", "time", "GFLOP/s", "GB/s", "FLOP/B", "bound: % of ceiling", "time vs ★", "note"], rows),
+    table(["model", "phase", "kernel", "part", "shape", "version", "check", "time", "GFLOP/s", "GB/s", "FLOP/B", "bound: % of ceiling", "time vs ★", "note"], rows),
     "",
     "★ the version the runtime's rule picks for this shape. Shapes of matmul are M×N×K (rows × outputs × inputs); " +
-      "time is the median per run ± the median absolute deviation; FLOPs and bytes are what the kernel must do at least.",
+      "time is the median per run ± the median absolute deviation; FLOPs and bytes are what the kernel must do at least. " +
+      "check: the first run's output against the kernel's float64 reference, at a seeded sample of its elements, within the tests' " +
+      "error bound (the element nearest its bound is shown; ids must match); a WRONG version is not timed and never ★.",
   ].join("\n");
 }
 
 /**
  * The numbered versions side by side: one row per case, one column per version, GFLOP/s in
- * each cell (★ the runtime's pick, bold the fastest; - where a version refuses the shape).
+ * each cell (★ the runtime's pick, bold the fastest; WRONG where its output failed the check,
+ * - where a version refuses the shape or fails).
  */
 export function versionsMarkdown(results: readonly KernelResult[], op: string): string {
   const rows = results.filter((r) => r.op === op && r.picked !== null);
@@ -160,7 +166,7 @@ export function versionsMarkdown(results: readonly KernelResult[], op: string): 
     const best = Math.min(...group.filter((r) => r.time).map((r) => r.time!.median));
     const cells = versions.map((v) => {
       const r = group.find((g) => g.version === v);
-      if (!r || !r.time) return "-";
+      if (!r || !r.time) return r?.status === "wrong" ? "WRONG" : "-";
       const value = `${num(r.gflops)}${r.picked ? " ★" : ""}`;
       return r.time.median === best ? `**${value}**` : value;
     });
@@ -172,6 +178,12 @@ export function versionsMarkdown(results: readonly KernelResult[], op: string): 
     "",
     table(["model", "phase", "part", "shape", ...versions], body),
   ].join("\n");
+}
+
+/** The check column: "ok (err 3e-7 ≤ 1e-5)", "WRONG (err ... at ...)", or "-" for a version that did not run. */
+function checkCell(r: KernelResult): string {
+  if (!r.check) return "-";
+  return `${r.check.passed ? "ok" : "WRONG"} (${describeCheck(r.check)})`;
 }
 
 // ------------------------------------------------------------------ end to end

@@ -28,7 +28,8 @@ export interface RooflineOptions {
 }
 
 export function rooflineSvg(results: readonly KernelResult[], limits: DeviceLimits, options: RooflineOptions): string {
-  const points = results.filter((r) => r.time && r.gflops > 0 && r.intensity > 0);
+  // Only versions that were checked right and timed: a wrong one's speed means nothing.
+  const points = results.filter((r) => r.status === "ok" && r.time && r.gflops > 0 && r.intensity > 0);
   const bw = limits.bandwidthGBps;
   const peak = limits.computeGFlops;
   const ridge = peak / bw;

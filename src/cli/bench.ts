@@ -11,6 +11,7 @@ import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { kernelCases } from "../bench/cases.js";
+import { describeCheck } from "../bench/check.js";
 import { runE2E, type ModelSource } from "../bench/e2e.js";
 import { runKernelBench, type KernelResult } from "../bench/kernels.js";
 import { measureLimits, type DeviceLimits } from "../bench/limits.js";
@@ -51,7 +52,8 @@ limits    the device's memory bandwidth (a buffer copy; a read-only kernel) and 
 kernels   every kernel and every numbered version, at the sizes of CLIP ViT-L/14-336, LLaMA-7B and
           TinyLlama-1.1B (prefill of 640 rows, decode of 1 row at context 1024): time, GFLOP/s,
           GB/s, the fraction of the ceiling that binds, and which version the runtime picks (★);
-          writes roofline.svg and roofline.png
+          each version's output is first checked against its float64 reference, and a wrong one
+          is reported, not timed (exit status 1); writes roofline.svg and roofline.png
 e2e       a whole LLaVA: image encoding, prefill, time to first token, decoding at context 1024,
           peak memory, and per decoded token: dispatches, submits, weight bytes read over the
           decoder's weight bytes, CPU time recording; random weights of a real shape (--shape)
@@ -163,7 +165,7 @@ async function kernelsCommand(argv: string[]): Promise<number> {
       onResult: (r) =>
         progress(
           `  ${r.model} ${r.phase} ${r.op} ${r.shape} ${r.version}${r.picked ? " ★" : ""}: ` +
-            (r.time ? `${ms(r.time.median)}, ${num(r.gflops)} GFLOP/s, ${num(r.gbps)} GB/s` : `${r.status} (${r.error})`) +
+            (r.time ? `${ms(r.time.median)}, ${num(r.gflops)} GFLOP/s, ${num(r.gbps)} GB/s, checked (${describeCheck(r.check!)})` : `${r.status} (${r.error})`) +
             (r.runtimeError ? `; the runtime's own call failed: ${r.runtimeError}` : ""),
         ),
     });
@@ -183,8 +185,10 @@ async function kernelsCommand(argv: string[]): Promise<number> {
       "roofline.png": await svgToPng(svg),
     });
     process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
-    // A version refusing a shape it was not made for (matvec at 640 rows) is a result; a failure is not.
-    return results.some((r) => r.status === "failed") ? 1 : 0;
+    // A version refusing a shape it was not made for (matvec at 640 rows) is a result; a failure or a wrong output is not.
+    const wrong = results.filter((r) => r.status === "wrong");
+    if (wrong.length > 0) progress(`WRONG output, not timed: ${wrong.map((r) => `${r.model} ${r.phase} ${r.op} ${r.shape} ${r.version}`).join("; ")}`);
+    return results.some((r) => r.status === "failed" || r.status === "wrong") ? 1 : 0;
   } finally {
     gpu.destroy();
   }
