@@ -130,18 +130,44 @@ describe("hand-built SentencePiece models", () => {
 describe("bad tokenizer.model files", () => {
   const good = readFileSync(fixture("tokenizer.model"));
 
-  it("refuses truncated or garbage protobuf", () => {
-    expectTokenizerError(() => parseSentencePieceModel(good.subarray(0, 1000), "cut.model"), /cut\.model.*malformed protobuf/);
-    expectTokenizerError(() => parseSentencePieceModel(new TextEncoder().encode('{"model": {}}'), "json.model"), /json\.model.*malformed protobuf/);
-    expectTokenizerError(() => parseSentencePieceModel(new Uint8Array([0x0a, 0xff]), "short.model"), /short\.model.*truncated varint/);
-    expectTokenizerError(() => parseSentencePieceModel(new Uint8Array([0x0b]), "group.model"), /unsupported wire type 3/);
+  it("says a file cut short anywhere is truncated, and where it ends", () => {
+    // The file is 32000 pieces, then trainer_spec (key at byte 499437), then normalizer_spec (499703).
+    const firstPieceEnd = 2 + good[1];
+    const cuts: [number, RegExp][] = [
+      [1, /cut\.model is truncated: it ends at byte 1, inside a varint at byte 1$/],
+      [2, /cut\.model is truncated: it ends at byte 2, inside pieces\[0\] of 14 bytes at byte 2$/],
+      [1000, /cut\.model is truncated: it ends at byte 1000, inside pieces\[59\] of 15 bytes at byte 999$/],
+      // Between two fields the protobuf parses: only what is missing tells.
+      [firstPieceEnd, /cut\.model is truncated, or not a whole SentencePiece model: it ends at byte 16, after 1 piece, with no trainer_spec$/],
+      [499437, /it ends at byte 499437, after 32000 pieces, with no trainer_spec$/],
+      [499440, /cut\.model is truncated: it ends at byte 499440, inside trainer_spec of 263 bytes at byte 499440$/],
+      [499703, /it ends at byte 499703, after 32000 pieces, with no normalizer_spec$/],
+      [good.length - 1, /cut\.model is truncated: it ends at byte 499722, inside normalizer_spec of 18 bytes at byte 499705$/],
+    ];
+    for (const [length, message] of cuts) expectTokenizerError(() => parseSentencePieceModel(good.subarray(0, length), "cut.model"), message);
+  });
+
+  it("says a file that does not parse is not a SentencePiece model, naming the part and the byte", () => {
+    const notModel = /: not a SentencePiece model, or a corrupt one: /;
+    expectTokenizerError(() => parseSentencePieceModel(new TextEncoder().encode('{"model": {}}'), "json.model"), /^json\.model: not a SentencePiece model, or a corrupt one: unsupported wire type 3 for field 15 at byte 0$/);
+    expectTokenizerError(() => parseSentencePieceModel(new Uint8Array([0x0a, 0xff]), "short.model"), /^short\.model is truncated: it ends at byte 2, inside a varint at byte 1$/);
+    expectTokenizerError(() => parseSentencePieceModel(new Uint8Array([0x0b]), "group.model"), notModel);
     expectTokenizerError(() => parseSentencePieceModel(new Uint8Array([]), "empty.model"), /empty\.model: the model has no pieces/);
-    expectTokenizerError(() => parseSentencePieceModel(model(varintField(1, 5)), "wire.model"), /field pieces \(1\) has wire type 0/);
+    expectTokenizerError(() => parseSentencePieceModel(model(varintField(1, 5)), "wire.model"), /wire\.model: not a .*: field pieces \(1\) at byte 0 has wire type 0, expected 2/);
+    // A piece whose own length ends inside its score: corrupt, not truncated (the file goes on).
+    const short = tinyModel([bytesField(1, [...stringField(1, "a"), ...key(2, 5), 0, 0])]);
+    expectTokenizerError(() => parseSentencePieceModel(short, "short.model"), /short\.model: pieces\[3\]: not a .*: a float of 4 bytes at byte \d+ runs past the end of pieces\[3\]/);
+    // The real file with one piece's score given the wrong wire type.
+    const wrong = Uint8Array.from(good);
+    const scoreKey = 2 + 2 + good[3];
+    expect(wrong[scoreKey]).toBe(0x15); // field 2, fixed32
+    wrong[scoreKey] = 0x10;
+    expectTokenizerError(() => parseSentencePieceModel(wrong, "wrong.model"), new RegExp(`wrong\\.model: pieces\\[0\\]: not a .*: field score \\(2\\) at byte ${scoreKey} has wire type 0, expected 5`));
   });
 
   it("refuses models it does not run, by name", () => {
     const pieces = [piece("a", -1)];
-    const unigram = model(piece("<unk>", 0, UNKNOWN), ...pieces, trainerSpec(varintField(3, 1)));
+    const unigram = model(piece("<unk>", 0, UNKNOWN), ...pieces, trainerSpec(varintField(3, 1)), normalizerSpec());
     expectTokenizerError(() => parseSentencePieceModel(unigram, "uni.model"), /uni\.model: SentencePiece model type UNIGRAM is not supported; only BPE/);
     const nfkc = tinyModel(pieces, normalizerSpec(stringField(1, "nmt_nfkc"), bytesField(2, [1, 2, 3, 4, 5])));
     expectTokenizerError(() => parseSentencePieceModel(nfkc, "nfkc.model"), /normalization rule 'nmt_nfkc'.*not supported/);
@@ -151,7 +177,7 @@ describe("bad tokenizer.model files", () => {
 
   it("refuses inconsistent pieces", () => {
     expectTokenizerError(() => parseSentencePieceModel(tinyModel([piece("a", -1), piece("a", -2)]), "dup.model"), /piece 'a' \(id 4\) is defined twice/);
-    expectTokenizerError(() => parseSentencePieceModel(model(piece("a", -1), trainerSpec(BPE)), "nounk.model"), /exactly one UNKNOWN piece, found 0/);
+    expectTokenizerError(() => parseSentencePieceModel(model(piece("a", -1), trainerSpec(BPE), normalizerSpec()), "nounk.model"), /exactly one UNKNOWN piece, found 0/);
     expectTokenizerError(() => parseSentencePieceModel(tinyModel([piece("", -1)]), "emptypiece.model"), /piece 3 is empty/);
     expectTokenizerError(() => parseSentencePieceModel(tinyModel([piece("<0x41>", 0, BYTE)]), "bytes.model"), /byte_fallback is off/);
     const someBytes = tinyModel([piece("<0x41>", 0, BYTE)], trainerSpec(BPE, varintField(35, 1)));
@@ -226,7 +252,21 @@ describe("loadTokenizer", () => {
   });
 
   it("reports a broken tokenizer.json in a folder by its path", async () => {
-    const folder = await folderWith({ "tokenizer.json": '{"model": ' });
+    const folder = await folderWith({ "tokenizer.json": '{"model": [}' });
     await expect(loadTokenizer(folder)).rejects.toThrow(/tokenizer\.json: not valid JSON/);
+  });
+
+  it("says a tokenizer.json or tokenizer_config.json cut short anywhere is truncated", async () => {
+    const json = readFileSync(fixture("hf-llama-tokenizer.json"), "utf8");
+    const config = readFileSync(fixture("llava-1.5/tokenizer_config.json"), "utf8");
+    for (const fraction of [0.001, 0.3, 0.5, 0.9, 0.999]) {
+      const folder = await folderWith({
+        "tokenizer.json": json.slice(0, Math.floor(json.length * fraction)),
+        "tokenizer_config.json": config,
+      });
+      await expect(loadTokenizer(folder)).rejects.toThrow(/tokenizer\.json is truncated: it ends before its JSON does/);
+      await writeFile(join(folder, "tokenizer_config.json"), config.slice(0, Math.floor(config.length * fraction)));
+      await expect(loadTokenizer(folder)).rejects.toThrow(/tokenizer_config\.json is truncated: it ends before its JSON does/);
+    }
   });
 });

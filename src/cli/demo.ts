@@ -16,7 +16,7 @@ import { loadModel } from "../generate/model.js";
 import { verifyFolder } from "../tools/verify.js";
 import type { DemoExample } from "../shapes/training_data.js";
 import { Gpu } from "../tensor/gpu.js";
-import type { Command } from "./command.js";
+import { UsageError, type Command } from "./command.js";
 import { GPU_OPTIONS, GPU_USAGE, gpuOptions } from "./options.js";
 
 const MODEL = fileURLToPath(new URL("../../weights/shapes-llava/", import.meta.url));
@@ -66,7 +66,7 @@ const command: Command = {
 ${GPU_USAGE}`,
   async run(argv) {
     const { values } = parseArgs({ args: argv, options: { ...GPU_OPTIONS, dtype: { type: "string" } } });
-    if (values.dtype !== undefined && values.dtype !== "f16" && values.dtype !== "f32") throw new Error(`--dtype must be f16 or f32, not '${values.dtype}'`);
+    if (values.dtype !== undefined && values.dtype !== "f16" && values.dtype !== "f32") throw new UsageError(`--dtype must be f16 or f32, not '${values.dtype}'`);
     const started = performance.now();
     const gpu = await Gpu.create(gpuOptions(values));
     try {

@@ -1,4 +1,5 @@
 /** `wgsl-vlm verify DIR`: our kernels against transformers' reference tensors, tensor by tensor. */
+import { stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { verifyFolder, type VerifyReport } from "../tools/verify.js";
 import { UsageError, type Command } from "./command.js";
@@ -41,7 +42,12 @@ ${GPU_USAGE}`,
       allowPositionals: true,
       options: { ...GPU_OPTIONS, dtype: { type: "string" }, json: { type: "boolean" } },
     });
-    if (positionals.length === 0) throw new UsageError("no folder given");
+    if (positionals.length === 0) throw new UsageError("DIR is missing");
+    // Every folder is checked before the first is run, so a mistyped last one fails at once.
+    for (const folder of positionals) {
+      const info = await stat(folder).catch(() => undefined);
+      if (!info?.isDirectory()) throw new UsageError(`${folder}: ${info ? "not a folder" : "no such folder"}`);
+    }
     const dtype = values.dtype ?? "f32";
     if (dtype !== "f32" && dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, not '${dtype}'`);
     const reports: VerifyReport[] = [];

@@ -27,13 +27,17 @@ export interface TokenizerConfig {
 
 export type JsonObject = { [key: string]: unknown };
 
-/** JSON.parse with an error that names the file. */
+/** JSON.parse with an error that names the file, and says so when the file was cut short. */
 export function parseJsonObject(text: string, source: string): JsonObject {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new TokenizerError(`${source}: not valid JSON: ${(error as Error).message}`);
+    const message = (error as Error).message;
+    // JSON.parse stopping at the very end of the text means the text stopped first.
+    const position = /at position (\d+)/.exec(message);
+    const atEnd = /end of JSON input/.test(message) || (position !== null && Number(position[1]) >= text.trimEnd().length);
+    throw new TokenizerError(atEnd ? `${source} is truncated: it ends before its JSON does (${message})` : `${source}: not valid JSON: ${message}`);
   }
   if (!isObject(value)) throw new TokenizerError(`${source}: expected a JSON object at the top level`);
   return value;

@@ -17,20 +17,38 @@ export const WIRE_FIXED32 = 5;
 export interface ProtoField {
   number: number;
   wireType: number;
+  /** Where its key starts in the file, for errors. */
+  at: number;
 }
 
+/**
+ * Reads the fields of one message: the whole file, or a nested message within it.
+ *
+ * Errors name the file and the byte. A read running past the end of the file means the file
+ * was cut short ("... is truncated"); anything else that does not parse (a read past the end
+ * of a nested message, whose length said where it ends; a wire type that cannot be; bad UTF-8)
+ * means it is not the format it should be, or is corrupt.
+ */
 export class ProtoReader {
   private pos: number;
+  private readonly end: number;
   private readonly view: DataView;
+  /** The message in errors: the file, or the file and a part ("tokenizer.model: pieces[3]"). */
+  readonly what: string;
 
-  /** Reads `bytes[start, end)`; `what` names the message in errors (e.g. "tokenizer.model: pieces[3]"). */
+  /**
+   * Reads the whole of `bytes`; `source` names the file and `format` what it should be in errors
+   * ("SentencePiece model"). A nested message's reader is made by message().
+   */
   constructor(
     private readonly bytes: Uint8Array,
-    readonly what: string,
-    start = 0,
-    private readonly end = bytes.length,
+    readonly source: string,
+    readonly format: string,
+    private readonly part?: { name: string; start: number; end: number },
   ) {
-    this.pos = start;
+    this.pos = part?.start ?? 0;
+    this.end = part?.end ?? bytes.length;
+    this.what = part ? `${source}: ${part.name}` : source;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -48,7 +66,7 @@ export class ProtoReader {
     if (wireType !== WIRE_VARINT && wireType !== WIRE_FIXED64 && wireType !== WIRE_LENGTH_DELIMITED && wireType !== WIRE_FIXED32) {
       this.fail(`unsupported wire type ${wireType} for field ${number} at byte ${at}`);
     }
-    return { number, wireType };
+    return { number, wireType, at };
   }
 
   /**
@@ -57,16 +75,17 @@ export class ProtoReader {
    * int32() folds back.
    */
   varint(): number {
+    const start = this.pos;
     let value = 0;
     let scale = 1;
     for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) this.fail(`truncated varint at byte ${this.pos}`);
+      if (this.pos >= this.end) this.pastEnd(`a varint at byte ${start}`);
       const byte = this.bytes[this.pos++];
       value += (byte & 0x7f) * scale;
       if (byte < 0x80) return value;
       scale *= 128;
     }
-    this.fail(`varint longer than 10 bytes at byte ${this.pos}`);
+    this.fail(`varint longer than 10 bytes at byte ${start}`);
   }
 
   /** An int32 field: the low 32 bits of the varint, signed. */
@@ -76,7 +95,7 @@ export class ProtoReader {
     let shift = 0;
     // Only the first five bytes carry the low 32 bits; the rest are sign extension.
     for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) this.fail(`truncated varint at byte ${start}`);
+      if (this.pos >= this.end) this.pastEnd(`a varint at byte ${start}`);
       const byte = this.bytes[this.pos++];
       if (shift < 32) low |= (byte & 0x7f) << shift;
       shift += 7;
@@ -90,24 +109,24 @@ export class ProtoReader {
   }
 
   float(): number {
-    return this.view.getFloat32(this.take(4), true);
+    return this.view.getFloat32(this.take(4, "a float"), true);
   }
 
   /** A length-delimited field as a sub-range: [start, end) of the underlying bytes. */
-  lengthDelimited(): { start: number; end: number } {
+  lengthDelimited(what = "a field"): { start: number; end: number } {
     const length = this.varint();
-    const start = this.take(length);
+    const start = this.take(length, what);
     return { start, end: start + length };
   }
 
-  /** A nested message, read by a reader of its own. */
-  message(what: string): ProtoReader {
-    const { start, end } = this.lengthDelimited();
-    return new ProtoReader(this.bytes, what, start, end);
+  /** A nested message, read by a reader of its own; `name` names it in errors ("pieces[3]"). */
+  message(name: string): ProtoReader {
+    const { start, end } = this.lengthDelimited(name);
+    return new ProtoReader(this.bytes, this.source, this.format, { name, start, end });
   }
 
   string(): string {
-    const { start, end } = this.lengthDelimited();
+    const { start, end } = this.lengthDelimited("a string");
     try {
       return UTF8.decode(this.bytes.subarray(start, end));
     } catch {
@@ -116,32 +135,39 @@ export class ProtoReader {
   }
 
   byteString(): Uint8Array {
-    const { start, end } = this.lengthDelimited();
+    const { start, end } = this.lengthDelimited("a byte string");
     return this.bytes.subarray(start, end);
   }
 
   /** Skips a field's value that the caller does not need. */
   skip(wireType: number): void {
     if (wireType === WIRE_VARINT) this.varint();
-    else if (wireType === WIRE_FIXED64) this.take(8);
-    else if (wireType === WIRE_FIXED32) this.take(4);
+    else if (wireType === WIRE_FIXED64) this.take(8, "a fixed64");
+    else if (wireType === WIRE_FIXED32) this.take(4, "a fixed32");
     else this.lengthDelimited();
   }
 
   /** Checks that a known field came with the wire type its schema gives it. */
   expect(field: ProtoField, wireType: number, name: string): void {
-    if (field.wireType !== wireType) this.fail(`field ${name} (${field.number}) has wire type ${field.wireType}, expected ${wireType}`);
+    if (field.wireType !== wireType) this.fail(`field ${name} (${field.number}) at byte ${field.at} has wire type ${field.wireType}, expected ${wireType}`);
   }
 
-  private take(length: number): number {
+  /** Moves past `length` bytes of `what`; returns where they start. */
+  private take(length: number, what: string): number {
     const start = this.pos;
-    if (length > this.end - start) this.fail(`field of ${length} bytes at byte ${start} runs past the end of the message (byte ${this.end})`);
+    if (length > this.end - start) this.pastEnd(`${what} of ${length} byte${length === 1 ? "" : "s"} at byte ${start}`);
     this.pos += length;
     return start;
   }
 
+  /** A read that would end past `this.end`: the file is cut short, or the message is corrupt. */
+  private pastEnd(what: string): never {
+    if (!this.part) throw new TokenizerError(`${this.source} is truncated: it ends at byte ${this.bytes.length}, inside ${what}`);
+    this.fail(`${what} runs past the end of ${this.part.name} (byte ${this.end})`);
+  }
+
   private fail(message: string): never {
-    throw new TokenizerError(`${this.what}: malformed protobuf: ${message}`);
+    throw new TokenizerError(`${this.what}: not a ${this.format}, or a corrupt one: ${message}`);
   }
 }
 

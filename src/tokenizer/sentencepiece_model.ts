@@ -59,29 +59,29 @@ export interface SentencePieceModel {
 
 /** Parses and checks a tokenizer.model; `source` names it in errors. */
 export function parseSentencePieceModel(bytes: Uint8Array, source: string): SentencePieceModel {
-  const reader = new ProtoReader(bytes, source);
+  const reader = new ProtoReader(bytes, source, "SentencePiece model");
   const pieces: SentencePiece[] = [];
-  let trainer: TrainerSpec = defaultTrainerSpec();
-  let normalizer: NormalizerSpec = defaultNormalizerSpec();
+  let trainer: TrainerSpec | undefined;
+  let normalizer: NormalizerSpec | undefined;
   let denormalizer: NormalizerSpec | undefined;
   while (!reader.done()) {
     const field = reader.field();
     switch (field.number) {
       case 1:
         reader.expect(field, WIRE_LENGTH_DELIMITED, "pieces");
-        pieces.push(readPiece(reader.message(`${source}: pieces[${pieces.length}]`)));
+        pieces.push(readPiece(reader.message(`pieces[${pieces.length}]`)));
         break;
       case 2:
         reader.expect(field, WIRE_LENGTH_DELIMITED, "trainer_spec");
-        trainer = readTrainerSpec(reader.message(`${source}: trainer_spec`));
+        trainer = readTrainerSpec(reader.message("trainer_spec"));
         break;
       case 3:
         reader.expect(field, WIRE_LENGTH_DELIMITED, "normalizer_spec");
-        normalizer = readNormalizerSpec(reader.message(`${source}: normalizer_spec`));
+        normalizer = readNormalizerSpec(reader.message("normalizer_spec"));
         break;
       case 5:
         reader.expect(field, WIRE_LENGTH_DELIMITED, "denormalizer_spec");
-        denormalizer = readNormalizerSpec(reader.message(`${source}: denormalizer_spec`));
+        denormalizer = readNormalizerSpec(reader.message("denormalizer_spec"));
         break;
       default:
         reader.skip(field.wireType);
@@ -89,6 +89,14 @@ export function parseSentencePieceModel(bytes: Uint8Array, source: string): Sent
   }
 
   if (pieces.length === 0) throw new TokenizerError(`${source}: the model has no pieces (is this a SentencePiece model?)`);
+  // SentencePiece always writes both specs, after the pieces: a file cut between two fields
+  // parses, only without them (and would be read with the defaults, UNIGRAM and all).
+  if (!trainer || !normalizer) {
+    throw new TokenizerError(
+      `${source} is truncated, or not a whole SentencePiece model: it ends at byte ${bytes.length}, after ${pieces.length} piece${pieces.length === 1 ? "" : "s"}, ` +
+        `with no ${trainer ? "normalizer_spec" : "trainer_spec"}`,
+    );
+  }
   const modelType = MODEL_TYPES[trainer.modelType] ?? `unknown type ${trainer.modelType}`;
   if (modelType !== "BPE") throw new TokenizerError(`${source}: SentencePiece model type ${modelType} is not supported; only BPE (LLaMA's) is`);
   if (trainer.treatWhitespaceAsSuffix) throw new TokenizerError(`${source}: treat_whitespace_as_suffix is not supported`);
