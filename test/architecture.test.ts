@@ -1,5 +1,5 @@
 /**
- * The folders of src/ are layers, and nothing imports upward: tensor → kernels → models →
+ * The folders of src/ are layers, and nothing imports upward: files → tensor → kernels → models →
  * generation → tools and serving. A folder may import its own files and folders of lower rank
  * only, so there can be no cycle between folders. Inside kernels/, the numbered-version
  * folders (matmul/, attention/, sample/) share code only through kernels/ itself and
@@ -13,18 +13,19 @@ const SRC = resolve(import.meta.dirname, "../src");
 
 /** Rank of each top-level folder of src/ (and of src/index.ts, the library's entry, above all). */
 const RANK: Record<string, number> = {
-  tensor: 0,
-  image: 0,
-  tokenizer: 0,
-  kernels: 1,
-  weights: 1,
-  models: 2,
-  generate: 3,
-  bench: 4,
-  tools: 4,
-  shapes: 4,
-  cli: 5,
-  "index.ts": 6,
+  files: 0,
+  tensor: 1,
+  image: 1,
+  tokenizer: 1,
+  kernels: 2,
+  weights: 2,
+  models: 3,
+  generate: 4,
+  bench: 5,
+  tools: 5,
+  shapes: 5,
+  cli: 6,
+  "index.ts": 7,
 };
 
 function sourceFiles(dir: string): string[] {

@@ -23,6 +23,12 @@ describe("wgsl-vlm bench", () => {
   });
   afterAll(() => rm(out, { recursive: true, force: true }));
 
+  it("names an unknown benchmark, even one that is a property every object has", async () => {
+    for (const name of ["nope", "toString", "constructor", "__proto__"]) {
+      await expect(benchCommand.run([name])).rejects.toThrow(new UsageError(`unknown benchmark '${name}' (limits, kernels or e2e)`));
+    }
+  });
+
   it("limits: every ceiling measured, markdown on stdout, JSON beside it", async () => {
     const { code, stdout } = await run(["limits", "--sizes", "tiny", "--quick", "--out", out]);
     expect(code).toBe(0);

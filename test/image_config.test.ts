@@ -103,7 +103,7 @@ describe("parsePreprocessorConfig", () => {
     refuses({ crop_size: { shortest_edge: 3 } }, /crop_size must give a height and width/);
     refuses({ crop_size: { height: 3.5, width: 3 } }, /crop_size\.height must be a positive integer, not 3\.5/);
     refuses({ image_mean: [0.5, 0.5] }, /image_mean must be 3 numbers/);
-    refuses({ image_std: [1, 0, 1] }, /image_std .* has a zero/);
+    refuses({ image_std: [1, 0, 1] }, /image_std \[1,0,1\] must be positive/);
     refuses({ do_resize: "yes" }, /do_resize must be true or false, not "yes"/);
     refuses({ rescale_factor: null }, /rescale_factor must be a finite number, not null/);
   });

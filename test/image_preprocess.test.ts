@@ -22,6 +22,7 @@ import {
   stackPixelValues,
 } from "../src/image/preprocess.js";
 import { ImageError } from "../src/image/decode.js";
+import { createRgbImage } from "../src/image/rgb.js";
 import { readAllFloat32 } from "./safetensors_helpers.js";
 
 const FIXTURES = "test/fixtures/preprocess";
@@ -187,5 +188,24 @@ describe("batches", () => {
     await expect(preprocessImages([join(FIXTURES, "images", "small_20x30.png"), join(FIXTURES, "bad", "tiny.bmp")], config)).rejects.toThrow(
       /tiny\.bmp: not an image in a supported format/,
     );
+  });
+});
+
+describe("images that preprocessing would grow past the pixel limit", () => {
+  // 2 x 50000 pixels decode fine, but resizing the short edge to 336 would give 336 x 8400000,
+  // and padding to a square 50000 x 50000: both are refused before anything is allocated.
+  const thin = createRgbImage(2, 50000);
+
+  it("refuses a resize whose output is over the limit, naming the config", () => {
+    expect(() => preprocessRgb(thin, config)).toThrow(ImageError);
+    expect(() => preprocessRgb(thin, config)).toThrow(/resizing \(preprocess\.json\) would make the image 336x8400000/);
+  });
+
+  it("refuses padding to a square that is over the limit", () => {
+    expect(() => preprocessRgb(thin, config, { padToSquare: true })).toThrow(/padding to a square .* 50000x50000/);
+  });
+
+  it("still takes a wide image whose resized size is within the limit", () => {
+    expect(preprocessRgb(createRgbImage(100, 20), config).shape).toEqual([3, 336, 336]);
   });
 });

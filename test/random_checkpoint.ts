@@ -49,3 +49,17 @@ function gaussian(seed: number): () => number {
   };
   return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
+
+/** A tiny LLaVA config: 2 decoder layers, 2 vision layers of which vision_feature_layer -2 runs 1. */
+export const TINY_LLAVA = {
+  model_type: "llava",
+  image_token_index: 99,
+  text_config: { model_type: "llama", vocab_size: 100, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 64 },
+  vision_config: { model_type: "clip_vision_model", image_size: 16, patch_size: 8, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2 },
+};
+
+/** TINY_LLAVA with some fields of its text config replaced. */
+export const withText = (fields: object) => ({ ...TINY_LLAVA, text_config: { ...TINY_LLAVA.text_config, ...fields } });
+
+/** TINY_LLAVA with some fields of its vision config replaced. */
+export const withVision = (fields: object) => ({ ...TINY_LLAVA, vision_config: { ...TINY_LLAVA.vision_config, ...fields } });

@@ -182,4 +182,9 @@ describe("safetensors writer and reader", () => {
     await writeFile(join(dir, "short"), new Uint8Array(3));
     await expect(SafetensorsFile.open(join(dir, "short"))).rejects.toThrow(/short: file is 3 bytes/);
   });
+
+  it("says a text file given as a checkpoint is not a safetensors file", async () => {
+    await writeFile(join(dir, "README.md"), "# wgsl-vlm\n\nA GPU tensor runtime written from scratch.\n");
+    await expect(SafetensorsFile.open(join(dir, "README.md"))).rejects.toThrow(/README\.md: not a safetensors file, or a corrupt one/);
+  });
 });

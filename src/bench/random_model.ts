@@ -17,7 +17,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import type { ModelConfig } from "../weights/config.js";
 import { expectedTensors } from "../weights/names.js";
 import { LlamaDecoder } from "../models/llama.js";
-import { LlavaModel, visionPart } from "../models/llava.js";
+import { chooseContextLength, LlavaModel, visionPart } from "../models/llava.js";
 import { partRows } from "../models/load.js";
 import { WeightStore } from "../models/weights.js";
 
@@ -91,19 +91,16 @@ export interface RandomModel {
  */
 export async function randomLlava(gpu: Gpu, config: ModelConfig, options: RandomModelOptions): Promise<RandomModel> {
   check(config.kind !== "clip_vision", () => "random model: a CLIP vision config has no decoder to generate with");
-  const { dtype, contextLength, name = "random weights" } = options;
+  const { dtype, name = "random weights" } = options;
   const text = config.text;
-  check(
-    Number.isInteger(contextLength) && contextLength >= 1 && contextLength <= text.maxPositionEmbeddings,
-    () => `random model: contextLength ${contextLength} must be an integer in [1, ${text.maxPositionEmbeddings}] (max_position_embeddings)`,
-  );
+  const contextLength = chooseContextLength(text, dtype, gpu.limits.maxStorageBufferBindingSize, options.contextLength);
   const started = performance.now();
   gpu.pool.resetPeak();
   const { store, bytes, splitTensors } = randomWeights(gpu, config, options);
   try {
     const decoder = new LlamaDecoder(gpu, text, store, contextLength);
     const vision = visionPart(gpu, config, store, "mlp");
-    const report = { loadMs: 0, weightBytes: bytes, cacheBytes: 0, peakBytes: 0, dtype, splitTensors, unusedTensors: [] };
+    const report = { loadMs: 0, weightBytes: bytes, cacheBytes: 0, peakBytes: 0, dtype, splitTensors, unusedTensors: [], warnings: [] };
     const model = new LlavaModel(gpu, config, name, dtype, decoder, vision, store, report);
     await gpu.sync();
     report.cacheBytes = model.cache.bytes;

@@ -6,7 +6,7 @@
  * roofline chart (SVG and PNG). Every run measures the device's limits first, so each figure
  * can be given as a fraction of them, from the same conditions.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -18,6 +18,9 @@ import { measureLimits, type DeviceLimits } from "../bench/limits.js";
 import { e2eMarkdown, environment, environmentMarkdown, kernelsMarkdown, limitsMarkdown, ms, num, versionsMarkdown } from "../bench/report.js";
 import { rooflineSvg, svgToPng } from "../bench/roofline.js";
 import { E2E_SHAPES, isE2EShape } from "../bench/shapes.js";
+import { JSON_CONFIG_FILE } from "../files/limits.js";
+import { readTextFileWithin } from "../files/read.js";
+import { writeFileSafely } from "../files/write.js";
 import type { DType } from "../tensor/dtype.js";
 import { Gpu } from "../tensor/gpu.js";
 import { UsageError, type Command } from "./command.js";
@@ -38,7 +41,8 @@ const COMMON_OPTIONS = {
 const COMMON_USAGE = `  --quick          fewer and shorter measurements (a few minutes on a software GPU); kernels:
                    a selection of the sizes, or with --only every size it names, briefly
   --json           print JSON instead of the markdown table
-  --out DIR        where the JSON, markdown and charts go (default ${DEFAULT_OUT})
+  --out DIR        where the JSON, markdown and charts go (default ${DEFAULT_OUT}), replacing
+                   an earlier run's (never the --limits file)
   --limits FILE    kernels, e2e: take the device's limits from the JSON of an earlier run on
                    this device (limits.json, kernels.json, ...) instead of measuring them first
 ${GPU_USAGE}`;
@@ -89,9 +93,14 @@ function sizesOption(value: string | undefined): "real" | "tiny" {
   throw new UsageError(`--sizes must be real or tiny, not '${value}'`);
 }
 
-async function writeOutputs(dir: string, files: Record<string, string | Buffer>): Promise<void> {
+/**
+ * Writes the results into `dir`, each file through a temporary file and a rename. A run replaces
+ * its own earlier results, but never the --limits file it read.
+ */
+async function writeOutputs(dir: string, files: Record<string, string | Buffer>, limitsFile?: string): Promise<void> {
   await mkdir(dir, { recursive: true });
-  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
+  const inputs = limitsFile === undefined ? [] : [limitsFile];
+  for (const [name, content] of Object.entries(files)) await writeFileSafely(join(dir, name), content, { force: true, inputs });
   progress(`wrote ${Object.keys(files).map((f) => join(dir, f)).join(", ")}`);
 }
 
@@ -100,7 +109,7 @@ async function limitsFor(gpu: Gpu, quick: boolean, tiny: boolean, file?: string)
   if (file !== undefined) {
     let document: { kind?: string; environment?: { device?: string }; limits?: DeviceLimits };
     try {
-      document = JSON.parse(await readFile(file, "utf8"));
+      document = JSON.parse(await readTextFileWithin(file, JSON_CONFIG_FILE));
     } catch (error) {
       throw new UsageError(`--limits ${file}: cannot read it as JSON (${(error as Error).message})`);
     }
@@ -183,7 +192,7 @@ async function kernelsCommand(argv: string[]): Promise<number> {
       "kernels.md": markdown,
       "roofline.svg": svg,
       "roofline.png": await svgToPng(svg),
-    });
+    }, values.limits);
     process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
     // A version refusing a shape it was not made for (matvec at 640 rows) is a result; a failure or a wrong output is not.
     const wrong = results.filter((r) => r.status === "wrong");
@@ -238,7 +247,7 @@ async function e2eCommand(argv: string[]): Promise<number> {
     const document = { kind: "e2e", environment: env, quick, limits, result };
     const markdown = `## End to end: ${result.model}\n\n${environmentMarkdown(env)}${quick ? "; --quick" : ""}\n\n${e2eMarkdown(result)}\n`;
     const stem = `e2e-${"shape" in source ? source.shape : basename(source.path)}`;
-    await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown });
+    await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown }, values.limits);
     process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
     return 0;
   } finally {
@@ -257,7 +266,7 @@ const command: Command = {
   usage: USAGE,
   async run(argv) {
     const [sub, ...rest] = argv;
-    const run = sub === undefined ? undefined : SUBCOMMANDS[sub];
+    const run = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
     if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels or e2e" : `unknown benchmark '${sub}' (limits, kernels or e2e)`);
     return run(rest);
   },

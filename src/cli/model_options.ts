@@ -56,7 +56,8 @@ function progressReporter(): (p: LoadProgress) => void {
   let lastDecile = -1;
   return ({ loadedBytes, totalBytes }) => {
     const fraction = totalBytes ? loadedBytes / totalBytes : 1;
-    const line = `loading weights ${(fraction * 100).toFixed(0).padStart(3)}% (${mb(loadedBytes)} of ${mb(totalBytes)})`;
+    // Rounded down, so that the line printed once per tenth never shows the same percentage twice.
+    const line = `loading weights ${String(Math.floor(fraction * 100)).padStart(3)}% (${mb(loadedBytes)} of ${mb(totalBytes)})`;
     if (process.stderr.isTTY) {
       process.stderr.write(`\r${line}`);
     } else if (Math.floor(fraction * 10) > lastDecile) {
@@ -85,9 +86,11 @@ export async function loadModelFrom(values: Values): Promise<VisionLanguageModel
     backend: text(values, "backend"),
     onProgress: quiet ? undefined : progressReporter(),
   });
+  // Warnings are not statistics: --quiet does not silence them.
+  if (!quiet && process.stderr.isTTY) process.stderr.write("\n");
+  for (const warning of model.loadReport.warnings) process.stderr.write(`warning: ${warning}\n`);
   if (!quiet) {
     const r = model.loadReport;
-    if (process.stderr.isTTY) process.stderr.write("\n");
     process.stderr.write(
       `loaded ${path} in ${(r.loadMs / 1000).toFixed(2)} s: ${r.dtype} weights ${mb(r.weightBytes)}, KV-cache ${mb(r.cacheBytes)}, ` +
         `peak GPU memory ${mb(r.peakBytes)} on ${model.gpu.adapter.description || model.gpu.adapter.device}\n`,

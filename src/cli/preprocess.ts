@@ -1,6 +1,8 @@
 /** `wgsl-vlm preprocess`: images → the `pixel_values` tensor CLIPImageProcessor would make, as safetensors. */
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { loadPreprocessorConfig, defaultPreprocessorConfig } from "../image/config.js";
+import { checkOutputPath } from "../files/write.js";
+import { CONFIG_FILE_NAME, loadPreprocessorConfig, defaultPreprocessorConfig } from "../image/config.js";
 import { DEFAULT_MAX_PIXELS } from "../image/decode.js";
 import { preprocessImages } from "../image/preprocess.js";
 import { writeSafetensors } from "../weights/safetensors_writer.js";
@@ -9,9 +11,11 @@ import { numberOption } from "./options.js";
 
 const command: Command = {
   summary: "preprocess images into pixel_values (CLIPImageProcessor) and write them as safetensors",
-  usage: `usage: wgsl-vlm preprocess --image PATH [--image PATH ...] --out FILE.safetensors [--model DIR] [--pad-to-square]
+  usage: `usage: wgsl-vlm preprocess --image PATH [--image PATH ...] --out FILE.safetensors [--model DIR] [--pad-to-square] [--force]
   --image PATH       an image (JPEG, PNG, WebP, GIF first frame, TIFF); repeat for a batch
-  --out FILE         where to write pixel_values, float32 [images, 3, height, width]
+  --out FILE         where to write pixel_values, float32 [images, 3, height, width]; never
+                     one of the inputs
+  --force            replace FILE if it exists
   --model DIR        model folder whose preprocessor_config.json to follow (or the JSON file
                      itself); without one, CLIPImageProcessor's defaults (224 pixels)
   --pad-to-square    pad each image to a square of the mean colour first (LLaVA's "pad")
@@ -25,6 +29,7 @@ const command: Command = {
         model: { type: "string" },
         "pad-to-square": { type: "boolean" },
         "max-pixels": { type: "string" },
+        force: { type: "boolean" },
       },
     });
     const images = values.image ?? [];
@@ -32,6 +37,9 @@ const command: Command = {
     if (!values.out) throw new UsageError("--out is required");
     const maxPixels = numberOption(values["max-pixels"], "max-pixels", DEFAULT_MAX_PIXELS, (n) => Number.isSafeInteger(n) && n >= 1);
 
+    const inputs = [...images, ...(values.model ? [values.model, join(values.model, CONFIG_FILE_NAME)] : [])];
+    const write = { force: values.force ?? false, inputs };
+    await checkOutputPath(values.out, write); // before the work, and again as it is written
     const config = values.model ? await loadPreprocessorConfig(values.model) : defaultPreprocessorConfig();
     const padToSquare = values["pad-to-square"] ?? false;
     const pixelValues = await preprocessImages(images, config, { padToSquare, maxPixels });
@@ -39,6 +47,7 @@ const command: Command = {
       values.out,
       { pixel_values: { dtype: "F32", shape: pixelValues.shape, data: pixelValues.data } },
       { preprocessor_config: config.source, images: JSON.stringify(images), pad_to_square: String(padToSquare) },
+      write,
     );
     process.stdout.write(`wrote pixel_values [${pixelValues.shape.join(", ")}] to ${values.out} (preprocessing: ${config.source})\n`);
     return 0;

@@ -3,8 +3,10 @@
  * field is optional and falls back to CLIPImageProcessor's default, and the older
  * CLIPFeatureExtractor forms (`"size": 336`, `"crop_size": 336`) mean what they meant there.
  */
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { JSON_CONFIG_FILE } from "../files/limits.js";
+import { readTextFileWithin } from "../files/read.js";
 
 /** OpenAI CLIP's per-channel statistics (transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD). */
 export const OPENAI_CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
@@ -33,6 +35,13 @@ export interface PreprocessorConfig {
   /** Where this came from: a file path, or a note that it is the defaults. */
   source: string;
 }
+
+/**
+ * The longest image side a size or crop may ask for: the resized and cropped images are
+ * allocated from these numbers (4096² RGB as f32 is 200 MB), and vision towers take 224 to
+ * 1024 pixels.
+ */
+export const MAX_IMAGE_SIDE = 4096;
 
 export class PreprocessorConfigError extends Error {
   override name = "PreprocessorConfigError";
@@ -63,11 +72,10 @@ export async function loadPreprocessorConfig(dirOrFile: string): Promise<Preproc
   const path = isDirectory ? join(dirOrFile, CONFIG_FILE_NAME) : dirOrFile;
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = await readTextFileWithin(path, JSON_CONFIG_FILE, { as: PreprocessorConfigError });
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (isDirectory && code === "ENOENT") return defaultPreprocessorConfig(`CLIPImageProcessor defaults (no ${CONFIG_FILE_NAME} in ${dirOrFile})`);
-    throw new PreprocessorConfigError(`${path}: cannot read (${code ?? (error as Error).message})`);
+    if (isDirectory && (error as NodeJS.ErrnoException).code === "ENOENT") return defaultPreprocessorConfig(`CLIPImageProcessor defaults (no ${CONFIG_FILE_NAME} in ${dirOrFile})`);
+    throw error;
   }
   let json: unknown;
   try {
@@ -102,8 +110,10 @@ export function parsePreprocessorConfig(json: unknown, source: string): Preproce
     if (typeof value !== "boolean") fail(`${key} must be true or false, not ${JSON.stringify(value)}`);
     return value as boolean;
   };
-  const positiveInt = (value: unknown, what: string): number => {
+  /** An image side in pixels: it sizes the resized and cropped images. */
+  const side = (value: unknown, what: string): number => {
     if (!Number.isSafeInteger(value) || (value as number) < 1) fail(`${what} must be a positive integer, not ${JSON.stringify(value)}`);
+    if ((value as number) > MAX_IMAGE_SIDE) fail(`${what} ${value} is more than ${MAX_IMAGE_SIDE} pixels, the most this runtime accepts`);
     return value as number;
   };
   const finite = (value: unknown, what: string): number => {
@@ -113,18 +123,18 @@ export function parsePreprocessorConfig(json: unknown, source: string): Preproce
   /** transformers' get_size_dict: an int, a [height, width] list, or a dict. */
   const sizeDict = (key: string, value: unknown, intMeans: "shortest_edge" | "square"): ResizeTarget => {
     if (typeof value === "number") {
-      const n = positiveInt(value, key);
+      const n = side(value, key);
       return intMeans === "square" ? { height: n, width: n } : { shortestEdge: n };
     }
     if (Array.isArray(value)) {
       if (value.length !== 2) fail(`${key} as a list must be [height, width], not ${JSON.stringify(value)}`);
-      return { height: positiveInt(value[0], `${key}[0]`), width: positiveInt(value[1], `${key}[1]`) };
+      return { height: side(value[0], `${key}[0]`), width: side(value[1], `${key}[1]`) };
     }
     if (!value || typeof value !== "object") fail(`${key} must be an integer, [height, width] or an object, not ${JSON.stringify(value)}`);
     const dict = value as Record<string, unknown>;
     const keys = Object.keys(dict).sort().join(",");
-    if (keys === "shortest_edge") return { shortestEdge: positiveInt(dict.shortest_edge, `${key}.shortest_edge`) };
-    if (keys === "height,width") return { height: positiveInt(dict.height, `${key}.height`), width: positiveInt(dict.width, `${key}.width`) };
+    if (keys === "shortest_edge") return { shortestEdge: side(dict.shortest_edge, `${key}.shortest_edge`) };
+    if (keys === "height,width") return { height: side(dict.height, `${key}.height`), width: side(dict.width, `${key}.width`) };
     return fail(`${key} ${JSON.stringify(value)} is not supported: CLIPImageProcessor takes {"shortest_edge"} or {"height", "width"}`);
   };
   const triple = (key: string, fallback: readonly [number, number, number]): [number, number, number] => {
@@ -145,8 +155,9 @@ export function parsePreprocessorConfig(json: unknown, source: string): Preproce
   }
 
   const imageStd = triple("image_std", OPENAI_CLIP_STD);
-  if (imageStd.some((s) => s === 0)) fail(`image_std ${JSON.stringify(imageStd)} has a zero: normalizing would divide by it`);
+  if (imageStd.some((s) => s <= 0)) fail(`image_std ${JSON.stringify(imageStd)} must be positive: normalizing divides by it`);
   const rescaleFactor = finite(valueOf("rescale_factor", 1 / 255), "rescale_factor");
+  if (rescaleFactor <= 0) fail(`rescale_factor ${rescaleFactor} must be positive (1/255 maps bytes to [0, 1])`);
 
   return {
     doResize: flag("do_resize", true),

@@ -13,17 +13,20 @@
  *   grey without alpha becomes PIL mode "I"/"I;16", whose conversion to RGB clamps each value
  *   to 0..255 (so most of a 16-bit grey photo turns white): matched, not "fixed".
  * - CMYK uses PIL's naive conversion (R = (255 - K) * (1 - C/255), rounded), not a profile.
- * - GIF: the first frame only; pixels the frame does not paint get the palette colour PIL
- *   gives them (see gif.ts).
+ * - GIF: the first frame only, on PIL's logical screen; pixels the frame does not paint get the
+ *   palette colour PIL gives them (see gif.ts).
  *
- * Only JPEG, PNG, WebP, GIF and TIFF are accepted. The pixel count is checked from the header
- * before any pixel is decoded, so a small file that claims to be a huge image (a decompression
- * bomb) is refused cheaply.
+ * Only JPEG, PNG, WebP, GIF and TIFF are accepted, recognised by their first bytes before sharp
+ * sees them (sniff.ts), so no other format reaches a decoder. The pixel count is checked from
+ * the header before any pixel is decoded, so a small file that claims to be a huge image (a
+ * decompression bomb) is refused cheaply.
  */
-import { readFile } from "node:fs/promises";
 import sharp, { type Metadata, type Sharp, type SharpOptions } from "sharp";
-import { gifFirstFrame } from "./gif.js";
+import { IMAGE_FILE } from "../files/limits.js";
+import { readFileWithin } from "../files/read.js";
+import { gifFirstFrame, gifScreenSize, type GifFirstFrame } from "./gif.js";
 import type { RgbImage } from "./rgb.js";
+import { firstBytes, sniffImageFormat } from "./sniff.js";
 
 /** PIL's Image.MAX_IMAGE_PIXELS (above it PIL warns of a decompression bomb; we refuse). */
 export const DEFAULT_MAX_PIXELS = Math.floor((1024 * 1024 * 1024) / 4 / 3);
@@ -61,17 +64,20 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
     throw new ImageError(`${name}: ${message}`);
   };
 
-  let bytes: Uint8Array;
-  if (typeof input === "string") {
-    try {
-      bytes = await readFile(input);
-    } catch (error) {
-      return fail(`cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-    }
-  } else {
-    bytes = input;
-  }
+  const bytes = typeof input === "string" ? await readFileWithin(input, IMAGE_FILE, { as: ImageError }) : input;
   if (bytes.length === 0) fail("file is empty");
+  const format = checkFormat(bytes, fail);
+  const checkPixels = (width: number, height: number): void => {
+    if (width * height > maxPixels) {
+      fail(`${width}x${height} = ${width * height} pixels is over the limit of ${maxPixels} (a possible decompression bomb)`);
+    }
+  };
+  // PIL's size of a GIF is its logical screen (grown to hold the first frame), which libvips may not report.
+  const gif = format === "gif" ? gifFirstFrame(bytes) : undefined;
+  if (format === "gif") {
+    const { width, height } = gif ?? gifScreenSize(bytes);
+    checkPixels(width, height);
+  }
 
   // Options for every sharp call: first page only, no colour management, no rotation, and
   // libvips' own pixel limit as a second guard. 'error' aborts on corrupt or truncated pixel
@@ -90,17 +96,12 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
     // The header only; the pixel limit is ours to check with a clear message, just below.
     metadata = await sharp(bytes, { ...sharpOptions, limitInputPixels: false }).metadata();
   } catch (error) {
-    const message = firstLine(error);
-    if (/unsupported image format/i.test(message)) return fail(`not an image in a supported format (${FORMAT_LIST})`);
-    return fail(`not a readable image: corrupt or truncated header (${message})`);
+    return fail(`not a readable image: corrupt or truncated header (${firstLine(error)})`);
   }
-  const format = metadata.format as string;
-  if (!(SUPPORTED_FORMATS as readonly string[]).includes(format)) fail(`${format} images are not supported (only ${FORMAT_LIST})`);
+  if (metadata.format !== format) fail(`starts like a ${format} file, but the decoder reads it as ${metadata.format}`);
   const { width, height } = metadata;
   if (!width || !height) fail(`${format} header gives no image size`);
-  if (width * height > maxPixels) {
-    fail(`${width}x${height} = ${width * height} pixels is over the limit of ${maxPixels} (a possible decompression bomb)`);
-  }
+  checkPixels(width, height);
   if (!SUPPORTED_SPACES.includes(metadata.space as string)) fail(`colour space '${metadata.space}' is not supported`);
   if (metadata.depth !== "uchar" && metadata.depth !== "ushort") fail(`${metadata.depth} samples are not supported (only 8- and 16-bit)`);
 
@@ -118,6 +119,7 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   const fromPipeline = (): Sharp => sharp(bytes, sharpOptions);
 
   let rgb: Uint8Array;
+  let size = { width, height };
   if (metadata.space === "cmyk") {
     const { data, info } = await decode(fromPipeline().pipelineColourspace("cmyk").toColourspace("cmyk"), "uchar");
     if (info.channels !== 4) fail(`CMYK with ${info.channels} channels is not supported`);
@@ -127,11 +129,25 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
     // Copied so the 16-bit view is aligned; libvips writes native-endian samples.
     rgb = grey16ToRgb(new Uint16Array(new Uint8Array(data).buffer), width * height, info.channels);
   } else {
-    const { data, info } = await decode(fromPipeline(), "uchar");
-    if (format === "gif") fillUnpaintedGifPixels(bytes, data, width, height, info.channels);
-    rgb = toRgb(data, width * height, info.channels);
+    const decoded = await decode(fromPipeline(), "uchar");
+    let data: Uint8Array = decoded.data;
+    if (gif) {
+      if (width > gif.width || height > gif.height) fail(`decoded to ${width}x${height}, larger than the GIF's ${gif.width}x${gif.height} screen`);
+      data = gifAsPilShowsIt(gif, data, width, height, decoded.info.channels);
+      size = { width: gif.width, height: gif.height };
+    }
+    rgb = toRgb(data, size.width * size.height, decoded.info.channels);
   }
-  return { width, height, data: rgb, format: format as DecodedImage["format"], sourceChannels: metadata.channels ?? 3 };
+  return { ...size, data: rgb, format, sourceChannels: metadata.channels ?? 3 };
+}
+
+/** The format from the first bytes, if it is one we decode; otherwise an error naming what it is. */
+function checkFormat(bytes: Uint8Array, fail: (message: string) => never): DecodedImage["format"] {
+  const format = sniffImageFormat(bytes);
+  if ((SUPPORTED_FORMATS as readonly (string | undefined)[]).includes(format)) return format as DecodedImage["format"];
+  if (format === undefined) return fail(`not an image in a supported format (${FORMAT_LIST}): it starts with the bytes ${firstBytes(bytes)}`);
+  if (format === "bmp") return fail(`not an image in a supported format (${FORMAT_LIST}): a BMP, which PIL opens but sharp (libvips) cannot decode; convert it to PNG`);
+  return fail(`${format} images are not supported (only ${FORMAT_LIST})`);
 }
 
 /** libvips repeats its messages over several lines; the first says what went wrong. */
@@ -183,17 +199,24 @@ function isPngGreyWithoutAlphaChannel(bytes: Uint8Array): boolean {
   return bytes.length > 25 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[25] === 0;
 }
 
-/** Gives the GIF pixels its first frame does not paint the colour PIL shows there (gif.ts). */
-function fillUnpaintedGifPixels(bytes: Uint8Array, data: Uint8Array, width: number, height: number, channels: number): void {
-  const frame = gifFirstFrame(bytes);
-  if (!frame) return;
+/**
+ * The decoded first frame on PIL's logical screen (libvips' image is its top-left corner, or all
+ * of it), with every pixel the frame does not paint in the colour PIL shows there (gif.ts).
+ */
+function gifAsPilShowsIt(frame: GifFirstFrame, decoded: Uint8Array, width: number, height: number, channels: number): Uint8Array {
+  let data = decoded;
+  if (width !== frame.width || height !== frame.height) {
+    data = new Uint8Array(frame.width * frame.height * channels);
+    for (let y = 0; y < height; y++) data.set(decoded.subarray(y * width * channels, (y + 1) * width * channels), y * frame.width * channels);
+  }
   const hasAlpha = channels === 2 || channels === 4;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const p = (y * width + x) * channels;
+  for (let y = 0; y < frame.height; y++) {
+    for (let x = 0; x < frame.width; x++) {
+      const p = (y * frame.width + x) * channels;
       const outside = x < frame.left || x >= frame.right || y < frame.top || y >= frame.bottom;
       if (!outside && !(hasAlpha && data[p + channels - 1] === 0)) continue;
       for (let c = 0; c < Math.min(channels, 3); c++) data[p + c] = frame.fill[channels >= 3 ? c : 0];
     }
   }
+  return data;
 }

@@ -7,6 +7,11 @@
  * index (index 0 when there is none), and `convert('RGB')` then shows the palette colour of
  * that index. This reads just enough of the file to know that colour and the frame's rectangle.
  *
+ * PIL's image is the logical screen, grown to hold the first frame if it sticks out. libvips
+ * grows it too, but ignores the screen size altogether when it is over 2048 pixels on a side
+ * or one of a few monitor sizes (640x480, 800x600, ...), taking the first frame's extent
+ * instead: then its image is the top-left corner of PIL's (see decode.ts).
+ *
  * GIF layout: "GIF87a"/"GIF89a", a 7-byte logical screen descriptor (width, height, flags with
  * the global colour table's presence and size), the global colour table, then blocks: 0x21
  * extensions (0xF9 is the graphic control extension, which holds the transparent index for the
@@ -15,7 +20,10 @@
  */
 
 export interface GifFirstFrame {
-  /** The frame's rectangle on the logical screen, clipped to it. */
+  /** PIL's image size: the logical screen, grown to hold the frame. */
+  width: number;
+  height: number;
+  /** The frame's rectangle on the logical screen. */
   left: number;
   top: number;
   right: number;
@@ -53,23 +61,24 @@ export function gifFirstFrame(bytes: Uint8Array): GifFirstFrame | undefined {
       if (at + 10 > bytes.length) return undefined;
       const flags = bytes[at + 9];
       if (flags & 0x80) palette = bytes.subarray(at + 10, at + 10 + (3 << ((flags & 7) + 1)));
-      const left = Math.min(u16(at + 1), screenWidth);
-      const top = Math.min(u16(at + 3), screenHeight);
+      const left = u16(at + 1);
+      const top = u16(at + 3);
+      const right = left + u16(at + 5);
+      const bottom = top + u16(at + 7);
       const index = transparentIndex ?? 0;
       // Without any colour table PIL keeps the indices as grey levels.
       const fill: [number, number, number] = palette
         ? [palette[3 * index] ?? 0, palette[3 * index + 1] ?? 0, palette[3 * index + 2] ?? 0]
         : [index, index, index];
-      return {
-        left,
-        top,
-        right: Math.min(left + u16(at + 5), screenWidth),
-        bottom: Math.min(top + u16(at + 7), screenHeight),
-        fill,
-      };
+      return { width: Math.max(screenWidth, right), height: Math.max(screenHeight, bottom), left, top, right, bottom, fill };
     } else {
       return undefined;
     }
   }
   return undefined;
+}
+
+/** The logical screen's size, from the header alone (the bytes are known to start with a GIF signature). */
+export function gifScreenSize(bytes: Uint8Array): { width: number; height: number } {
+  return { width: bytes[6] | (bytes[7] << 8), height: bytes[8] | (bytes[9] << 8) };
 }

@@ -15,7 +15,7 @@
  * Steps 3 and 4 work on 8-bit pixels, as transformers does them on uint8 arrays, so the whole
  * pipeline reproduces transformers' float32 output exactly (same bits), not just closely.
  */
-import { decodeImage, ImageError, type DecodeOptions } from "./decode.js";
+import { DEFAULT_MAX_PIXELS, decodeImage, ImageError, type DecodeOptions } from "./decode.js";
 import type { PreprocessorConfig, ResizeTarget } from "./config.js";
 import { resizeBicubic } from "./resample.js";
 import { createRgbImage, type RgbImage } from "./rgb.js";
@@ -59,12 +59,31 @@ export async function preprocessImages(
   return stackPixelValues(each);
 }
 
+/**
+ * The steps that make an image bigger (padding to a square, resizing a thin image so its short
+ * edge reaches the target: 2x20000 pixels become 336x3360000) are held to the decoder's pixel
+ * limit too, so that no image the decoder accepts can grow into an unbounded allocation.
+ */
+function checkGrownSize(width: number, height: number, step: string, config: PreprocessorConfig): void {
+  if (width * height > DEFAULT_MAX_PIXELS) {
+    throw new ImageError(
+      `${step} (${config.source}) would make the image ${width}x${height} = ${width * height} pixels, ` +
+        `over the limit of ${DEFAULT_MAX_PIXELS}; its aspect ratio is too extreme for this preprocessing`,
+    );
+  }
+}
+
 /** Steps 2-7 on an image already in memory. */
 export function preprocessRgb(image: RgbImage, config: PreprocessorConfig, options: { padToSquare?: boolean } = {}): PixelValues {
   let rgb = image;
-  if (options.padToSquare) rgb = expandToSquare(rgb, padColour(config));
+  if (options.padToSquare) {
+    const side = Math.max(rgb.width, rgb.height);
+    checkGrownSize(side, side, "padding to a square", config);
+    rgb = expandToSquare(rgb, padColour(config));
+  }
   if (config.doResize) {
     const { width, height } = resizeOutputSize(rgb.width, rgb.height, config.size);
+    checkGrownSize(width, height, "resizing", config);
     rgb = resizeBicubic(rgb, width, height);
   }
   if (config.doCenterCrop) rgb = centerCrop(rgb, config.cropSize.width, config.cropSize.height);

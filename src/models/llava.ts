@@ -12,11 +12,11 @@
  */
 import { performance } from "node:perf_hooks";
 import { copyRows, takeRows } from "../tensor/copy.js";
-import type { DType } from "../tensor/dtype.js";
+import { bytesPerElement, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import { Gpu, type GpuOptions } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { Checkpoint } from "../weights/checkpoint.js";
+import { Checkpoint, checkModelFolder } from "../weights/checkpoint.js";
 import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
 import { resolveWeights, visionLayersUsed } from "../weights/names.js";
 import { ClipVisionTower } from "./clip.js";
@@ -28,7 +28,10 @@ import type { WeightStore } from "./weights.js";
 export interface LoadModelOptions extends GpuOptions {
   /** Storage dtype of the weights (and KV-cache). Default: f16 for 16-bit checkpoints on adapters with shader-f16, else f32. */
   dtype?: DType;
-  /** Positions the KV-cache holds (default: the model's max_position_embeddings, at most 4096). */
+  /**
+   * Positions the KV-cache holds (default: the model's max_position_embeddings, at most 4096
+   * and what one storage binding holds); see chooseContextLength.
+   */
   contextLength?: number;
   /** Use this device instead of creating one. */
   gpu?: Gpu;
@@ -54,9 +57,42 @@ export interface LoadReport {
   splitTensors: string[];
   /** Checkpoint tensors the model does not use, and why. */
   unusedTensors: { checkpointName: string; why: string }[];
+  /** Where the checkpoint disagrees with its config in ways that loading survives (the CLI prints them). */
+  warnings: string[];
 }
 
+/** The context length when none is asked for (at most max_position_embeddings). */
 export const DEFAULT_MAX_CONTEXT = 4096;
+/** The most positions a KV-cache is made for, whatever max_position_embeddings claims: 8 times LLaMA-3's 131072. */
+export const MAX_CONTEXT = 1 << 20;
+
+/** Refuses a context length that is not a whole number in [1, min(max_position_embeddings, MAX_CONTEXT)]. */
+export function checkContextLength(text: LlamaConfig, contextLength: number): void {
+  const most = Math.min(text.maxPositionEmbeddings, MAX_CONTEXT);
+  if (!Number.isSafeInteger(contextLength) || contextLength < 1 || contextLength > most) {
+    const limit = most === MAX_CONTEXT ? `the most this runtime allocates a KV-cache for` : `max_position_embeddings`;
+    throw new RangeError(`contextLength ${contextLength} must be an integer in [1, ${most}] (${limit})`);
+  }
+}
+
+/**
+ * The positions the KV-cache is made for: `requested` once checked, else DEFAULT_MAX_CONTEXT
+ * or less. Each layer's key (and value) cache, [H_kv, positions, D] in `dtype`, and the rotary
+ * table, [positions, D / 2, 2] in f32, must each fit one storage binding of `bindingBytes`.
+ */
+export function chooseContextLength(text: LlamaConfig, dtype: DType, bindingBytes: number, requested?: number): number {
+  const bytesPerPosition = Math.max(text.numKeyValueHeads * text.headDim * bytesPerElement(dtype), text.headDim * 4);
+  const fits = Math.floor(bindingBytes / bytesPerPosition);
+  if (requested === undefined) return Math.max(1, Math.min(text.maxPositionEmbeddings, DEFAULT_MAX_CONTEXT, fits));
+  checkContextLength(text, requested);
+  if (requested > fits) {
+    throw new RangeError(
+      `contextLength ${requested} needs ${requested * bytesPerPosition} bytes for each layer's key cache (or the rotary table), ` +
+        `more than one storage binding holds on this adapter (${bindingBytes}): at most ${fits} positions fit`,
+    );
+  }
+  return requested;
+}
 
 /** The vision half of a LLaVA model. */
 export interface VisionPart {
@@ -176,16 +212,14 @@ export class LlavaModel {
  */
 export async function loadLlava(path: string, options: LoadModelOptions = {}): Promise<LlavaModel> {
   const started = performance.now();
+  await checkModelFolder(path);
   const config = await loadConfig(path);
   if (config.kind === "clip_vision") {
     throw new Error(`${path}: a CLIPVisionModel checkpoint has no language model to generate with`);
   }
   const text = config.text;
-  const contextLength = options.contextLength ?? Math.min(text.maxPositionEmbeddings, DEFAULT_MAX_CONTEXT);
-  check(
-    Number.isInteger(contextLength) && contextLength >= 1 && contextLength <= text.maxPositionEmbeddings,
-    () => `contextLength ${contextLength} must be an integer in [1, ${text.maxPositionEmbeddings}] (max_position_embeddings)`,
-  );
+  // Refused before a device is made; whether it fits a storage binding is known once the dtype is.
+  if (options.contextLength !== undefined) checkContextLength(text, options.contextLength);
   const ownsDevice = options.gpu === undefined;
   const gpu = options.gpu ?? (await Gpu.create(options));
   const checkpoint = await Checkpoint.open(path);
@@ -193,6 +227,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
   try {
     const resolved = resolveWeights(config, checkpoint);
     const dtype = chooseDtype(gpu, checkpoint, resolved, options.dtype);
+    const contextLength = chooseContextLength(text, dtype, gpu.limits.maxStorageBufferBindingSize, options.contextLength);
     gpu.pool.resetPeak();
     const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress, options.partBytes);
     store = loaded.store;
@@ -206,6 +241,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
       dtype,
       splitTensors: loaded.splitTensors,
       unusedTensors: resolved.unused,
+      warnings: resolved.warnings,
     };
     const model = new LlavaModel(gpu, config, path, dtype, decoder, vision, store, report);
     model.ownsDevice = ownsDevice;

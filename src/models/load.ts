@@ -5,7 +5,13 @@
  * and converted on the way to the storage dtype. A matrix larger than one storage binding is
  * uploaded as row parts, each its own buffer, so any checkpoint loads whatever the adapter's
  * maxStorageBufferBindingSize (128 MiB on lavapipe).
+ *
+ * Once everything is uploaded, one GPU pass counts the NaN and infinite values of every weight
+ * as stored (src/kernels/nonfinite.ts; one read of the counts at the end), and a weight that
+ * holds any is an error naming it: a damaged checkpoint, or values that overflow f16, would
+ * otherwise load without a word and answer garbage.
  */
+import { countNonFinite } from "../kernels/nonfinite.js";
 import type { DType } from "../tensor/dtype.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
@@ -30,6 +36,13 @@ export interface LoadedWeights {
   /** Bytes of weights on the GPU. */
   bytes: number;
 }
+
+export class NonFiniteWeightError extends Error {
+  override name = "NonFiniteWeightError";
+}
+
+/** At most this many offending tensors are named in the error. */
+const MAX_NAMED = 10;
 
 /** Split rows at multiples of this, so that bias slices of split layers stay binding-aligned. */
 const PART_ROW_MULTIPLE = 256;
@@ -100,10 +113,42 @@ export async function loadWeights(
       if (ranges.length > 1) splitTensors.push(`${t.checkpointName} (${ranges.length} parts)`);
       onProgress?.({ loadedBytes: uploader.bytesRead, totalBytes, tensor: t.checkpointName });
     }
+    await checkFinite(checkpoint, resolved, weights, storage);
   } catch (error) {
     for (const parts of weights.values()) for (const p of parts) p.weight.dispose();
     throw error;
   }
   const bytes = [...weights.values()].flat().reduce((sum, p) => sum + p.weight.byteLength, 0);
   return { store: new WeightStore(weights), splitTensors, bytes };
+}
+
+/** Throws a NonFiniteWeightError naming the weights that hold NaN or infinite values (as stored in `storage`). */
+async function checkFinite(
+  checkpoint: Checkpoint,
+  resolved: ResolvedWeights,
+  weights: ReadonlyMap<string, readonly { weight: Tensor }[]>,
+  storage: DType,
+): Promise<void> {
+  const owners = [...weights].flatMap(([name, parts]) => parts.map((p) => ({ name, weight: p.weight })));
+  if (owners.length === 0) return;
+  const counts = countNonFinite(owners[0].weight.gpu, owners.map((o) => o.weight));
+  const values = await counts.read();
+  counts.dispose();
+  const perTensor = new Map<string, number>();
+  owners.forEach((o, i) => {
+    if (values[i] > 0) perTensor.set(o.name, (perTensor.get(o.name) ?? 0) + values[i]);
+  });
+  if (perTensor.size === 0) return;
+  const named = [...perTensor].slice(0, MAX_NAMED).map(([name, count]) => {
+    const t = resolved.tensors.get(name)!;
+    const source = checkpoint.entry(t.checkpointName).dtype;
+    // An F32 or BF16 value beyond f16's range becomes Inf when stored as f16.
+    const overflow = storage === "f16" && source !== "F16" ? ` (${source} values beyond ±65504 become Inf in f16: load as f32 to tell)` : "";
+    return `${t.checkpointName} holds ${count} NaN/Inf value${count === 1 ? "" : "s"}${overflow}`;
+  });
+  if (perTensor.size > MAX_NAMED) named.push(`... and ${perTensor.size - MAX_NAMED} more tensors`);
+  throw new NonFiniteWeightError(
+    `${checkpoint.path}: ${perTensor.size} weight${perTensor.size === 1 ? " holds" : "s hold"} NaN or infinite values as stored in ${storage}; ` +
+      `the model would answer garbage:\n  ${named.join("\n  ")}`,
+  );
 }

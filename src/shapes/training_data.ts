@@ -19,8 +19,9 @@
  * and every image is checked against preprocessRgb() as it is written: Python indexes the table
  * and gets exactly the runtime's pixel values.
  */
-import { mkdir, open, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileSafely, type FileContent } from "../files/write.js";
 import { OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, parsePreprocessorConfig, type PreprocessorConfig } from "../image/config.js";
 import { preprocessRgb, toPixelValues } from "../image/preprocess.js";
 import type { RgbImage } from "../image/rgb.js";
@@ -57,14 +58,17 @@ export function preprocessorConfigJson(size = IMAGE_SIZE): Record<string, unknow
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
+/** The recipe's files are made again on every run: each replaces its earlier version whole (files/write.ts). */
+const writeOutput = (path: string, content: FileContent) => writeFileSafely(path, content, { force: true });
+
 /** Writes the tokenizer files and preprocessor_config.json into a model folder; returns the vocabulary's ids. */
 export async function writeModelFiles(dir: string): Promise<{ vocabSize: number; imageTokenId: number; padTokenId: number }> {
   await mkdir(dir, { recursive: true });
   const files = buildTokenizer(tokenizerCorpus(TOKENIZER_SEED, TOKENIZER_IMAGES), { maxVocabSize: MAX_VOCAB_SIZE, modelMaxLength: MAX_POSITIONS });
-  await writeFile(join(dir, "tokenizer.json"), json(files.tokenizer));
-  await writeFile(join(dir, "tokenizer_config.json"), json(files.config));
-  await writeFile(join(dir, "special_tokens_map.json"), json(files.specialTokensMap));
-  await writeFile(join(dir, "preprocessor_config.json"), json(preprocessorConfigJson()));
+  await writeOutput(join(dir, "tokenizer.json"), json(files.tokenizer));
+  await writeOutput(join(dir, "tokenizer_config.json"), json(files.config));
+  await writeOutput(join(dir, "special_tokens_map.json"), json(files.specialTokensMap));
+  await writeOutput(join(dir, "preprocessor_config.json"), json(preprocessorConfigJson()));
   return { vocabSize: files.vocabSize, imageTokenId: files.imageTokenId, padTokenId: files.padTokenId };
 }
 
@@ -105,10 +109,9 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
   await mkdir(dir, { recursive: true });
   const config = parsePreprocessorConfig(preprocessorConfigJson(), "the shapes preprocessor config");
   const table = pixelTable(config);
-  const imageFile = await open(join(dir, "images.u8"), "w");
   const lines: string[] = [];
   const scenes: string[] = [];
-  try {
+  await writeOutput(join(dir, "images.u8"), async (imageFile) => {
     for (let i = 0; i < images; i++) {
       let questions: QuestionAnswer[];
       let scene: Scene;
@@ -129,11 +132,9 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
       }
       if ((i + 1) % 1000 === 0) options.onProgress?.(i + 1);
     }
-  } finally {
-    await imageFile.close();
-  }
-  await writeFile(join(dir, "examples.jsonl"), `${lines.join("\n")}\n`);
-  await writeFile(join(dir, "scenes.jsonl"), `${scenes.join("\n")}\n`);
+  });
+  await writeOutput(join(dir, "examples.jsonl"), `${lines.join("\n")}\n`);
+  await writeOutput(join(dir, "scenes.jsonl"), `${scenes.join("\n")}\n`);
   const meta = {
     kind,
     seed,
@@ -149,7 +150,7 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
     imageTokenId: tokenizer.idOf("<image>"),
     padTokenId: tokenizer.padId,
   };
-  await writeFile(join(dir, "meta.json"), json(meta));
+  await writeOutput(join(dir, "meta.json"), json(meta));
   return { examples: lines.length };
 }
 
@@ -176,8 +177,8 @@ export async function writeDemoExample(dir: string, seed: number): Promise<DemoE
     const questions = [descriptionQuestion(scene), colourQuestion(scene, first), countShapesQuestion(scene), positionQuestion(scene, second), kindPresenceQuestion(scene, absent)];
     const example: DemoExample = { image: "example.png", seed, index, scene, questions };
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, example.image), await renderScenePng(scene));
-    await writeFile(join(dir, "example.json"), json(example));
+    await writeOutput(join(dir, example.image), await renderScenePng(scene));
+    await writeOutput(join(dir, "example.json"), json(example));
     return example;
   }
 }

@@ -7,8 +7,10 @@
  * tokenizer.model behaves exactly like SentencePiece (plus BOS). A file ending in .json is read
  * as tokenizer.json, anything else as a SentencePiece model.
  */
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { JSON_CONFIG_FILE, TOKENIZER_JSON_FILE, TOKENIZER_MODEL_FILE } from "../files/limits.js";
+import { readFileWithin, readTextFileWithin } from "../files/read.js";
 import { applySpecialTokensMap, emptyConfig, parseTokenizerConfig, type TokenizerConfig } from "./config.js";
 import { TokenizerError } from "./errors.js";
 import { parseSentencePieceModel } from "./sentencepiece_model.js";
@@ -27,16 +29,15 @@ async function loadFolder(folder: string): Promise<Tokenizer> {
   const config = await readConfig(folder);
   for (const name of ["tokenizer.json", "tokenizer.model"]) {
     const file = join(folder, name);
-    if (await isFile(file)) return loadFile(file, config);
+    if (await exists(file)) return loadFile(file, config);
   }
   throw new TokenizerError(`${folder}: no tokenizer.json or tokenizer.model in this folder`);
 }
 
 async function loadFile(path: string, config: TokenizerConfig | undefined): Promise<Tokenizer> {
-  const bytes = await readFile(path).catch((error: Error) => {
-    throw new TokenizerError(`${path}: cannot read: ${error.message}`);
-  });
-  if (path.endsWith(".json")) return tokenizerFromJson(bytes.toString("utf8"), path, config);
+  const isJson = path.endsWith(".json");
+  const bytes = await readFileWithin(path, isJson ? TOKENIZER_JSON_FILE : TOKENIZER_MODEL_FILE, { as: TokenizerError });
+  if (isJson) return tokenizerFromJson(bytes.toString("utf8"), path, config);
   return sentencePieceTokenizer(parseSentencePieceModel(bytes, path), config);
 }
 
@@ -44,14 +45,16 @@ async function loadFile(path: string, config: TokenizerConfig | undefined): Prom
 async function readConfig(folder: string): Promise<TokenizerConfig | undefined> {
   const configFile = join(folder, "tokenizer_config.json");
   const mapFile = join(folder, "special_tokens_map.json");
-  const hasConfig = await isFile(configFile);
-  const hasMap = await isFile(mapFile);
+  const hasConfig = await exists(configFile);
+  const hasMap = await exists(mapFile);
   if (!hasConfig && !hasMap) return undefined;
-  let config = hasConfig ? parseTokenizerConfig(await readFile(configFile, "utf8"), configFile) : emptyConfig(mapFile);
-  if (hasMap) config = applySpecialTokensMap(config, await readFile(mapFile, "utf8"), mapFile);
+  const read = (file: string) => readTextFileWithin(file, JSON_CONFIG_FILE, { as: TokenizerError });
+  let config = hasConfig ? parseTokenizerConfig(await read(configFile), configFile) : emptyConfig(mapFile);
+  if (hasMap) config = applySpecialTokensMap(config, await read(mapFile), mapFile);
   return config;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isFile() ?? false;
+/** Whether anything is at `path`: what is there, if not a regular file, is refused when read. */
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
 }

@@ -97,8 +97,21 @@ export interface VerifyOptions {
 
 export async function verifyFolder(folder: string, options: VerifyOptions = {}): Promise<VerifyReport> {
   const inputs = await SafetensorsFile.open(join(folder, "inputs.safetensors"));
-  const golden = await SafetensorsFile.open(join(folder, "golden.safetensors"));
-  const model = await loadLlava(join(folder, "model"), { dtype: options.dtype ?? "f32", gpu: options.gpu, adapter: options.adapter });
+  let golden: SafetensorsFile | null = null;
+  let model: LlavaModel | null = null;
+  try {
+    golden = await SafetensorsFile.open(join(folder, "golden.safetensors"));
+    model = await loadLlava(join(folder, "model"), { dtype: options.dtype ?? "f32", gpu: options.gpu, adapter: options.adapter });
+    return await verifyLoaded(folder, inputs, golden, model);
+  } finally {
+    model?.dispose();
+    await golden?.close();
+    await inputs.close();
+  }
+}
+
+/** verifyFolder once its files are open and its model loaded (the caller closes them). */
+async function verifyLoaded(folder: string, inputs: SafetensorsFile, golden: SafetensorsFile, model: LlavaModel): Promise<VerifyReport> {
   const traces = new TraceStore();
   try {
     const { data: idRows, shape: idShape } = await inputs.readIntegers("input_ids");
@@ -146,9 +159,6 @@ export async function verifyFolder(folder: string, options: VerifyOptions = {}):
     };
   } finally {
     traces.dispose();
-    model.dispose();
-    await inputs.close();
-    await golden.close();
   }
 }
 

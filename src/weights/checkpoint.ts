@@ -11,9 +11,16 @@
  * disagreement means a broken download or a hand-edited folder, so it is an error naming the
  * index, the shard and the tensor rather than a guess. (The index's `metadata.total_size` is
  * informational and not checked: writers disagree on what it counts.)
+ *
+ * Loading a model starts with checkModelFolder, so that passing one of the folder's files, a
+ * folder without config.json or one without weights gets a message saying what to pass
+ * instead, rather than whatever the first file read makes of it.
  */
-import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { readdir, stat } from "node:fs/promises";
+import { basename, dirname, extname, join } from "node:path";
+import { JSON_CONFIG_FILE } from "../files/limits.js";
+import { readTextFileWithin } from "../files/read.js";
+import { MODEL_CONFIG_FILE } from "./config.js";
 import { JsonError, parseJson } from "./json.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 
@@ -48,7 +55,7 @@ export class Checkpoint {
     if (kind === "folder") {
       if ((await pathKind(join(path, SINGLE_FILE))) === "file") return Checkpoint.fromFiles(path, [join(path, SINGLE_FILE)]);
       if ((await pathKind(join(path, INDEX_FILE))) === "file") return Checkpoint.fromIndex(path, join(path, INDEX_FILE));
-      throw new CheckpointError(`${path}: a model folder needs ${SINGLE_FILE} or ${INDEX_FILE}, and has neither`);
+      throw new CheckpointError(await noWeightsMessage(path));
     }
     if (path.endsWith(".json")) return Checkpoint.fromIndex(path, path);
     return Checkpoint.fromFiles(path, [path]);
@@ -145,6 +152,54 @@ export class Checkpoint {
   }
 }
 
+/**
+ * Checks that `path` is a model folder before anything is read from it: it exists, is a folder
+ * (not one of its files), and holds config.json and weights. Each mistake is its own error,
+ * saying what to pass instead.
+ */
+export async function checkModelFolder(path: string): Promise<void> {
+  const kind = await pathKind(path);
+  if (kind === "missing") throw new CheckpointError(`${path}: no such folder (expected a model folder holding ${MODEL_CONFIG_FILE} and ${SINGLE_FILE})`);
+  if (kind !== "folder") {
+    const what = kind === "file" ? "a file" : "something that is neither a file nor a folder";
+    throw new CheckpointError(`${path}: expected a model folder, got ${what}${await folderHint(path)}`);
+  }
+  if ((await pathKind(join(path, MODEL_CONFIG_FILE))) !== "file") {
+    throw new CheckpointError(`${path}: not a model folder: it has no ${MODEL_CONFIG_FILE}${await subfolderHint(path)}`);
+  }
+  const hasWeights = (await pathKind(join(path, SINGLE_FILE))) === "file" || (await pathKind(join(path, INDEX_FILE))) === "file";
+  if (!hasWeights) throw new CheckpointError(await noWeightsMessage(path));
+}
+
+/** What to pass instead of a file: the folder holding it when that is a model folder; GGUF is named as unsupported. */
+async function folderHint(file: string): Promise<string> {
+  if (extname(file).toLowerCase() === ".gguf") return " (GGUF files are not supported yet: pass a Hugging Face folder with config.json and safetensors weights)";
+  const folder = dirname(file);
+  if ((await pathKind(join(folder, MODEL_CONFIG_FILE))) === "file") return ` (pass the folder that holds ${MODEL_CONFIG_FILE}: ${folder})`;
+  return ` (pass the folder that holds ${MODEL_CONFIG_FILE})`;
+}
+
+/** Subfolders that are model folders (the folder above the model was passed), as a hint. */
+async function subfolderHint(folder: string): Promise<string> {
+  const entries = await readdir(folder, { withFileTypes: true }).catch(() => []);
+  const models: string[] = [];
+  // A few dozen entries at most are looked into: the hint must stay cheap in a huge folder.
+  for (const entry of entries.filter((e) => e.isDirectory()).slice(0, 50)) {
+    if ((await pathKind(join(folder, entry.name, MODEL_CONFIG_FILE))) === "file") models.push(join(folder, entry.name));
+  }
+  if (models.length === 0) return "";
+  return ` (${models.length === 1 ? "its subfolder" : "these subfolders are model folders:"} ${models.slice(0, 3).join(", ")}${models.length === 1 ? " is a model folder" : ""})`;
+}
+
+/** A folder without safetensors weights; weights in formats this runtime does not read are named. */
+async function noWeightsMessage(folder: string): Promise<string> {
+  const names = await readdir(folder).catch(() => [] as string[]);
+  const notes: string[] = [];
+  if (names.some((n) => n.endsWith(".bin") || n.endsWith(".pt") || n.endsWith(".pth"))) notes.push("PyTorch pickles (.bin, .pt) are not read: convert them to safetensors");
+  if (names.some((n) => n.toLowerCase().endsWith(".gguf"))) notes.push("GGUF files are not supported yet");
+  return `${folder}: a model folder needs ${SINGLE_FILE} or ${INDEX_FILE}, and has neither${notes.length ? ` (${notes.join("; ")})` : ""}`;
+}
+
 async function pathKind(path: string): Promise<"file" | "folder" | "other" | "missing"> {
   try {
     const s = await stat(path);
@@ -159,12 +214,7 @@ async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
   const fail = (message: string): never => {
     throw new CheckpointError(`${indexPath}: ${message}`);
   };
-  let text = "";
-  try {
-    text = await readFile(indexPath, "utf8");
-  } catch (error) {
-    fail(`cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
+  const text = await readTextFileWithin(indexPath, JSON_CONFIG_FILE, { as: CheckpointError });
   let index: unknown;
   try {
     index = parseJson(text);

@@ -19,8 +19,10 @@
  * MLP biases, another activation) is an error naming the field and its value: a model that
  * silently computes something else is worse than one that refuses to load.
  */
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { JSON_CONFIG_FILE } from "../files/limits.js";
+import { readTextFileWithin } from "../files/read.js";
 import { JsonError, parseJson } from "./json.js";
 
 /** Activation names as transformers' ACT2FN spells them, for those the kernels implement. */
@@ -92,20 +94,36 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/**
+ * The largest value accepted for each number that sizes an allocation (tensor shapes, the list
+ * of layers, activations): a typo or a corrupt file is refused by name before anything is
+ * allocated. Each is several times the largest real model's: LLaMA-3.1 405B has hidden 16384,
+ * intermediate 53248, 126 layers, 128 heads and 131072 positions; Gemma's vocabulary has
+ * 256000 tokens; SigLIP's 896-pixel towers make 4096 patches.
+ */
+export const CONFIG_LIMITS = {
+  hiddenSize: 65536,
+  intermediateSize: 262144,
+  layers: 1024,
+  heads: 1024,
+  vocabSize: 1 << 20,
+  /** Only caps the context (which has its own limit, src/models/llava.ts); Llama 4 claims 10M. */
+  maxPositionEmbeddings: 1 << 24,
+  imageSize: 4096,
+  patches: 65536,
+} as const;
+
+export const MODEL_CONFIG_FILE = "config.json";
+
 /** Reads `config.json` from a model folder (or the given file) and checks every field we use. */
 export async function loadConfig(path: string): Promise<ModelConfig> {
   let file = path;
   try {
-    if ((await stat(path)).isDirectory()) file = join(path, "config.json");
+    if ((await stat(path)).isDirectory()) file = join(path, MODEL_CONFIG_FILE);
   } catch {
     // a missing path is reported by the read below
   }
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    throw new ConfigError(`${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
+  const text = await readTextFileWithin(file, JSON_CONFIG_FILE, { as: ConfigError });
   let json: unknown;
   try {
     json = parseJson(text);
@@ -168,12 +186,13 @@ function llavaConfig(root: Fields): LlavaConfig {
 }
 
 function llamaConfig(f: Fields): LlamaConfig {
-  const hiddenSize = f.int("hidden_size", 4096, 1);
-  const numAttentionHeads = f.int("num_attention_heads", 32, 1);
+  const hiddenSize = f.size("hidden_size", 4096, CONFIG_LIMITS.hiddenSize);
+  const numAttentionHeads = f.size("num_attention_heads", 32, CONFIG_LIMITS.heads);
   const numKeyValueHeads = f.int("num_key_value_heads", numAttentionHeads, 1, numAttentionHeads, true);
   if (hiddenSize % numAttentionHeads !== 0) f.fail("hidden_size", `${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
   if (numAttentionHeads % numKeyValueHeads !== 0) f.fail("num_key_value_heads", `${numKeyValueHeads} does not divide num_attention_heads ${numAttentionHeads}`);
   const headDim = hiddenSize / numAttentionHeads;
+  if (headDim % 2 !== 0) f.fail("hidden_size", `${hiddenSize} / num_attention_heads ${numAttentionHeads} = ${headDim} is odd: rotary embeddings rotate pairs of a head's dimensions`);
   // Fields newer transformers added: honoured when they mean what 4.40 does, refused otherwise.
   const explicitHeadDim = f.int("head_dim", headDim, 1, undefined, true);
   if (explicitHeadDim !== headDim) f.fail("head_dim", `${explicitHeadDim} differs from hidden_size / num_attention_heads = ${headDim}, which is not supported`);
@@ -186,24 +205,30 @@ function llamaConfig(f: Fields): LlamaConfig {
   // pretraining_tp > 1 makes transformers compute the projections in slices and sum them: the same
   // result up to float rounding, so any positive value is accepted.
   f.int("pretraining_tp", 1, 1);
+  const vocabSize = f.size("vocab_size", 32000, CONFIG_LIMITS.vocabSize);
   const eos = f.raw("eos_token_id", 2);
   const eosTokenIds = eos === null ? [] : Array.isArray(eos) ? eos : [eos];
   if (!eosTokenIds.every((id) => Number.isSafeInteger(id) && id >= 0)) f.fail("eos_token_id", `${JSON.stringify(eos)} is not a token id or a list of them`);
+  // An end token the model cannot produce would never stop a generation.
+  const outside = (eosTokenIds as number[]).find((id) => id >= vocabSize);
+  if (outside !== undefined) f.fail("eos_token_id", `${outside} is outside the vocabulary of ${vocabSize} tokens (vocab_size)`);
+  const bosTokenId = f.tokenId("bos_token_id", 1);
+  if (bosTokenId !== null && bosTokenId >= vocabSize) f.fail("bos_token_id", `${bosTokenId} is outside the vocabulary of ${vocabSize} tokens (vocab_size)`);
   return {
-    vocabSize: f.int("vocab_size", 32000, 1),
+    vocabSize,
     hiddenSize,
-    intermediateSize: f.int("intermediate_size", 11008, 1),
-    numHiddenLayers: f.int("num_hidden_layers", 32, 1),
+    intermediateSize: f.size("intermediate_size", 11008, CONFIG_LIMITS.intermediateSize),
+    numHiddenLayers: f.size("num_hidden_layers", 32, CONFIG_LIMITS.layers),
     numAttentionHeads,
     numKeyValueHeads,
     headDim,
     hiddenAct: f.activation("hidden_act", "silu"),
-    maxPositionEmbeddings: f.int("max_position_embeddings", 2048, 1),
+    maxPositionEmbeddings: f.size("max_position_embeddings", 2048, CONFIG_LIMITS.maxPositionEmbeddings),
     rmsNormEps: f.positive("rms_norm_eps", 1e-6),
     ropeTheta,
     tieWordEmbeddings: f.bool("tie_word_embeddings", false),
     attentionBias: f.bool("attention_bias", false),
-    bosTokenId: f.tokenId("bos_token_id", 1),
+    bosTokenId,
     eosTokenIds: eosTokenIds as number[],
     padTokenId: f.tokenId("pad_token_id", null),
   };
@@ -212,23 +237,27 @@ function llamaConfig(f: Fields): LlamaConfig {
 type ClipDefaults = Partial<Record<"hidden_size" | "intermediate_size" | "patch_size" | "image_size" | "num_hidden_layers" | "num_attention_heads", number>>;
 
 function clipVisionConfig(f: Fields, defaults: ClipDefaults = {}): ClipVisionConfig {
-  const hiddenSize = f.int("hidden_size", defaults.hidden_size ?? 768, 1);
-  const numAttentionHeads = f.int("num_attention_heads", defaults.num_attention_heads ?? 12, 1);
+  const hiddenSize = f.size("hidden_size", defaults.hidden_size ?? 768, CONFIG_LIMITS.hiddenSize);
+  const numAttentionHeads = f.size("num_attention_heads", defaults.num_attention_heads ?? 12, CONFIG_LIMITS.heads);
   if (hiddenSize % numAttentionHeads !== 0) f.fail("hidden_size", `${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
-  const imageSize = f.int("image_size", defaults.image_size ?? 224, 1);
+  const imageSize = f.size("image_size", defaults.image_size ?? 224, CONFIG_LIMITS.imageSize);
   const patchSize = f.int("patch_size", defaults.patch_size ?? 32, 1, imageSize);
+  const numPatches = Math.floor(imageSize / patchSize) ** 2;
+  if (numPatches > CONFIG_LIMITS.patches) {
+    f.fail("patch_size", `${patchSize} cuts image_size ${imageSize} into ${numPatches} patches, more than the ${CONFIG_LIMITS.patches} this runtime accepts`);
+  }
   const numChannels = f.int("num_channels", 3, 1);
   if (numChannels !== 3) f.fail("num_channels", `${numChannels} is not supported (images are RGB)`);
   return {
     hiddenSize,
-    intermediateSize: f.int("intermediate_size", defaults.intermediate_size ?? 3072, 1),
-    numHiddenLayers: f.int("num_hidden_layers", defaults.num_hidden_layers ?? 12, 1),
+    intermediateSize: f.size("intermediate_size", defaults.intermediate_size ?? 3072, CONFIG_LIMITS.intermediateSize),
+    numHiddenLayers: f.size("num_hidden_layers", defaults.num_hidden_layers ?? 12, CONFIG_LIMITS.layers),
     numAttentionHeads,
     headDim: hiddenSize / numAttentionHeads,
     numChannels,
     imageSize,
     patchSize,
-    numPatches: Math.floor(imageSize / patchSize) ** 2,
+    numPatches,
     hiddenAct: f.activation("hidden_act", "quick_gelu"),
     layerNormEps: f.positive("layer_norm_eps", 1e-5),
   };
@@ -285,6 +314,13 @@ class Fields {
       this.fail(field, `must be an integer ${range}, got ${JSON.stringify(v)}`);
     }
     return v as number;
+  }
+
+  /** A positive integer that sizes allocations: above `limit` (see CONFIG_LIMITS) it is refused. */
+  size(field: string, fallback: number, limit: number): number {
+    const v = this.int(field, fallback, 1);
+    if (v > limit) this.fail(field, `${v} is more than ${limit}, the most this runtime accepts (several times any real model's)`);
+    return v;
   }
 
   /** A token id that may be null (none). */

@@ -22,6 +22,12 @@
  * buffers, which older checkpoints stored and which are recomputed; anything else (a CLIPModel's
  * text tower, attention biases a config says are off) is "not part of the model", as
  * transformers also ignores it.
+ *
+ * Where a config and its checkpoint disagree in a way that changes the answers, the resolver
+ * says so. More layers stored than the config runs is an error (the model would skip them and
+ * answer nonsense); a separate lm_head stored although the config ties it to embed_tokens, and
+ * tensors that are not part of the model, are warnings (transformers' "Some weights of the
+ * model checkpoint were not used"). The layers LLaVA legitimately leaves unused are not.
  */
 import type { ClipVisionConfig, LlamaConfig, ModelConfig } from "./config.js";
 
@@ -46,6 +52,8 @@ export interface ResolvedWeights {
   projector?: "mlp" | "linear";
   /** Checkpoint tensors the model does not use, and why. */
   unused: { checkpointName: string; why: string }[];
+  /** Disagreements between the config and the checkpoint that loading survives (see above). */
+  warnings: string[];
 }
 
 /** What the resolver needs from a checkpoint (a Checkpoint or a SafetensorsFile). */
@@ -202,6 +210,12 @@ export function checkpointNameFor(config: ModelConfig, canonical: string, scheme
   return name;
 }
 
+/** The reason given for a checkpoint tensor outside the architecture (no `unusedBecause`, no recomputed buffer): warned about. */
+const NOT_PART_OF_THE_MODEL = "not part of the model";
+
+/** At most this many problems are listed in one error (a truncated checkpoint misses thousands). */
+const MAX_LISTED = 50;
+
 function checkpointName(canonical: string, scheme: Scheme): string | undefined {
   const dot = canonical.indexOf(".");
   const component = canonical.slice(0, dot) as Component;
@@ -229,23 +243,36 @@ export function resolveWeights(config: ModelConfig, checkpoint: TensorIndex): Re
   const tensors = new Map<string, ResolvedTensor>();
   const problems: string[] = [];
   const skipped = new Map<string, string>();
+  const layers = layerCounts(config, scheme, checkpoint);
   for (const t of architecture) {
     const name = checkpointName(t.name, scheme)!;
     const entry = checkpoint.tensors.get(name);
     if (t.unusedBecause) {
       if (entry) skipped.set(name, t.unusedBecause);
     } else if (!entry) {
-      problems.push(`${name}: missing (expected shape [${t.shape.join(", ")}])`);
+      const untied = t.name === "lm_head.weight" ? "; if the LM head is tied to embed_tokens, the config should say tie_word_embeddings: true" : "";
+      problems.push(`${name}: missing (expected shape [${t.shape.join(", ")}])${untied}`);
     } else if (!sameShape(entry.shape, t.shape)) {
       problems.push(`${name}: expected shape [${t.shape.join(", ")}], found [${entry.shape.join(", ")}]`);
     } else {
       tensors.set(t.name, { ...t, checkpointName: name });
     }
   }
+  const extraLayers = layers.filter((l) => l.stored > l.configured);
+  if (extraLayers.length > 0) {
+    throw new WeightNameError(
+      `${checkpoint.path}: ` +
+        extraLayers.map(layerMismatch).join("; and ") +
+        ": the model would skip the layers past it and answer nonsense (fix the config)",
+    );
+  }
   if (problems.length > 0) {
+    const fewerLayers = layers.filter((l) => l.stored < l.configured).map((l) => `${layerMismatch(l)}\n  `);
+    const listed = problems.slice(0, MAX_LISTED);
+    if (problems.length > MAX_LISTED) listed.push(`... and ${problems.length - MAX_LISTED} more`);
     throw new WeightNameError(
       `${checkpoint.path}: ${problems.length} tensor${problems.length === 1 ? "" : "s"} missing or misshapen for this ${config.kind} config ` +
-        `(names as in ${scheme.name}):\n  ${problems.join("\n  ")}`,
+        `(names as in ${scheme.name}):\n  ${fewerLayers.join("")}${listed.join("\n  ")}`,
     );
   }
 
@@ -253,9 +280,61 @@ export function resolveWeights(config: ModelConfig, checkpoint: TensorIndex): Re
   const unused: { checkpointName: string; why: string }[] = [];
   for (const name of checkpoint.tensors.keys()) {
     if (used.has(name)) continue;
-    unused.push({ checkpointName: name, why: skipped.get(name) ?? bufferReason(name) ?? "not part of the model" });
+    unused.push({ checkpointName: name, why: skipped.get(name) ?? bufferReason(name) ?? NOT_PART_OF_THE_MODEL });
   }
-  return { scheme: scheme.name, tensors, projector, unused };
+  return { scheme: scheme.name, tensors, projector, unused, warnings: disagreements(config, scheme, checkpoint, unused) };
+}
+
+/** A component's layers: how many the checkpoint stores (highest index + 1) and how many the config runs. */
+interface LayerCount {
+  what: "decoder" | "vision";
+  /** The config field that sets the count. */
+  field: string;
+  stored: number;
+  configured: number;
+}
+
+function layerMismatch(l: LayerCount): string {
+  return `the checkpoint holds ${l.stored} ${l.what} layer${l.stored === 1 ? "" : "s"}, but the config's ${l.field} is ${l.configured}`;
+}
+
+function layerCounts(config: ModelConfig, scheme: Scheme, checkpoint: TensorIndex): LayerCount[] {
+  const counts: LayerCount[] = [];
+  const count = (prefix: string | undefined, what: LayerCount["what"], field: string, configured: number) => {
+    if (prefix === undefined) return;
+    let stored = 0;
+    for (const name of checkpoint.tensors.keys()) {
+      if (!name.startsWith(prefix)) continue;
+      const index = /^(\d+)\./.exec(name.slice(prefix.length));
+      if (index) stored = Math.max(stored, Number(index[1]) + 1);
+    }
+    counts.push({ what, field, stored, configured });
+  };
+  const nested = config.kind === "llava";
+  if (config.kind !== "clip_vision") count(scheme.prefixes.text && `${scheme.prefixes.text}layers.`, "decoder", nested ? "text_config.num_hidden_layers" : "num_hidden_layers", config.text.numHiddenLayers);
+  if (config.kind !== "llama") count(scheme.prefixes.vision && `${scheme.prefixes.vision}encoder.layers.`, "vision", nested ? "vision_config.num_hidden_layers" : "num_hidden_layers", config.vision.numHiddenLayers);
+  return counts;
+}
+
+/** Warnings for a checkpoint that loads but does not match its config: a stored lm_head the config ties away, tensors nothing reads. */
+function disagreements(config: ModelConfig, scheme: Scheme, checkpoint: TensorIndex, unused: ResolvedWeights["unused"]): string[] {
+  const warnings: string[] = [];
+  const lmHead = checkpointName("lm_head.weight", scheme);
+  if (config.kind !== "clip_vision" && config.text.tieWordEmbeddings && lmHead !== undefined && checkpoint.tensors.has(lmHead)) {
+    warnings.push(
+      `${checkpoint.path}: the config says tie_word_embeddings: true, but the checkpoint stores a separate ${lmHead}; ` +
+        "it is ignored and embed_tokens serves as the LM head (if the two differ, the config should say tie_word_embeddings: false)",
+    );
+  }
+  const strangers = unused.filter((u) => u.why === NOT_PART_OF_THE_MODEL).map((u) => u.checkpointName);
+  if (strangers.length > 0) {
+    const shown = strangers.slice(0, 5).join(", ") + (strangers.length > 5 ? `, ... (${strangers.length - 5} more)` : "");
+    warnings.push(
+      `${checkpoint.path}: ${strangers.length} tensor${strangers.length === 1 ? " is" : "s are"} not part of this ${config.kind} model ` +
+        `and ${strangers.length === 1 ? "is" : "are"} ignored: ${shown}`,
+    );
+  }
+  return warnings;
 }
 
 /** Non-parameter buffers that older transformers saved into checkpoints. */

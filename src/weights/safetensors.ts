@@ -22,7 +22,8 @@
  * Stricter than the reference: a key appearing twice in the header is an error (the reference
  * keeps the last one silently).
  */
-import { open, stat, type FileHandle } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { openRegularFile } from "../files/read.js";
 import { fromF16Bits } from "../tensor/dtype.js";
 import { JsonError, parseJson } from "./json.js";
 
@@ -85,20 +86,9 @@ export class SafetensorsFile {
   ) {}
 
   static async open(path: string): Promise<SafetensorsFile> {
-    // Checked before opening: opening a FIFO would wait for a writer forever.
-    const kind = await stat(path).then(
-      (s) => (s.isFile() ? "file" : "not a regular file"),
-      (error: unknown) => `cannot open (${describeIoError(error)})`,
-    );
-    if (kind !== "file") throw new SafetensorsError(`${path}: ${kind}`);
-    let handle: FileHandle;
+    // A regular file only (a FIFO would block, a device never end); the header has its own limit.
+    const { handle, size } = await openRegularFile(path, { as: SafetensorsError });
     try {
-      handle = await open(path, "r");
-    } catch (error) {
-      throw new SafetensorsError(`${path}: cannot open (${describeIoError(error)})`);
-    }
-    try {
-      const { size } = await handle.stat();
       const { metadata, tensors, dataStart } = await readHeader(handle, size, path);
       return new SafetensorsFile(path, handle, size, dataStart, metadata, tensors);
     } catch (error) {
@@ -226,7 +216,9 @@ async function readHeader(
   // Checked as a 64-bit integer before it becomes a number or sizes an allocation.
   const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
   if (headerLength === 0n) fail("header length is 0");
-  if (headerLength > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLength} is over the ${MAX_HEADER_BYTES}-byte limit`);
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) {
+    fail(`not a safetensors file, or a corrupt one: its first 8 bytes give a header length of ${headerLength}, over the ${MAX_HEADER_BYTES}-byte limit`);
+  }
   if (headerLength > BigInt(fileSize - 8)) fail(`header length ${headerLength} runs past the end of the ${fileSize}-byte file`);
   const length = Number(headerLength);
   const headerBytes = new Uint8Array(length);

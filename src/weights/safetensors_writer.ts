@@ -10,7 +10,8 @@
  * The header is built first, then each tensor's bytes are written straight from the caller's
  * array: nothing is concatenated in memory.
  */
-import { open, type FileHandle } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { writeFileSafely, type WriteOptions } from "../files/write.js";
 import { SAFETENSORS_DTYPES, SafetensorsError, isSafetensorsDType, type SafetensorsDType } from "./safetensors.js";
 
 export interface TensorToWrite {
@@ -73,23 +74,29 @@ function checkTensor(name: string, tensor: TensorToWrite): TensorToWrite {
   return tensor;
 }
 
-/** Writes `tensors` (and optional string metadata) to `path` as a safetensors file. */
+/**
+ * Writes `tensors` (and optional string metadata) to `path` as a safetensors file, through a
+ * temporary file (files/write.ts). Like fs.writeFile it replaces an existing file unless
+ * `write` says otherwise; commands pass their --force and their inputs.
+ */
 export async function writeSafetensors(
   path: string,
   tensors: Record<string, TensorToWrite>,
   metadata?: Record<string, string>,
+  write: WriteOptions = { force: true },
 ): Promise<void> {
   const { header, order } = encodeSafetensorsHeader(tensors, metadata);
-  const handle = await open(path, "w");
-  try {
-    await writeAll(handle, header);
-    for (const name of order) {
-      const { data } = tensors[name];
-      await writeAll(handle, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    }
-  } finally {
-    await handle.close();
-  }
+  await writeFileSafely(
+    path,
+    async (handle) => {
+      await writeAll(handle, header);
+      for (const name of order) {
+        const { data } = tensors[name];
+        await writeAll(handle, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      }
+    },
+    write,
+  );
 }
 
 /** A write may take fewer bytes than given (and one call takes at most 2 GiB): loop until done. */
