@@ -1,5 +1,7 @@
 /** wgsl-vlm's library API. */
-export { loadModel, VisionLanguageModel } from "./generate/model.js";
+export { loadModel, VisionLanguageModel, type ModelOptions } from "./generate/model.js";
+export { RequestError, AbandonedStreamError } from "./generate/errors.js";
+export { DEFAULT_ABANDON_AFTER_MS } from "./generate/stream.js";
 export { DEFAULT_MAX_NEW_TOKENS } from "./generate/request.js";
 export type { GenerateRequest, GenerateChunk, GenerateResult, FinishReason } from "./generate/request.js";
 export type { ChatMessage, ImageInput } from "./generate/chat_template.js";
@@ -9,6 +11,8 @@ export { Gpu, type GpuOptions } from "./tensor/gpu.js";
 export { Tensor } from "./tensor/tensor.js";
 export type { DType } from "./tensor/dtype.js";
 export { ShapeError, GpuError, DeviceLostError, NoAdapterError } from "./tensor/errors.js";
+export { ImageError } from "./image/decode.js";
+export { FileError } from "./files/read.js";
 export { loadTokenizer, Tokenizer } from "./tokenizer/index.js";
 export { loadPreprocessorConfig } from "./image/config.js";
 export { preprocessImage } from "./image/preprocess.js";

@@ -201,7 +201,7 @@ describe("generation", async () => {
   it("refuses a mismatch between image tags and images", async () => {
     await expect(model.complete({ prompt: "<image> and <image>", images: [photo] })).rejects.toThrow(/2 image tokens but 1 image was given/);
     await expect(model.complete({ prompt: "no tag", images: [photo] })).rejects.toThrow(/0 image tokens but 1 image was given/);
-    await expect(model.complete({ prompt: "x", images: [join(dir, "missing.png")] })).rejects.toThrow(/missing\.png/);
+    await expect(model.complete({ prompt: "<image>x", images: [join(dir, "missing.png")] })).rejects.toThrow(/missing\.png/);
   });
 
   it("refuses a prompt longer than the context before starting, and ends with 'length' when the context fills", async () => {

@@ -2,6 +2,7 @@
 import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import type { ChatMessage } from "../generate/chat_template.js";
+import { DeviceLostError } from "../tensor/errors.js";
 import type { Command } from "./command.js";
 import { statistics } from "./generate.js";
 import { loadModelFrom, MODEL_OPTIONS, MODEL_USAGE, SAMPLING_OPTIONS, SAMPLING_USAGE, samplingFrom } from "./model_options.js";
@@ -70,6 +71,8 @@ ${MODEL_USAGE}`,
           history.push(message, { role: "assistant", content: result.text.trim() });
           pendingImages = [];
         } catch (error) {
+          // A lost device runs nothing more: the session ends with its error.
+          if (error instanceof DeviceLostError) throw error;
           // A bad image or an over-long conversation: say so and keep the session.
           process.stdout.write(`\nerror: ${(error as Error).message}\n`);
           pendingImages = [];

@@ -9,6 +9,10 @@
  * Every step is recorded into one command buffer and submitted once: the logits never leave
  * the GPU; the sampler writes the chosen id where the next step's embedding lookup reads it,
  * and only that id (4 bytes) is read back, to stream its text and check for stops.
+ *
+ * Before any of that, the request is checked whole (validate.ts) and its token budget cut to
+ * the context; then it waits its turn on the model (stream.ts: generations share the KV-cache,
+ * and no caller can keep the turn forever).
  */
 import { randomInt } from "node:crypto";
 import { access } from "node:fs/promises";
@@ -23,19 +27,43 @@ import type { Gpu } from "../tensor/gpu.js";
 import { Tensor } from "../tensor/tensor.js";
 import { loadTokenizer, type Tokenizer } from "../tokenizer/index.js";
 import { chatPrompt, IMAGE_TAG, type ImageInput } from "./chat_template.js";
+import { describeValue, RequestError } from "./errors.js";
 import { loadLlava, type LlavaModel, type LoadModelOptions, type LoadReport } from "../models/llava.js";
-import { DEFAULT_MAX_NEW_TOKENS, type GenerateChunk, type GenerateRequest, type GenerateResult } from "./request.js";
+import type { GenerateChunk, GenerateRequest, GenerateResult } from "./request.js";
 import { StopStringFilter } from "./stop.js";
+import { checkAbandonAfterMs, DEFAULT_ABANDON_AFTER_MS, GenerationStream } from "./stream.js";
+import { TurnQueue } from "./turns.js";
+import { checkPromptFits, checkPromptText, validateRequest, type ModelLimits, type ValidRequest } from "./validate.js";
+
+export interface ModelOptions extends LoadModelOptions {
+  /**
+   * A generate() stream nobody reads is cancelled once another request has waited this long for
+   * the model (milliseconds; default DEFAULT_ABANDON_AFTER_MS). See stream.ts.
+   */
+  abandonAfterMs?: number;
+}
+
+/** A checked request, its prompt tokenized and its token budget fitted to the context. */
+interface Plan {
+  request: ValidRequest;
+  ids: readonly number[];
+  images: ImageInput[];
+  promptLength: number;
+  maxNewTokens: number;
+}
 
 export class VisionLanguageModel {
-  /** Generations wait here for the one before them: they share the KV-cache. */
-  private queue: Promise<void> = Promise.resolve();
+  /** Generations take turns: they share the KV-cache. */
+  private readonly turns = new TurnQueue();
 
   constructor(
     readonly llava: LlavaModel,
     readonly tokenizer: Tokenizer | null,
     readonly preprocessor: PreprocessorConfig | null,
-  ) {}
+    readonly abandonAfterMs = DEFAULT_ABANDON_AFTER_MS,
+  ) {
+    checkAbandonAfterMs(abandonAfterMs);
+  }
 
   get gpu(): Gpu {
     return this.llava.gpu;
@@ -45,23 +73,30 @@ export class VisionLanguageModel {
     return this.llava.loadReport;
   }
 
-  /** Streams the reply chunk by chunk; the generator's return value is the whole result. */
-  async *generate(request: GenerateRequest): AsyncGenerator<GenerateChunk, GenerateResult> {
-    const release = await this.turn();
-    try {
-      return yield* this.run(request);
-    } finally {
-      release();
-    }
+  /**
+   * Streams the reply chunk by chunk; the generator's return value is the whole result. The
+   * request is checked at the first next() (RequestError), before it queues behind the
+   * generations already running; a stream left unread is cancelled after abandonAfterMs once
+   * another request waits (stream.ts).
+   */
+  generate(request: GenerateRequest): AsyncGenerator<GenerateChunk, GenerateResult> {
+    return this.stream(request);
   }
 
-  /** Generates the whole reply (onChunk sees it as it streams). */
+  /** Generates the whole reply (onChunk sees it as it streams; if it throws, the generation ends and the error is thrown). */
   async complete(request: GenerateRequest, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {
-    const stream = this.generate(request);
-    for (;;) {
-      const next = await stream.next();
-      if (next.done) return next.value;
-      onChunk?.(next.value);
+    if (onChunk !== undefined && typeof onChunk !== "function") {
+      throw new RequestError("onChunk", `must be a function, not ${describeValue(onChunk)}`);
+    }
+    const stream = this.stream(request);
+    try {
+      for (;;) {
+        const next = await stream.next();
+        if (next.done) return next.value;
+        onChunk?.(next.value);
+      }
+    } finally {
+      await stream.return();
     }
   }
 
@@ -69,51 +104,59 @@ export class VisionLanguageModel {
     this.llava.dispose();
   }
 
-  private async turn(): Promise<() => void> {
-    let release!: () => void;
-    const previous = this.queue;
-    this.queue = new Promise((resolve) => (release = resolve));
-    await previous;
-    return release;
+  private stream(request: GenerateRequest): GenerationStream {
+    return new GenerationStream(this.turns, this.abandonAfterMs, () => this.run(this.plan(request)));
   }
 
-  private async *run(request: GenerateRequest): AsyncGenerator<GenerateChunk, GenerateResult> {
+  private limits(): ModelLimits {
+    const { llava } = this;
+    const vision = llava.vision;
+    return {
+      vocabSize: llava.textConfig.vocabSize,
+      contextLength: llava.contextLength,
+      hasTokenizer: this.tokenizer !== null,
+      vision: vision && { imageTokenId: vision.imageTokenId, imageSize: vision.tower.config.imageSize, featuresPerImage: vision.featuresPerImage },
+      gpu: this.gpu,
+    };
+  }
+
+  /** Everything about a request that can be checked before it waits its turn. */
+  private plan(request: unknown): Plan {
+    this.gpu.assertUsable(); // a lost device fails every request at once
+    const limits = this.limits();
+    const valid = validateRequest(request, limits);
+    const { ids, images, field } = this.promptTokens(valid, limits);
+    const promptLength = this.llava.mergedLength(ids);
+    checkPromptFits(ids, images.length, promptLength, limits, field);
+    // The cache holds the prompt and every generated token but the last, which is never fed back.
+    const maxNewTokens = Math.min(valid.maxNewTokens, limits.contextLength - promptLength + 1);
+    return { request: valid, ids, images, promptLength, maxNewTokens };
+  }
+
+  private async *run(plan: Plan): AsyncGenerator<GenerateChunk, GenerateResult> {
     const { llava, gpu } = this;
+    const { request, ids, images, maxNewTokens } = plan;
+    gpu.assertUsable(); // the device may have been lost while this request waited
     const started = performance.now();
-    const sampling = samplingOptions(request);
-    const { ids, images } = this.promptTokens(request);
-    const promptLength = llava.mergedLength(ids);
-    const context = llava.contextLength;
-    if (promptLength >= context) {
-      throw new RangeError(
-        `the prompt takes ${promptLength} positions (${ids.length} tokens` +
-          `${images.length ? `, ${images.length} image${images.length > 1 ? "s" : ""} of ${llava.vision!.featuresPerImage} positions each` : ""}), ` +
-          `but the context holds ${context}: nothing is left to generate into`,
-      );
-    }
-    const maxNewTokens = request.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
-    check(Number.isInteger(maxNewTokens) && maxNewTokens >= 1, () => `maxNewTokens must be an integer >= 1, not ${maxNewTokens}`);
-    const stopIds = new Set([...llava.textConfig.eosTokenIds, ...(this.tokenizer ? [this.tokenizer.eosId] : [])]);
-    const stopStrings: string[] = [];
-    for (const s of request.stop ?? []) {
-      if (typeof s === "number") stopIds.add(s);
-      else stopStrings.push(s);
-    }
-    const stops = new StopStringFilter(stopStrings);
+    const { temperature } = request.sampling;
+    const sampling = { ...request.sampling, seed: request.sampling.seed ?? (temperature > 0 ? randomInt(2 ** 32) : 0) };
+    const stopIds = new Set([...llava.textConfig.eosTokenIds, ...(this.tokenizer ? [this.tokenizer.eosId] : []), ...request.stopIds]);
+    const stops = new StopStringFilter(request.stopStrings);
     const decoder = this.tokenizer?.decoder();
 
     const result: GenerateResult = {
       text: "",
       tokens: [],
       finishReason: "length",
-      usage: { promptTokens: promptLength, completionTokens: 0 },
+      usage: { promptTokens: plan.promptLength, completionTokens: 0 },
       timings: { loadMs: this.loadReport.loadMs, visionMs: 0, prefillMs: 0, decodeMs: 0, decodeTokensPerSecond: 0 },
     };
+    if (request.signal?.aborted) return { ...result, finishReason: "abort" };
     const owned: Tensor[] = [];
     try {
       // Pixel values (CPU), then the vision tower and projector (GPU).
       const pixels: Tensor[] = [];
-      for (const image of images) pixels.push(await this.pixels(image, request.padToSquare ?? false, owned));
+      for (const image of images) pixels.push(await this.pixels(image, request.padToSquare, owned));
       if (request.signal?.aborted) return { ...result, finishReason: "abort" };
       const features = gpu.scope(() => pixels.map((p) => llava.encodeImage(p)));
       owned.push(...features);
@@ -158,7 +201,7 @@ export class VisionLanguageModel {
           result.finishReason = "stop";
           break;
         }
-        if (result.tokens.length >= maxNewTokens || llava.cache.length >= context) break;
+        if (result.tokens.length >= maxNewTokens) break; // plan() fitted it to the context
         if (request.signal?.aborted) {
           result.finishReason = "abort";
           break;
@@ -184,36 +227,37 @@ export class VisionLanguageModel {
     }
   }
 
-  /** The prompt's token ids and its images, from whichever form the request used. */
-  private promptTokens(request: GenerateRequest): { ids: number[]; images: ImageInput[] } {
-    const forms = [request.messages, request.prompt, request.promptIds].filter((f) => f !== undefined).length;
-    check(forms === 1, () => "give exactly one of messages, prompt and promptIds");
-    if (request.promptIds) return { ids: [...request.promptIds], images: [...(request.images ?? [])] };
-    const tokenizer = this.tokenizer;
-    check(tokenizer !== null, () => `${this.llava.path} has no tokenizer files; pass promptIds instead of text`);
+  /** The prompt's token ids and its images, from whichever form the request used (`field`). */
+  private promptTokens(request: ValidRequest, limits: ModelLimits): { ids: readonly number[]; images: ImageInput[]; field: string } {
+    if (request.promptIds) return { ids: request.promptIds, images: request.images, field: "promptIds" };
+    const tokenizer = this.tokenizer!; // validateRequest refuses text for a model without one
     let text: string;
     let images: ImageInput[];
+    let field: string;
     if (request.messages) {
-      const messages = [...request.messages];
-      if (request.images?.length) {
+      const messages = request.messages;
+      if (request.images.length > 0) {
         const last = messages.map((m) => m.role).lastIndexOf("user");
-        check(last >= 0, () => "images were given but no message has the user role to attach them to");
+        if (last < 0) throw new RequestError("images", "no message has the user role to attach them to");
         messages[last] = { ...messages[last], images: [...(messages[last].images ?? []), ...request.images] };
       }
       ({ text, images } = chatPrompt(messages));
+      field = "messages";
     } else {
       text = request.prompt!;
-      images = [...(request.images ?? [])];
+      images = request.images;
+      field = "prompt";
     }
     const vision = this.llava.vision;
     if (text.includes(IMAGE_TAG) || images.length > 0) {
-      check(vision !== null, () => `${this.llava.path} is a text-only model: it cannot take images`);
+      if (vision === null) throw new RequestError(field, `this model is text-only, but the prompt has an ${IMAGE_TAG} tag`);
       check(
         tokenizer.idOf(IMAGE_TAG) === vision.imageTokenId,
         () => `the tokenizer's ${IMAGE_TAG} token is ${tokenizer.idOf(IMAGE_TAG)}, but the model expects id ${vision.imageTokenId}`,
       );
     }
-    return { ids: tokenizer.encode(text), images };
+    checkPromptText(text, limits, field);
+    return { ids: tokenizer.encode(text), images, field };
   }
 
   /** An image input → pixel values [3, size, size] on the GPU (registered in `owned` when made here). */
@@ -232,17 +276,6 @@ export class VisionLanguageModel {
   }
 }
 
-function samplingOptions(request: GenerateRequest) {
-  const temperature = request.temperature ?? 0;
-  return {
-    temperature,
-    topK: request.topK,
-    topP: request.topP,
-    repetitionPenalty: request.repetitionPenalty,
-    seed: request.seed ?? (temperature > 0 ? randomInt(2 ** 32) : 0),
-  };
-}
-
 async function exists(path: string): Promise<boolean> {
   return access(path).then(
     () => true,
@@ -254,7 +287,8 @@ async function exists(path: string): Promise<boolean> {
  * Loads a Hugging Face LLaVA (or LLaMA) folder: weights on the GPU, plus its tokenizer and
  * image preprocessing when the folder has them.
  */
-export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<VisionLanguageModel> {
+export async function loadModel(path: string, options: ModelOptions = {}): Promise<VisionLanguageModel> {
+  if (options.abandonAfterMs !== undefined) checkAbandonAfterMs(options.abandonAfterMs); // before minutes of loading
   const llava = await loadLlava(path, options);
   try {
     const hasTokenizer = (await exists(join(path, "tokenizer.json"))) || (await exists(join(path, "tokenizer.model")));
@@ -275,7 +309,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
         () => `${preprocessor!.source}: crops to ${crop.width}x${crop.height}, but the vision tower takes ${size}x${size} images`,
       );
     }
-    return new VisionLanguageModel(llava, tokenizer, preprocessor);
+    return new VisionLanguageModel(llava, tokenizer, preprocessor, options.abandonAfterMs);
   } catch (error) {
     llava.dispose();
     throw error;

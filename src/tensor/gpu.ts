@@ -26,6 +26,9 @@ export type { GpuOptions } from "./adapter.js";
 
 const UNIFORM_CHUNK_BYTES = 64 * 1024;
 
+/** How long a failed GPU promise waits for `device.lost` to say whether the device is gone. */
+const LOSS_REPORT_WAIT_MS = 1000;
+
 interface UniformChunk {
   buffer: GPUBuffer;
   data: Uint8Array;
@@ -449,14 +452,26 @@ export class Gpu {
 
   // ---------------------------------------------------------------- errors and loss
 
-  /** Awaits a GPU promise; if the device was lost meanwhile, throws that instead of the raw rejection. */
+  /**
+   * Awaits a GPU promise; if the device was lost meanwhile, throws that instead of the raw
+   * rejection. A loss may reject pending work before `device.lost` resolves, so a rejection
+   * waits (briefly) for the loss to be reported.
+   */
   private async guard<T>(promise: Promise<T>): Promise<T> {
     try {
       return await promise;
     } catch (error) {
-      if (this.lostInfo) throw new DeviceLostError(this.lostMessage());
+      if (!this.lostInfo && !this.destroyed) await this.lossReported();
+      this.assertUsable();
       throw error;
     }
+  }
+
+  /** Resolves when `device.lost` does, or after LOSS_REPORT_WAIT_MS if it does not. */
+  private async lossReported(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.device.lost, new Promise((resolve) => (timer = setTimeout(resolve, LOSS_REPORT_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   private async throwReportedErrors(): Promise<void> {
@@ -480,7 +495,8 @@ export class Gpu {
     return this.lostInfo !== null;
   }
 
-  private assertUsable(): void {
+  /** Throws DeviceLostError once the device is lost or destroyed (by destroy() or a raw device.destroy()). */
+  assertUsable(): void {
     if (this.lostInfo) throw new DeviceLostError(this.lostMessage());
     if (this.destroyed) throw new DeviceLostError("this Gpu was destroyed");
   }
