@@ -77,6 +77,16 @@ describe("the kernel benchmark's check", async () => {
     expect(chart).toContain(`matmul ${results.find((r) => r.status === "ok")!.version},`);
   });
 
+  it("the roofline leaves out a rate that is not finite (a run timed at zero) instead of drawing axes to infinity", async () => {
+    const kase = tiny.find((c) => c.op === "matmul" && c.phase === "prefill")!;
+    const results = await bench([kase]);
+    const ok = results.filter((r) => r.status === "ok");
+    const untimeable = { ...ok[0], version: "instant", gflops: Infinity, gbps: Infinity };
+    const chart = rooflineSvg([...ok, untimeable], LIMITS, { title: "zero time" });
+    expect(chart).not.toContain("instant");
+    expect((chart.match(/<title>/g) ?? []).length).toBe(ok.length);
+  });
+
   it("an output off by 1e-4 relative fails the f32 tolerance, beside the right version", async () => {
     const kase = tiny.find((c) => c.op === "activation")!;
     const [right] = kase.versionNames;

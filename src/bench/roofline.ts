@@ -29,7 +29,7 @@ export interface RooflineOptions {
 
 export function rooflineSvg(results: readonly KernelResult[], limits: DeviceLimits, options: RooflineOptions): string {
   // Only versions that were checked right and timed: a wrong one's speed means nothing.
-  const points = results.filter((r) => r.status === "ok" && r.time && r.gflops > 0 && r.intensity > 0);
+  const points = results.filter((r) => r.status === "ok" && r.time && r.gflops > 0 && Number.isFinite(r.gflops) && r.intensity > 0 && Number.isFinite(r.intensity));
   const bw = limits.bandwidthGBps;
   const peak = limits.computeGFlops;
   const ridge = peak / bw;

@@ -17,6 +17,7 @@
  */
 import { performance } from "node:perf_hooks";
 import type { Gpu } from "../tensor/gpu.js";
+import { median } from "./stats.js";
 
 export type TimingMethod = "timestamp" | "wall";
 
@@ -51,6 +52,11 @@ export interface Timing {
 
 /** The most runs one sample repeats (for work so short that timestamps barely see it). */
 const MAX_RUNS_PER_SAMPLE = 256;
+/**
+ * When even that many runs measure as no time at all (Dawn rounds timestamps, and a pass can
+ * fall inside one tick), the samples are taken again with 16 times the runs, up to this many.
+ */
+const MAX_RUNS_PER_SAMPLE_RETRIED = 16 * 16 * MAX_RUNS_PER_SAMPLE;
 
 export function defaultMethod(gpu: Gpu): TimingMethod {
   return gpu.hasTimestamps ? "timestamp" : "wall";
@@ -74,9 +80,15 @@ export async function timeGpu(gpu: Gpu, record: (run: number) => void, options: 
   const runsPerSample = Math.min(MAX_RUNS_PER_SAMPLE, probe > 0 ? Math.max(1, Math.ceil(minSampleMs / probe)) : MAX_RUNS_PER_SAMPLE);
   const affordable = Math.floor(budgetMs / Math.max(probe * runsPerSample, 1e-3));
   const count = Math.max(minRepeats, Math.min(repeats, affordable));
-  if (count <= 1 && runsPerSample === 1) return { samples: [probe], runsPerSample, method };
-  const samples = await timeSamples(gpu, method, next, count, runsPerSample);
-  return { samples, runsPerSample, method };
+  if (count <= 1 && runsPerSample === 1 && probe > 0) return { samples: [probe], runsPerSample, method };
+  let runs = runsPerSample;
+  let samples = await timeSamples(gpu, method, next, count, runs);
+  while (median(samples) <= 0 && runs < MAX_RUNS_PER_SAMPLE_RETRIED) {
+    runs *= 16;
+    samples = await timeSamples(gpu, method, next, count, runs);
+  }
+  if (!(median(samples) > 0)) throw new Error(`timeGpu: ${runs} runs in a row took no measurable time (under the timer's resolution)`);
+  return { samples, runsPerSample: runs, method };
 }
 
 /**
