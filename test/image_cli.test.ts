@@ -2,7 +2,8 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import generateCommand from "../src/cli/generate.js";
 import command from "../src/cli/preprocess.js";
 import { UsageError } from "../src/cli/command.js";
 import { preprocessImages } from "../src/image/preprocess.js";
@@ -66,5 +67,24 @@ describe("wgsl-vlm preprocess", () => {
 
   it("applies --max-pixels", async () => {
     await expect(run(["--image", images[0], "--out", join(dir, "x.safetensors"), "--max-pixels", "1000"])).rejects.toThrow(/over the limit of 1000/);
+  });
+});
+
+describe("wgsl-vlm generate", () => {
+  it("refuses a bad --image before it spends time loading the model", async () => {
+    const model = join(import.meta.dirname, "../weights/shapes-llava");
+    for (const [image, message] of [
+      ["/dev/zero", /\/dev\/zero: not a regular file but a character device/],
+      [join(import.meta.dirname, "../README.md"), /README\.md: not an image in a supported format/],
+      ["/no/such/image.png", /image\.png: cannot read \(ENOENT\)/],
+    ] as const) {
+      const writes = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+      try {
+        await expect(generateCommand.run(["--model", model, "--image", image, "--prompt", "What is it?"])).rejects.toThrow(message);
+        expect(writes.mock.calls.join("")).not.toContain("loading weights");
+      } finally {
+        writes.mockRestore();
+      }
+    }
   });
 });

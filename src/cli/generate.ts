@@ -1,6 +1,7 @@
 /** `wgsl-vlm generate`: one answer, streamed to stdout. */
 import { parseArgs } from "node:util";
 import type { GenerateResult } from "../generate/request.js";
+import { checkImage } from "../image/decode.js";
 import { UsageError, type Command } from "./command.js";
 import { loadModelFrom, MODEL_OPTIONS, MODEL_USAGE, SAMPLING_OPTIONS, SAMPLING_USAGE, samplingFrom } from "./model_options.js";
 
@@ -41,9 +42,11 @@ ${MODEL_USAGE}`,
     if (values.prompt === undefined) throw new UsageError("--prompt TEXT is required");
     if (values.raw && values.system !== undefined) throw new UsageError("--system has no place in a --raw prompt");
     const sampling = samplingFrom(values);
+    const images = values.image ?? [];
+    // A bad image is found before the model is loaded, which can take far longer than this.
+    for (const image of images) await checkImage(image);
     const model = await loadModelFrom(values);
     try {
-      const images = values.image ?? [];
       const request = values.raw
         ? { prompt: values.prompt, images }
         : {

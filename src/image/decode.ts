@@ -55,8 +55,21 @@ export interface DecodedImage extends RgbImage {
   sourceChannels: number;
 }
 
-/** Decodes an image file (path or bytes) to 8-bit RGB as PIL's open + convert("RGB") would. */
-export async function decodeImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
+/** What an image's header says, checked: its format, its size, and that the decoder can take it. */
+interface ImageHeader {
+  name: string;
+  bytes: Uint8Array;
+  format: DecodedImage["format"];
+  width: number;
+  height: number;
+  metadata: Metadata;
+  /** A GIF's first frame as PIL places it on its logical screen. */
+  gif: ReturnType<typeof gifFirstFrame> | undefined;
+  sharpOptions: SharpOptions;
+  fail: (message: string) => never;
+}
+
+async function readImageHeader(input: string | Uint8Array, options: DecodeOptions): Promise<ImageHeader> {
   const name = typeof input === "string" ? input : (options.name ?? "image buffer");
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels >= 1)) throw new RangeError(`decodeImage: maxPixels must be at least 1, not ${maxPixels}`);
@@ -104,6 +117,22 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   checkPixels(width, height);
   if (!SUPPORTED_SPACES.includes(metadata.space as string)) fail(`colour space '${metadata.space}' is not supported`);
   if (metadata.depth !== "uchar" && metadata.depth !== "ushort") fail(`${metadata.depth} samples are not supported (only 8- and 16-bit)`);
+  return { name, bytes, format, width, height, metadata, gif, sharpOptions, fail };
+}
+
+/**
+ * Checks an image file (path or bytes) as far as its header, without decoding its pixels: a
+ * regular file within the size limit, a supported format, within the pixel limit. What a
+ * command calls on its image arguments before it spends time loading a model.
+ */
+export async function checkImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<{ format: DecodedImage["format"]; width: number; height: number }> {
+  const { format, width, height, gif } = await readImageHeader(input, options);
+  return { format, width: gif?.width ?? width, height: gif?.height ?? height };
+}
+
+/** Decodes an image file (path or bytes) to 8-bit RGB as PIL's open + convert("RGB") would. */
+export async function decodeImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
+  const { bytes, format, width, height, metadata, gif, sharpOptions, fail } = await readImageHeader(input, options);
 
   const decode = async (pipeline: Sharp, depth: "uchar" | "ushort") => {
     let result: { data: Buffer; info: { width: number; height: number; channels: number } };
