@@ -149,6 +149,39 @@ describe("end-to-end measurement", async () => {
     }
   });
 
+  it("makes no bind group after the first decoded token: each step gets the same pooled buffers", async () => {
+    const config = parseConfig(
+      {
+        model_type: "llama",
+        vocab_size: 640,
+        hidden_size: 64,
+        intermediate_size: 96,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 128,
+      },
+      "small llama",
+    );
+    const { model } = await randomLlava(gpu, config, { dtype: "f32", contextLength: 64 });
+    const vlm = new VisionLanguageModel(model, null, null);
+    try {
+      const made: number[] = [];
+      let before = gpu.bindGroupsCreated;
+      for await (const chunk of vlm.generate({ promptIds: [1, 2, 3, 4, 5], maxNewTokens: 24, stop: [] })) {
+        expect(chunk.token).toBeGreaterThanOrEqual(0);
+        made.push(gpu.bindGroupsCreated - before);
+        before = gpu.bindGroupsCreated;
+      }
+      expect(made).toHaveLength(24);
+      // Token 0 comes with the prefill, token 1 is the first decode step: both bind new buffers.
+      expect(made[1]).toBeGreaterThan(0);
+      expect(made.slice(2)).toEqual(Array(22).fill(0));
+    } finally {
+      vlm.dispose();
+    }
+  });
+
   it("extrapolates a phase as t(0 layers) + layers · (t(1 layer) - t(0 layers))", () => {
     const zero = summarize([10, 12, 11]); // median 11, spread 1/11
     const one = summarize([15, 16, 20]); // median 16, spread 1/16
@@ -165,6 +198,7 @@ describe("end-to-end measurement", async () => {
     expect(result.image!.ms).toBeGreaterThan(0);
     expect(result.prefill.tokensPerSecond).toBeGreaterThan(0);
     expect(result.perToken.submits).toBe(1);
+    expect(result.perToken.bindGroups).toBe(0); // the timed steps follow a warm-up step that bound every buffer once
     // Timed step n (from 1) decodes over context + n positions; the figure is their mean.
     const config = shapeConfig("tiny") as ModelConfig & { text: LlamaConfig };
     const launches = sumOver(1, decodeSteps, (n) => decodeLaunches(gpu, config, result.dtype, context + n));

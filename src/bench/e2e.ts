@@ -107,6 +107,8 @@ export interface E2EResult {
   perToken: {
     dispatches: number;
     submits: number;
+    /** Bind groups made per timed token: 0 once every buffer a step binds is the one it bound the step before. */
+    bindGroups: number;
     weightBytesRead: number;
     /** weightBytesRead / decoderWeightBytes; 1.0 is ideal. */
     weightReadRatio: number;
@@ -401,7 +403,7 @@ async function measureDecode(run: Run, context: number, steps: number, decoderBy
   const recordMs: number[] = [];
   let weightBytesRead = 0;
   gpu.launchObserver = (launch) => (weightBytesRead += weightBytesOf(launch, cacheBuffers));
-  const [dispatches, submits] = [gpu.dispatchCount, gpu.submitCount];
+  const [dispatches, submits, bindGroups] = [gpu.dispatchCount, gpu.submitCount, gpu.bindGroupsCreated];
   try {
     for (let n = 1; n <= steps; n++) {
       const start = performance.now();
@@ -420,6 +422,7 @@ async function measureDecode(run: Run, context: number, steps: number, decoderBy
     perToken: {
       dispatches: (gpu.dispatchCount - dispatches) / steps,
       submits: (gpu.submitCount - submits) / steps,
+      bindGroups: (gpu.bindGroupsCreated - bindGroups) / steps,
       weightBytesRead: weightBytesRead / steps,
       weightReadRatio: weightBytesRead / steps / decoderBytes,
       recordMs: summarize(recordMs),

@@ -213,6 +213,7 @@ export function e2eMarkdown(r: E2EResult): string {
     ["peak GPU memory", bytes(r.peakMemoryBytes)],
     ["dispatches per decoded token", num(r.perToken.dispatches)],
     ["submits per decoded token", num(r.perToken.submits)],
+    ["bind groups made per decoded token", num(r.perToken.bindGroups)],
     ["weight bytes read per token / decoder weight bytes", `${r.perToken.weightReadRatio.toFixed(3)} (${bytes(r.perToken.weightBytesRead)} of ${bytes(r.decoderWeightBytes)})`],
     ["CPU time recording a token", `${ms(r.perToken.recordMs.median)} ±${percent(r.perToken.recordMs.spread)}`],
   );

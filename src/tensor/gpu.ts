@@ -81,6 +81,8 @@ export class Gpu {
   dispatchesInBatch = 0;
   dispatchCount = 0;
   submitCount = 0;
+  /** Bind groups made (each launch whose buffers were not bound together before makes one). */
+  bindGroupsCreated = 0;
   /** Sees every launch as it is recorded: how the benchmarks (src/bench) count dispatches and the weight bytes they read. */
   launchObserver: ((launch: LaunchRecord) => void) | null = null;
 
@@ -270,6 +272,7 @@ export class Gpu {
     if (!bindGroup) {
       entries.unshift({ binding: 0, resource: { buffer: chunk.buffer, offset: 0, size: kernel.paramBytes } });
       bindGroup = this.device.createBindGroup({ label, layout: layout.bindGroup, entries });
+      this.bindGroupsCreated++;
       if (this.bindGroups.size > 8192) this.bindGroups.clear();
       this.bindGroups.set(cacheKey, bindGroup);
     }

@@ -4,7 +4,10 @@
  * A forward pass allocates the same activation sizes over and over (every layer, every token),
  * and creating a GPUBuffer costs far more than reusing one. Freed buffers go on a free list
  * keyed by their exact (rounded) size and are handed out again for the next request of that
- * size. Reuse is safe without waiting for the GPU: commands run in the order they were
+ * size: always the free one created first (the lowest id). Which buffer a request gets then
+ * depends only on which buffers are free, not on the order they were freed in, so a decode
+ * step, which makes the same requests every token from the same free buffers, gets the same
+ * buffers every token, and the bind groups cached for them are reused instead of made again. Reuse is safe without waiting for the GPU: commands run in the order they were
  * recorded, so a later kernel that overwrites a recycled buffer runs after every earlier
  * kernel that read it.
  *
@@ -96,7 +99,11 @@ export class BufferPool {
     this.pooledBytes += size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buffer);
+    // Kept sorted by id, highest first, so acquire() pops the free buffer with the lowest id.
+    const id = bufferId(buffer);
+    let at = list.length;
+    while (at > 0 && bufferId(list[at - 1]) < id) at--;
+    list.splice(at, 0, buffer);
   }
 
   /** Destroys every pooled (unused) buffer, giving its memory back to the device. */
