@@ -30,9 +30,9 @@ import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { performance } from "node:perf_hooks";
 import { randomFill } from "../kernels/random_fill.js";
-import { sampleToken } from "../kernels/sample/index.js";
 import { ClipVisionTower } from "../models/clip.js";
 import { LlamaDecoder, type KVCache } from "../models/llama.js";
+import { recordDecodeStep, recordPrefill, TokenSampler } from "../generate/token_step.js";
 import { loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
 import { randomLlava, weightBytes } from "./random_model.js";
 import type { WeightStore } from "../models/weights.js";
@@ -266,10 +266,8 @@ interface Run {
   /** The model's weights, to build parts of it (random shapes only). */
   weights: WeightStore | null;
   ids: number[];
-  /** u32 [1]: where each step's sampled id goes and the next step's embedding reads it. */
-  token: Tensor;
-  /** Greedy sampling into `token`, with the token history, as generate() does it. */
-  sample: (logits: Tensor, step: number, historyLength: number) => void;
+  /** Greedy, into the token each next step's embedding reads, with the token history: as generate() samples. */
+  sampler: TokenSampler;
   repeats: number;
   sampleLayers: boolean;
   contextLength: number;
@@ -343,19 +341,13 @@ async function measureImage(run: Run, vision: VisionPart, featureCount: number):
 
 /** The prompt through the decoder, the first token sampled and read back. */
 async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: number): Promise<PhaseTiming> {
-  const { gpu, model, weights, ids, token, repeats, progress } = run;
+  const { gpu, model, weights, ids, sampler, repeats, progress } = run;
   const text = model.textConfig;
   const once = (decoder: LlamaDecoder, cache: KVCache, promptIds: number[], promptFeatures: Tensor[]) => () =>
     wallMs(
       gpu,
-      () => {
-        cache.length = 0;
-        gpu.scope(() => {
-          const hidden = decoder.forward(model.embedPrompt(promptIds, promptFeatures), cache);
-          run.sample(decoder.logits(takeRows(hidden, hidden.dim(0) - 1, 1)), 0, promptIds.length);
-        });
-      },
-      () => token.read(),
+      () => recordPrefill(model, promptIds, promptFeatures, sampler, decoder, cache),
+      () => sampler.token.read(),
     );
   if (!run.sampleLayers) {
     progress(`prefill of ${positions} positions through ${text.numHiddenLayers} layers`);
@@ -385,16 +377,12 @@ async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: numb
 
 /** `steps` tokens decoded at `context`, each as generate() does it: recorded, submitted once, its id read back. */
 async function measureDecode(run: Run, context: number, steps: number, decoderBytes: number): Promise<{ msPerToken: Summary; perToken: E2EResult["perToken"] }> {
-  const { gpu, model, ids, token, progress } = run;
+  const { gpu, model, sampler, progress } = run;
   progress(`decoding ${steps} tokens at context ${context}`);
-  const { decoder, cache } = model;
+  const { cache } = model;
+  const token = sampler.token;
   const cacheBuffers = new Set([...cache.keys, ...cache.values].map((t) => t.buffer));
-  const step = (n: number) => {
-    gpu.scope(() => {
-      const hidden = decoder.forward(decoder.embed(token), cache);
-      run.sample(decoder.logits(hidden), n + 1, ids.length + n);
-    });
-  };
+  const step = (n: number) => recordDecodeStep(model, sampler, n + 1);
   cache.length = context;
   step(0); // warm-up (compiles the decode pipelines)
   await token.read();
@@ -474,8 +462,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
       model,
       weights,
       ids,
-      token,
-      sample: (logits, step, length) => sampleToken(logits, { temperature: 0, seed: 0, step, history: { ids: history, length }, out: token }),
+      sampler: new TokenSampler(token, history, ids.length, { temperature: 0, seed: 0 }),
       repeats: s.repeats,
       sampleLayers: s.sampleLayers,
       contextLength: s.contextLength,

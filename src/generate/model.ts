@@ -20,8 +20,6 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { CONFIG_FILE_NAME, loadPreprocessorConfig, parsePreprocessorConfig, type PreprocessorConfig } from "../image/config.js";
 import { preprocessImage, type PixelValues } from "../image/preprocess.js";
-import { sampleToken } from "../kernels/sample/index.js";
-import { takeRows } from "../tensor/copy.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { Tensor } from "../tensor/tensor.js";
@@ -32,6 +30,7 @@ import { loadLlava, type LlavaModel, type LoadModelOptions, type LoadReport } fr
 import type { GenerateChunk, GenerateRequest, GenerateResult } from "./request.js";
 import { StopStringFilter } from "./stop.js";
 import { checkAbandonAfterMs, DEFAULT_ABANDON_AFTER_MS, GenerationStream } from "./stream.js";
+import { recordDecodeStep, recordPrefill, TokenSampler } from "./token_step.js";
 import { TurnQueue } from "./turns.js";
 import { checkPromptFits, checkPromptText, validateRequest, type ModelLimits, type ValidRequest } from "./validate.js";
 
@@ -172,12 +171,8 @@ export class VisionLanguageModel {
       const token = gpu.empty([1], "u32", { name: "next token" });
       owned.push(token);
 
-      llava.cache.length = 0;
-      gpu.scope(() => {
-        const hidden = llava.decoder.forward(llava.embedPrompt(ids, features), llava.cache);
-        const logits = llava.decoder.logits(takeRows(hidden, hidden.dim(0) - 1, 1));
-        sampleToken(logits, { ...sampling, step: 0, history: { ids: history, length: ids.length }, out: token });
-      });
+      const sampler = new TokenSampler(token, history, ids.length, sampling);
+      recordPrefill(llava, ids, features, sampler);
       for (const f of features) f.dispose();
 
       let decodeStart = 0;
@@ -206,11 +201,7 @@ export class VisionLanguageModel {
           result.finishReason = "abort";
           break;
         }
-        gpu.scope(() => {
-          const hidden = llava.decoder.forward(llava.decoder.embed(token), llava.cache);
-          const historyLength = ids.length + step + 1;
-          sampleToken(llava.decoder.logits(hidden), { ...sampling, step: step + 1, history: { ids: history, length: historyLength }, out: token });
-        });
+        recordDecodeStep(llava, sampler, step + 1);
       }
       const rest = stops.push(decoder?.flush() ?? "") + stops.flush();
       if (rest) {
