@@ -220,12 +220,14 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
   const text = config.text;
   // Refused before a device is made; whether it fits a storage binding is known once the dtype is.
   if (options.contextLength !== undefined) checkContextLength(text, options.contextLength);
-  const ownsDevice = options.gpu === undefined;
-  const gpu = options.gpu ?? (await Gpu.create(options));
+  // The checkpoint is opened and matched with the config before a device is made too.
   const checkpoint = await Checkpoint.open(path);
+  const ownsDevice = options.gpu === undefined;
+  let gpu: Gpu | undefined;
   let store: WeightStore | undefined;
   try {
     const resolved = resolveWeights(config, checkpoint);
+    gpu = options.gpu ?? (await Gpu.create(options));
     const dtype = chooseDtype(gpu, checkpoint, resolved, options.dtype);
     const contextLength = chooseContextLength(text, dtype, gpu.limits.maxStorageBufferBindingSize, options.contextLength);
     gpu.pool.resetPeak();
@@ -252,7 +254,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
     return model;
   } catch (error) {
     store?.dispose();
-    if (ownsDevice) gpu.destroy();
+    if (ownsDevice) gpu?.destroy();
     throw error;
   } finally {
     await checkpoint.close();

@@ -12,9 +12,9 @@
  * index, the shard and the tensor rather than a guess. (The index's `metadata.total_size` is
  * informational and not checked: writers disagree on what it counts.)
  *
- * Loading a model starts with checkModelFolder, so that passing one of the folder's files, a
- * folder without config.json or one without weights gets a message saying what to pass
- * instead, rather than whatever the first file read makes of it.
+ * Loading a model starts with checkModelFolder, so that passing one of the folder's files or a
+ * folder without config.json gets a message saying what to pass instead, rather than whatever
+ * the first file read makes of it.
  */
 import { readdir, stat } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
@@ -154,8 +154,8 @@ export class Checkpoint {
 
 /**
  * Checks that `path` is a model folder before anything is read from it: it exists, is a folder
- * (not one of its files), and holds config.json and weights. Each mistake is its own error,
- * saying what to pass instead.
+ * (not one of its files), and holds config.json. Each mistake is its own error, saying what to
+ * pass instead. (A folder without weights is Checkpoint.open's to report.)
  */
 export async function checkModelFolder(path: string): Promise<void> {
   const kind = await pathKind(path);
@@ -167,8 +167,6 @@ export async function checkModelFolder(path: string): Promise<void> {
   if ((await pathKind(join(path, MODEL_CONFIG_FILE))) !== "file") {
     throw new CheckpointError(`${path}: not a model folder: it has no ${MODEL_CONFIG_FILE}${await subfolderHint(path)}`);
   }
-  const hasWeights = (await pathKind(join(path, SINGLE_FILE))) === "file" || (await pathKind(join(path, INDEX_FILE))) === "file";
-  if (!hasWeights) throw new CheckpointError(await noWeightsMessage(path));
 }
 
 /** What to pass instead of a file: the folder holding it when that is a model folder; GGUF is named as unsupported. */
