@@ -11,6 +11,7 @@ import {
   type AttentionVersion,
 } from "../src/kernels/attention/index.js";
 import { attentionTolerance } from "../src/kernels/attention/reference.js";
+import type { StepValue, U32Source } from "../src/kernels/step_value.js";
 import type { DType } from "../src/tensor/dtype.js";
 import { ShapeError } from "../src/tensor/errors.js";
 import { Gpu } from "../src/tensor/gpu.js";
@@ -244,5 +245,176 @@ describe("attention", async () => {
       expect(() => splitKAttention(q, kv, kv, { ...tokens, chunkSize })).toThrow(/chunkSize .* must be an integer in \[1, 256\]/);
     }
     expect(gpu.dispatchCount).toBe(before);
+  });
+});
+
+/**
+ * Several sequences decoded in one batch share one q and one output [R, H, D], a sequence's
+ * rows one after another; attention runs once per sequence over its own cache (`rows`, `out`).
+ * Each version must read its queries from those rows (the others hold NaN), write the same
+ * rows of `out` and no others (out starts poisoned: a row written by mistake stops being NaN),
+ * and give exactly what it gives for the same queries alone in their own tensor.
+ */
+describe("attention over rows of a shared q and out", async () => {
+  const gpu = await testGpu();
+  const random = rng();
+  const versions = (Object.keys(ATTENTION_VERSIONS) as AttentionVersion[]).filter((name) => attentionVersionSupported(gpu, name));
+  const [R, H, Hkv, CAPACITY] = [5, 4, 2, 12];
+
+  /** A cache [H_kv, CAPACITY, D] with `valid` random positions, NaN after. */
+  function cacheOf(D: number, valid: number, dtype: DType) {
+    const values = randn(random, Hkv * CAPACITY * D);
+    for (let g = 0; g < Hkv; g++) values.fill(NaN, (g * CAPACITY + valid) * D, (g + 1) * CAPACITY * D);
+    return upload(gpu, values, [Hkv, CAPACITY, D], dtype);
+  }
+  const host = (x: { t: Tensor; values: Float64Array }) => ({ values: x.values, shape: x.t.shape });
+
+  /** Elements of rows [start, start + count) of an [R, H, D] array. */
+  const rowsOf = (values: ArrayLike<number>, start: number, count: number, D: number) =>
+    Array.from(values).slice(start * H * D, (start + count) * H * D);
+
+  /** Every element outside rows [start, start + count) of `values` is NaN (never written). */
+  function expectUntouched(values: ArrayLike<number>, start: number, count: number, D: number, what: string) {
+    const written = new Set(Array.from({ length: count * H * D }, (_, e) => start * H * D + e));
+    const touched = Array.from(values).findIndex((x, e) => !written.has(e) && !Number.isNaN(x));
+    expect(touched, `${what}: element ${touched} outside rows [${start}, ${start + count}) was written`).toBe(-1);
+  }
+
+  interface RowsCase {
+    start: number;
+    count: number;
+    D: number;
+    /** Valid cache positions; query i sits at queryOffset + i, the keys after the last query are masked. */
+    length: number;
+    queryOffset: number;
+  }
+
+  const CASES: RowsCase[] = [
+    { start: 1, count: 1, D: 8, length: 7, queryOffset: 4 },
+    { start: 1, count: 3, D: 8, length: 9, queryOffset: 3 },
+    { start: 1, count: 1, D: 17, length: 6, queryOffset: 5 },
+    { start: 1, count: 3, D: 17, length: 11, queryOffset: 2 },
+  ];
+
+  /**
+   * One version on one case, the cache length and query offset as numbers or (`dynamic`) as
+   * StepValues from one state element, as the decode loop has them.
+   */
+  async function checkRows(version: AttentionVersion, c: RowsCase, dtype: DType, dynamic: boolean) {
+    const what = `${version} ${dtype} rows [${c.start}, ${c.start + c.count}) of ${R}, D=${c.D}, length ${c.length}, offset ${c.queryOffset}${dynamic ? ", step values" : ""}`;
+    // The other sequences' rows of q hold NaN: a version that reads one of them fails.
+    const qValues = randn(random, R * H * c.D);
+    qValues.fill(NaN, 0, c.start * H * c.D).fill(NaN, (c.start + c.count) * H * c.D);
+    const q = upload(gpu, qValues, [R, H, c.D], dtype);
+    const [k, v] = [cacheOf(c.D, c.length, dtype), cacheOf(c.D, c.length, dtype)];
+    const numeric: AttentionOptions = { layout: "cache", length: c.length, causal: true, queryOffset: c.queryOffset };
+    let options: AttentionOptions<U32Source> = numeric;
+    if (dynamic) {
+      // state[1] - 2 is the offset, the length `ahead` keys past it; the max leaves room to spare.
+      const ahead = c.length - c.queryOffset;
+      const state = gpu.tensor([0xdeadbeef, c.queryOffset + 2, 0xdeadbeef], [3], "u32");
+      const position: StepValue = { tensor: state, index: 1, plus: -2, max: CAPACITY - ahead };
+      options = { ...numeric, queryOffset: position, length: { ...position, plus: position.plus + ahead, max: position.max + ahead } };
+    }
+    const rows = { start: c.start, count: c.count };
+    const out = gpu.empty([R, H, c.D], dtype, { name: "shared attention output" });
+    expect(ATTENTION_VERSIONS[version](q.t, k.t, v.t, { ...options, rows, out }), what).toBe(out);
+    const values = await out.read();
+
+    const expected = attentionReference(host(q), host(k), host(v), { ...numeric, rows });
+    const sliced = Float64Array.from(rowsOf(q.values, c.start, c.count, c.D));
+    expect(expected, `${what}: the reference with rows is the reference on the sliced q`).toEqual(
+      attentionReference({ values: sliced, shape: [c.count, H, c.D] }, host(k), host(v), numeric),
+    );
+    const taken = rowsOf(values, c.start, c.count, c.D);
+    expectClose(taken, expected, attentionTolerance(dtype), what);
+    expectUntouched(values, c.start, c.count, c.D, what);
+
+    const alone = ATTENTION_VERSIONS[version](gpu.tensor(sliced, [c.count, H, c.D], dtype), k.t, v.t, options);
+    expect(taken, `${what}: the same as the sliced q alone`).toEqual(Array.from(await alone.read()));
+  }
+
+  for (const version of versions) {
+    it(`${version}: rows in the middle of a shared q, causal, numbers and step values`, async () => {
+      for (const dtype of floatDtypes(gpu)) {
+        for (const c of CASES) {
+          for (const dynamic of [false, true]) await checkRows(version, c, dtype, dynamic);
+        }
+      }
+    });
+
+    it(`${version}: two sequences over their own caches fill one shared out, as a batch does`, async () => {
+      const D = 8;
+      const q = upload(gpu, randn(random, R * H * D), [R, H, D], "f32");
+      // Sequence A decodes 2 positions from 4 (6 keys); sequence B prefills 3 from 0 over tokens-layout keys.
+      const [kA, vA] = [cacheOf(D, 6, "f32"), cacheOf(D, 6, "f32")];
+      const [kB, vB] = [0, 1].map(() => upload(gpu, randn(random, 3 * Hkv * D), [3, Hkv, D], "f32"));
+      const a: AttentionOptions = { layout: "cache", length: 6, causal: true, queryOffset: 4, rows: { start: 0, count: 2 } };
+      const b: AttentionOptions = { layout: "tokens", causal: true, rows: { start: 2, count: 3 } };
+      const out = gpu.empty([R, H, D], "f32");
+      ATTENTION_VERSIONS[version](q.t, kA.t, vA.t, { ...a, out });
+      ATTENTION_VERSIONS[version](q.t, kB.t, vB.t, { ...b, out });
+      const expected = [...attentionReference(host(q), host(kA), host(vA), a), ...attentionReference(host(q), host(kB), host(vB), b)];
+      expectClose(await out.read(), expected, TOLERANCE.f32, `${version}: two sequences`);
+    });
+
+    it(`${version}: an out without rows is written instead of a new tensor`, async () => {
+      const [S, D] = [3, 17];
+      const q = upload(gpu, randn(random, S * H * D), [S, H, D], "f32");
+      const [k, v] = [0, 1].map(() => upload(gpu, randn(random, 4 * Hkv * D), [4, Hkv, D], "f32"));
+      const options: AttentionOptions = { layout: "tokens" };
+      const out = gpu.empty([S, H, D], "f32");
+      expect(ATTENTION_VERSIONS[version](q.t, k.t, v.t, { ...options, out })).toBe(out);
+      expectClose(await out.read(), attentionReference(host(q), host(k), host(v), options), TOLERANCE.f32, `${version}: given out`);
+    });
+  }
+
+  it("attention() picks its version for the rows taken, and writes them", async () => {
+    const D = 8;
+    const q = upload(gpu, randn(random, R * H * D), [R, H, D], "f32");
+    const [k, v] = [cacheOf(D, 9, "f32"), cacheOf(D, 9, "f32")];
+    const options: AttentionOptions = { layout: "cache", length: 9, causal: true, rows: { start: 3, count: 2 } };
+    const out = gpu.empty([R, H, D], "f32");
+    expect(attention(q.t, k.t, v.t, { ...options, out })).toBe(out);
+    const values = await out.read();
+    expectClose(rowsOf(values, 3, 2, D), attentionReference(host(q), host(k), host(v), options), TOLERANCE.f32, "attention() rows");
+    expectUntouched(values, 3, 2, D, "attention() rows");
+  });
+
+  it("rejects bad rows and outs, naming the op and the argument, before any dispatch", () => {
+    const t = (shape: number[], dtype: DType = "f32") => gpu.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
+    const q = t([R, H, 8]);
+    const cache = t([Hkv, CAPACITY, 8]);
+    const out = t([R, H, 8]);
+    const base: AttentionOptions = { layout: "cache", length: 6, causal: true };
+    const bad: [string, Tensor, AttentionOptions, RegExp][] = [
+      ["rows past q", q, { ...base, rows: { start: 3, count: 3 }, out }, /rows \[3, 6\) are outside the 5 rows of q f32\[5x4x8\]/],
+      ["no rows", q, { ...base, rows: { start: 1, count: 0 }, out }, /rows start 1, count 0 must be integers, start >= 0 and count >= 1/],
+      ["negative start", q, { ...base, rows: { start: -1, count: 2 }, out }, /rows start -1, count 2/],
+      ["fractional start", q, { ...base, rows: { start: 0.5, count: 2 }, out }, /rows start 0.5, count 2/],
+      ["fractional count", q, { ...base, rows: { start: 0, count: 1.5 }, out }, /rows start 0, count 1.5/],
+      ["causal rows past the keys", q, { ...base, queryOffset: 4, rows: { start: 0, count: 3 }, out }, /causal queries at positions \[4, 7\) reach past the 6 keys/],
+      ["rows without out", q, { ...base, rows: { start: 1, count: 2 } }, /rows \[1, 3\) of f32\[5x4x8\] need an out tensor/],
+      ["out shaped like the rows taken", q, { ...base, rows: { start: 1, count: 2 }, out: t([2, H, 8]) }, /out f32\[2x4x8\] must be \[5, 4, 8\], the rows of f32\[5x4x8\]/],
+      ["out without rows shaped like q's rows", t([2, H, 8]), { ...base, out }, /out f32\[5x4x8\] must be \[2, 4, 8\]/],
+      ["out of rank 2", q, { ...base, rows: { start: 1, count: 2 }, out: t([R, H * 8]) }, /out f32\[5x32\] must be \[5, 4, 8\]/],
+      ["out not in the output dtype", q, { ...base, rows: { start: 1, count: 2 }, out, outDtype: "f16" }, /out f32\[5x4x8\] must be f16, the output dtype/],
+      ["out is q", q, { ...base, rows: { start: 1, count: 2 }, out: q }, /out f32\[5x4x8\] shares a buffer with q f32\[5x4x8\]/],
+      ["out is the cache", t([Hkv, CAPACITY, 8]), { ...base, rows: { start: 0, count: 1 }, out: cache.reshape([Hkv, CAPACITY, 8]) }, /shares a buffer with k/],
+    ];
+    const before = gpu.dispatchCount;
+    const runs: [string, typeof attention][] = [["attention", attention], ...versions.map((v): [string, typeof attention] => [v, ATTENTION_VERSIONS[v]])];
+    for (const [what, qq, options, message] of bad) {
+      for (const [name, run] of runs) {
+        expect(() => run(qq, cache, cache, options), `${name}: ${what}`).toThrow(ShapeError);
+        expect(() => run(qq, cache, cache, options), `${name}: ${what}`).toThrow(message);
+        expect(() => run(qq, cache, cache, options), `${name}: ${what}`).toThrow(name === "attention" ? /^attention/ : new RegExp(`^attention ${name}`));
+      }
+    }
+    expect(gpu.dispatchCount).toBe(before);
+    const hostQ = { values: new Float64Array(R * H * 8), shape: [R, H, 8] };
+    const hostKV = { values: new Float64Array(Hkv * CAPACITY * 8), shape: [Hkv, CAPACITY, 8] };
+    expect(() => attentionReference(hostQ, hostKV, hostKV, { ...base, rows: { start: 4, count: 2 } })).toThrow(/attentionReference: rows \[4, 6\) are outside/);
+    expect(() => attentionReference(hostQ, hostKV, hostKV, { ...base, out })).toThrow(/attentionReference: out is for the GPU versions/);
   });
 });

@@ -397,6 +397,37 @@ describe("sample", async () => {
     expect(Array.from(await history.read())).toEqual([3, 3, 2, 1, 1]);
   });
 
+  it("samples a row of [R, V] logits into an element of a shared tokens tensor, as a batch does", async () => {
+    // Three sequences' logits one row each; each row's argmax is at its own place.
+    const [R, V] = [3, 129];
+    const values = randn(random, R * V);
+    for (let r = 0; r < R; r++) values[r * V + 17 * r + 5] = 10;
+    const { t: logits, values: held } = upload(gpu, values, [R, V], "f32");
+    const rowAlone = (r: number) => gpu.tensor(held.subarray(r * V, (r + 1) * V), [V], "f32");
+    const start = [100, 101, 102, 103, 104, 105];
+    const seeded = { temperature: 1.5, topK: 40, topP: 0.9, repetitionPenalty: 1.3, seed: randomSeed(), step: Math.floor(random() * 1000) };
+    for (const options of [{ temperature: 0, seed: 0, step: 0 }, seeded]) {
+      const what = `${options.temperature === 0 ? "greedy" : "seeded"} (seed ${SEED})`;
+      const tokens = gpu.tensor(start, [6], "u32");
+      // The history logic is the same whatever the row: both runs penalise and append alike.
+      const prompt = [39, 22, 39];
+      const [ids, aloneIds] = [0, 1].map(() => gpu.tensor([...prompt, 0, 0], [5], "u32"));
+      expect(sampleToken(logits, { ...options, row: 2, out: tokens, outIndex: 4, history: { ids, length: 3 } })).toBe(tokens);
+      const alone = sampleToken(rowAlone(2), { ...options, history: { ids: aloneIds, length: 3 } });
+      const [got, expected] = await gpu.read(tokens, alone);
+      expect(Array.from(got), what).toEqual([...start.slice(0, 4), expected[0], start[5]]);
+      expect(Array.from(await ids.read()), what).toEqual(Array.from(await aloneIds.read()));
+      if (options.temperature === 0) expect(got[4], what).toBe(39);
+      // Every row, each into its own element (row 0 by default, into element 0 by default).
+      const all = gpu.tensor(start, [6], "u32");
+      sampleToken(logits, { ...options, out: all });
+      for (const r of [1, 2]) sampleToken(logits, { ...options, row: r, out: all, outIndex: r + 2 });
+      const each = await Promise.all([0, 1, 2].map(async (r) => (await sampleToken(rowAlone(r), options).read())[0]));
+      expect(Array.from(await all.read()), what).toEqual([each[0], 101, 102, each[1], each[2], 105]);
+      if (options.temperature === 0) expect(each).toEqual([5, 22, 39]);
+    }
+  });
+
   it("rejects bad options and tensors before any dispatch", () => {
     const logits = gpu.tensor(new Float32Array(10), [10], "f32");
     const ids = gpu.tensor(new Uint32Array(4), [4], "u32");
@@ -423,14 +454,25 @@ describe("sample", async () => {
       [{ history: { ids: gpu.tensor(new Float32Array(4), [4], "f32"), length: 0 } }, ShapeError, /history ids/],
       [{ history: { ids: gpu.tensor(new Uint32Array(4), [2, 2], "u32"), length: 0 } }, ShapeError, /history ids/],
       [{ out: gpu.tensor(new Float32Array(1), [1], "f32") }, ShapeError, /out/],
-      [{ out: gpu.tensor(new Uint32Array(2), [2], "u32") }, ShapeError, /out/],
+      [{ out: gpu.tensor(new Uint32Array(2), [2, 1], "u32") }, ShapeError, /out u32\[2x1\] must be u32 \[n\]/],
+      [{ out: gpu.tensor(new Uint32Array(6), [6], "u32"), outIndex: 6 }, ShapeError, /outIndex 6 must be an integer in \[0, 6\), an element of out u32\[6\]/],
+      [{ out: gpu.tensor(new Uint32Array(6), [6], "u32"), outIndex: -1 }, ShapeError, /outIndex -1 must be an integer/],
+      [{ out: gpu.tensor(new Uint32Array(6), [6], "u32"), outIndex: 1.5 }, ShapeError, /outIndex 1.5 must be an integer/],
+      [{ outIndex: 1 }, ShapeError, /outIndex 1 needs an out tensor/],
+      [{ row: 1 }, ShapeError, /row 1 must be an integer in \[0, 1\), a row of logits f32\[10\]/],
       [{ out: ids.slice(0, 1), history: { ids, length: 0 } }, ShapeError, /shares a buffer/],
     ];
     for (const [options, error, message] of bad) {
       expect(() => sampleToken(logits, { ...base, ...options }), JSON.stringify(options)).toThrow(error);
       expect(() => sampleToken(logits, { ...base, ...options })).toThrow(message);
     }
-    expect(() => sampleToken(gpu.tensor(new Float32Array(6), [2, 3], "f32"), base)).toThrow(/must be \[V\] or \[1, V\]/);
+    expect(() => sampleToken(gpu.tensor(new Float32Array(6), [1, 2, 3], "f32"), base)).toThrow(/must be \[V\] or \[R, V\]/);
+    const rows = gpu.tensor(new Float32Array(6), [3, 2], "f32");
+    for (const row of [3, -1, 0.5]) {
+      expect(() => sampleToken(rows, { ...base, row })).toThrow(ShapeError);
+      expect(() => sampleToken(rows, { ...base, row })).toThrow(new RegExp(`sampleToken: row ${row} must be an integer in \\[0, 3\\), a row of logits f32\\[3x2\\]`));
+    }
+    expect(() => sampleToken(gpu.empty([3, 0], "f32"), base)).toThrow(/empty/);
     expect(() => sampleToken(gpu.tensor(new Int32Array(6), [6], "i32"), base)).toThrow(/f32 or f16/);
     expect(() => sampleToken(empty, base)).toThrow(/empty/);
     expect(gpu.dispatchCount).toBe(before);

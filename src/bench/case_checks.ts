@@ -5,6 +5,8 @@
  *   matmul          MATMUL_ROWS rows × MATMUL_COLUMNS columns of C, Higham's dot-product bound
  *                   (a worst case growing with K: ~1% of a typical output at K = 4096, where it
  *                   catches misplaced, missing or scaled blocks but not one dropped term)
+ *   gatedLinear     the same sample of silu(x·gateᵀ)·(x·upᵀ), that bound carried through
+ *   qkvLinear       the same sample of each weight's columns, the matmul bound
  *   attention       every head of QUERIES query positions, the output dtype's tolerance
  *   row-wise ops    ROWS whole rows (norms, softmax, activations, add, rope, embedding): the
  *                   tests' tolerance (f16's for the norms when their weights are f16, RoPE's
@@ -17,6 +19,7 @@ import { attentionReference, attentionTolerance } from "../kernels/attention/ref
 import { attentionProblem, type AttentionOptions } from "../kernels/attention/problem.js";
 import { argmaxReference } from "../kernels/argmax.js";
 import { writeKVReference } from "../kernels/kv_cache.js";
+import { gatedErrorBounds, gatedReference } from "../kernels/matmul/gated_matvec.js";
 import { matmulErrorBounds, matmulReference, type MatmulShape } from "../kernels/matmul/reference.js";
 import { patchEmbedReference, type PatchEmbedWeights } from "../kernels/patch_embed.js";
 import { ropeReference, ropeTolerance } from "../kernels/rope.js";
@@ -74,6 +77,48 @@ export async function checkMatmul(a: Tensor, parts: readonly RowPart[], out: Ten
   const expected = matmulReference(aRows, bRows, bias, shape);
   const bounds = matmulErrorBounds(aRows, bRows, bias, shape, out.dtype);
   return compareOutput(actual, expected, bounds, (i) => `[${rows[Math.floor(i / columns.length)]}, ${columns[i % columns.length]}]`);
+}
+
+/** Sampled rows and columns of out [M, N] as one array, with their names. */
+async function sampledOutput(out: Tensor, rows: readonly number[], columns: readonly number[], firstColumn = 0) {
+  const width = out.dim(1);
+  const outRows = await readRows(out, rows);
+  const actual = Float64Array.from({ length: rows.length * columns.length }, (_, i) => outRows[Math.floor(i / columns.length) * width + firstColumn + columns[i % columns.length]]);
+  return { actual, at: (i: number) => `[${rows[Math.floor(i / columns.length)]}, ${firstColumn + columns[i % columns.length]}]` };
+}
+
+/** silu(x·gateᵀ)·(x·upᵀ): sampled rows and columns. */
+export async function checkGated(x: Tensor, gate: Tensor, up: Tensor, out: Tensor): Promise<OutputCheck> {
+  const K = x.dim(1);
+  const rows = sampleIndices(x.dim(0), MATMUL_ROWS);
+  const columns = sampleIndices(out.dim(1), MATMUL_COLUMNS);
+  const [xs, g, u] = [await readRows(x, rows), await readRows(gate, columns), await readRows(up, columns)];
+  const { actual, at } = await sampledOutput(out, rows, columns);
+  const dims = { M: rows.length, N: columns.length, K };
+  return compareOutput(actual, gatedReference(xs, g, u, null, null, dims, "silu"), gatedErrorBounds(xs, g, u, null, null, dims, "silu", out.dtype), at);
+}
+
+/** [x·w₀ᵀ | x·w₁ᵀ | ...]: sampled rows, and sampled columns of each weight's part. */
+export async function checkQkv(x: Tensor, weights: readonly Tensor[], out: Tensor): Promise<OutputCheck> {
+  const K = x.dim(1);
+  const rows = sampleIndices(x.dim(0), MATMUL_ROWS);
+  const xs = await readRows(x, rows);
+  const parts: { actual: Float64Array; expected: Float64Array; bounds: Float64Array; at: (i: number) => string }[] = [];
+  let first = 0;
+  for (const w of weights) {
+    const columns = sampleIndices(w.dim(0), Math.ceil(MATMUL_COLUMNS / weights.length));
+    const ws = await readRows(w, columns);
+    const shape: MatmulShape = { batch: 1, M: rows.length, N: columns.length, K, batchedB: false };
+    parts.push({ ...(await sampledOutput(out, rows, columns, first)), expected: matmulReference(xs, ws, null, shape), bounds: matmulErrorBounds(xs, ws, null, shape, out.dtype) });
+    first += w.dim(0);
+  }
+  const join = (key: "actual" | "expected" | "bounds") => Float64Array.from(parts.flatMap((p) => Array.from(p[key])));
+  const offsets = parts.map((_, j) => parts.slice(0, j).reduce((n, p) => n + p.actual.length, 0));
+  const at = (i: number) => {
+    const j = offsets.findLastIndex((o) => o <= i);
+    return parts[j].at(i - offsets[j]);
+  };
+  return compareOutput(join("actual"), join("expected"), join("bounds"), at);
 }
 
 /** Attention: every head of sampled query positions, each against the reference for that one query. */

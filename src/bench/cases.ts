@@ -22,7 +22,9 @@ import { attention, ATTENTION_VERSIONS, attentionVersionSupported, type Attentio
 import { add, binaryReference } from "../kernels/elementwise.js";
 import { writeKV } from "../kernels/kv_cache.js";
 import { layernorm, layernormReference } from "../kernels/layernorm.js";
-import { MATMUL_VERSIONS, matmulVersionSupported, type MatmulVersion } from "../kernels/matmul/index.js";
+import { GATED_VERSIONS, gatedLinear } from "../kernels/matmul/gated_matvec.js";
+import { fixedSubgroupSize, MATMUL_VERSIONS, matmulVersionSupported, type MatmulVersion } from "../kernels/matmul/index.js";
+import { QKV_VERSIONS, qkvLinear } from "../kernels/matmul/qkv_matvec.js";
 import { patchEmbed } from "../kernels/patch_embed.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
@@ -39,8 +41,10 @@ import {
   checkArgmax,
   checkAttention,
   checkEmbedding,
+  checkGated,
   checkMatmul,
   checkPatchEmbed,
+  checkQkv,
   checkRope,
   checkRows,
   checkSample,
@@ -259,6 +263,54 @@ function matmulCase(model: string, phase: Phase, what: string, M: number, N: num
     runtime: ({ a, parts }) => new Linear(parts, what).forward(a),
     supports: matmulVersionSupported,
     check: ({ a, parts }, out) => checkMatmul(a, parts, out),
+  });
+}
+
+// ------------------------------------------------------------------ fused projections
+
+/** Whether a fused version can run here (the _v2_subgroup ones need a fixed subgroup size). */
+const fusedSupported = (gpu: Gpu, version: string) => !version.endsWith("_subgroup") || fixedSubgroupSize(gpu) !== null;
+
+/** gate and up in one launch with silu(gate)·up as the epilogue (gated_matvec.ts), against the unfused three. */
+function gatedCase(model: string, phase: Phase, M: number, N: number, K: number, dtype: DType): KernelCase {
+  type Inputs = { x: Tensor; gate: Tensor; up: Tensor };
+  const one = matmulCost(M, N, K, { a: "f32", b: dtype, c: "f32" });
+  return defineCase<Inputs>({
+    op: "gatedLinear",
+    model,
+    phase,
+    what: "mlp.gate_proj, up_proj, silu(gate)·up",
+    shape: `${M}×${N}×${K}`,
+    // Two products and silu·mul; the weights twice, x once, the output once.
+    cost: { flops: 2 * one.flops + 4 * M * N, bytes: 2 * N * K * bytesPerElement(dtype) + M * K * 4 + M * N * 4 },
+    inputBytes: M * K * 4 + 2 * N * K * bytesPerElement(dtype),
+    inputs: (gpu) => ({ x: random(gpu, [M, K], "f32"), gate: random(gpu, [N, K], dtype, WEIGHT_STD, true), up: random(gpu, [N, K], dtype, WEIGHT_STD, true) }),
+    versions: Object.fromEntries(Object.entries(GATED_VERSIONS).map(([name, version]) => [name, ({ x, gate, up }: Inputs) => version(x, gate, up)])),
+    runtime: ({ x, gate, up }) => gatedLinear(x, gate, up),
+    supports: fusedSupported,
+    check: ({ x, gate, up }, out) => checkGated(x, gate, up, out),
+  });
+}
+
+/** q, k and v projections in one launch (qkv_matvec.ts), against one matmul each. */
+function qkvCase(model: string, phase: Phase, M: number, Nq: number, Nkv: number, K: number, dtype: DType): KernelCase {
+  type Inputs = { x: Tensor; weights: Tensor[] };
+  const N = Nq + 2 * Nkv;
+  return defineCase<Inputs>({
+    op: "qkvLinear",
+    model,
+    phase,
+    what: "q_proj, k_proj, v_proj into one output",
+    shape: `${M}×(${Nq}+${Nkv}+${Nkv})×${K}`,
+    cost: matmulCost(M, N, K, { a: "f32", b: dtype, c: "f32" }),
+    inputBytes: M * K * 4 + N * K * bytesPerElement(dtype),
+    inputs: (gpu) => ({ x: random(gpu, [M, K], "f32"), weights: [Nq, Nkv, Nkv].map((rows) => random(gpu, [rows, K], dtype, WEIGHT_STD, true)) }),
+    versions: Object.fromEntries(
+      Object.entries(QKV_VERSIONS).map(([name, version]) => [name, ({ x, weights }: Inputs) => version(x, weights.map((weight) => ({ weight })))]),
+    ),
+    runtime: ({ x, weights }) => qkvLinear(x, weights.map((weight) => ({ weight }))),
+    supports: fusedSupported,
+    check: ({ x, weights }, out) => checkQkv(x, weights, out),
   });
 }
 
@@ -552,6 +604,11 @@ function decoderCases(size: ModelSize, phase: "prefill" | "decode", options: Pha
     siluMulCase(model, phase, M, size.mlp),
     mm("mlp.down_proj", size.hidden, size.mlp),
   ];
+  // The fused projections of decoding, where each weight fits the smallest storage binding
+  // WebGPU guarantees (128 MiB): they take whole weights, not row parts.
+  const fits = (rows: number) => rows * size.hidden * bytesPerElement(dtype) <= 2 ** 27;
+  if (phase === "decode" && fits(size.hidden)) cases.push(qkvCase(model, phase, M, size.hidden, kv, size.hidden, dtype));
+  if (phase === "decode" && fits(size.mlp)) cases.push(gatedCase(model, phase, M, size.mlp, size.hidden, dtype));
   if (phase === "decode") {
     cases.push(
       mm("lm_head", size.vocab, size.hidden),

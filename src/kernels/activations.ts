@@ -167,6 +167,15 @@ const EXPRESSIONS: Record<Op, string> = {
   erf: "erf_f32(v)",
 };
 
+/**
+ * WGSL `fn <name>(v: f32) -> f32`: activation `kind` exactly as the activation kernel computes
+ * it (same erf, same sigmoid), for kernels that apply it in their epilogue (matmul/gated_matvec.ts).
+ */
+export function activationFunctionWgsl(kind: ActivationKind, name = "activate"): string {
+  check(KINDS.includes(kind), () => `activation: unknown kind "${kind}" (expected one of ${KINDS.join(", ")})`);
+  return `${ERF_WGSL}\n${SIGMOID_WGSL}\nfn ${name}(v: f32) -> f32 { return ${EXPRESSIONS[kind]}; }`;
+}
+
 const WORKGROUP = 256;
 
 const activationKernel = defineKernel({

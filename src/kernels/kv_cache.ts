@@ -5,12 +5,15 @@
  * attention), the new rows [S, H_kv, D] as the k or v projection produces them (the "tokens"
  * layout). writeKV stores cache[h, position + s, :] = rows[s, h, :], transposing the first two
  * axes on the way. One thread per element of rows; the dtype converts on store (f32 or f16 on
- * either side), everything else in the cache is left as it was.
+ * either side), everything else in the cache is left as it was. The position may be read on
+ * the GPU when the launch runs (a StepValue, step_value.ts): a decode step recorded once then
+ * appends each new token where it belongs.
  */
 import { isFloat } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { checkU32Source, describeU32Source, isStepValue, maxOf, stateTensor, u32SourceParams, u32SourceWgsl, type U32Source } from "./step_value.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
 
@@ -40,10 +43,12 @@ const WORKGROUP = 256;
 
 const writeKVKernel = defineKernel({
   name: "write_kv",
-  params: { count: "u32", kv_heads: "u32", head_dim: "u32", capacity: "u32", position: "u32" },
-  bindings: { rows: "read", cache: "read_write" },
-  wgsl: () => /* wgsl */ `
+  params: { count: "u32", kv_heads: "u32", head_dim: "u32", capacity: "u32", position: "u32", position_index: "u32" },
+  bindings: { rows: "read", cache: "read_write", state: "read" },
+  gathers: ["state"],
+  wgsl: ({ dynamic }: { dynamic: boolean }) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
+${u32SourceWgsl("position", dynamic)}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let index = flat_workgroup(wid, nwg) * ${WORKGROUP}u + lid;
@@ -52,14 +57,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let d = index % params.head_dim;
   let h = (index / params.head_dim) % params.kv_heads;
   let s = index / (params.head_dim * params.kv_heads);
-  cache[(h * params.capacity + params.position + s) * params.head_dim + d] = cache_t(f32(rows[index]));
+  // A run-time position past its max would spill into the next head's positions: dropped instead.
+  let position = position_value() + s;
+  if (position >= params.capacity) { return; }
+  cache[(h * params.capacity + position) * params.head_dim + d] = cache_t(f32(rows[index]));
 }`,
 });
 
 // ------------------------------------------------------------------ launch
 
-/** cache[h, position + s, :] = rows[s, h, :] for cache [H_kv, capacity, D] and rows [S, H_kv, D]. */
-export function writeKV(cache: Tensor, rows: Tensor, position: number): void {
+/**
+ * cache[h, position + s, :] = rows[s, h, :] for cache [H_kv, capacity, D] and rows [S, H_kv, D].
+ * A StepValue position is read when the launch runs; its max + S must fit the capacity.
+ */
+export function writeKV(cache: Tensor, rows: Tensor, position: U32Source): void {
   const op = "writeKV";
   check(cache.rank === 3, () => `${op}: cache ${cache.describe()} must be [H_kv, capacity, D]`);
   check(rows.rank === 3, () => `${op}: rows ${rows.describe()} must be [S, H_kv, D]`);
@@ -70,15 +81,18 @@ export function writeKV(cache: Tensor, rows: Tensor, position: number): void {
     rows.shape[1] === kvHeads && rows.shape[2] === D,
     () => `${op}: rows ${rows.describe()} do not match the cache ${cache.describe()}: expected [S, ${kvHeads}, ${D}]`,
   );
-  check(Number.isInteger(position) && position >= 0, () => `${op}: position ${position} must be an integer >= 0`);
+  if (isStepValue(position)) checkU32Source(position, `${op}: position`);
+  else check(Number.isInteger(position) && position >= 0, () => `${op}: position ${position} must be an integer >= 0`);
   check(
-    position + count <= capacity,
-    () => `${op}: writing ${count} rows at position ${position} overflows the cache ${cache.describe()} of capacity ${capacity}`,
+    maxOf(position) + count <= capacity,
+    () => `${op}: writing ${count} rows at position ${describeU32Source(position)} overflows the cache ${cache.describe()} of capacity ${capacity}`,
   );
   check(cache.buffer !== rows.buffer, () => `${op}: rows ${rows.describe()} share a buffer with the cache ${cache.describe()}`);
+  const state = stateTensor(op, [position], rows, [cache]);
   cache.gpu.record(writeKVKernel, {
-    params: { count: rows.size, kv_heads: kvHeads, head_dim: D, capacity, position },
-    tensors: { rows, cache },
+    params: { count: rows.size, kv_heads: kvHeads, head_dim: D, capacity, ...u32SourceParams("position", position) },
+    tensors: { rows, cache, state },
     workgroups: flatGrid(Math.ceil(rows.size / WORKGROUP)),
+    spec: { dynamic: isStepValue(position) },
   });
 }

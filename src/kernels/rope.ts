@@ -17,13 +17,16 @@
  * float64 and stored as f32. Layout: [positions, D/2, 2], the (cos, sin) pairs interleaved so
  * one thread reads its pair from one place.
  *
- * The kernel gives one thread to each rotated pair: S·H·D/2 threads over a flat grid.
+ * The kernel gives one thread to each rotated pair: S·H·D/2 threads over a flat grid. The
+ * position offset may be read on the GPU when the launch runs (a StepValue, step_value.ts), so
+ * a decode step recorded once rotates each new token by its own position.
  */
 import { isFloat, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../tensor/kernel.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { checkU32Source, describeU32Source, isStepValue, maxOf, stateTensor, u32SourceParams, u32SourceWgsl, type U32Source } from "./step_value.js";
 import type { Tolerance } from "./tolerance.js";
 
 export interface RopeTableOptions {
@@ -150,11 +153,12 @@ const WORKGROUP = 256;
 
 const ropeKernel = defineKernel({
   name: "rope",
-  params: { pairs: "u32", heads: "u32", half: "u32", position_offset: "u32" },
-  bindings: { x: "read", table: "read", out: "read_write" },
-  gathers: ["table"],
-  wgsl: () => /* wgsl */ `
+  params: { pairs: "u32", heads: "u32", half: "u32", position_offset: "u32", position_offset_index: "u32" },
+  bindings: { x: "read", table: "read", out: "read_write", state: "read" },
+  gathers: ["table", "state"],
+  wgsl: ({ dynamic }: { dynamic: boolean }) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
+${u32SourceWgsl("position_offset", dynamic)}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let pair = flat_workgroup(wid, nwg) * ${WORKGROUP}u + lid;
@@ -164,7 +168,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let s = head_row / params.heads;
   let first = head_row * 2u * params.half + i;
   let second = first + params.half;
-  let entry = ((params.position_offset + s) * params.half + i) * 2u;
+  let entry = ((position_offset_value() + s) * params.half + i) * 2u;
   let cos_a = f32(table[entry]);
   let sin_a = f32(table[entry + 1u]);
   let a = f32(x[first]);
@@ -178,9 +182,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 /**
  * Rotates x [S, H, D] (tokens, heads, head size): token s gets position positionOffset + s,
- * whose cos/sin must be in `table` (from `ropeTable`, with the same head size).
+ * whose cos/sin must be in `table` (from `ropeTable`, with the same head size). A StepValue
+ * offset is read when the launch runs; its max + S must fit the table.
  */
-export function rope(x: Tensor, table: Tensor, positionOffset = 0, outDtype: DType = x.dtype): Tensor {
+export function rope(x: Tensor, table: Tensor, positionOffset: U32Source = 0, outDtype: DType = x.dtype): Tensor {
   check(x.rank === 3, () => `rope: x ${x.describe()} must be [tokens, heads, headDim]`);
   check(isFloat(x.dtype), () => `rope: x ${x.describe()} must be f32 or f16`);
   check(isFloat(outDtype), () => `rope: output dtype ${outDtype} must be f32 or f16`);
@@ -194,22 +199,29 @@ export function rope(x: Tensor, table: Tensor, positionOffset = 0, outDtype: DTy
     table.dim(1) * 2 === D,
     () => `rope: table ${table.describe()} is for head size ${table.dim(1) * 2}, but x ${x.describe()} has ${D}`,
   );
+  if (isStepValue(positionOffset)) checkU32Source(positionOffset, "rope: positionOffset");
+  else {
+    check(
+      Number.isInteger(positionOffset) && positionOffset >= 0,
+      () => `rope: positionOffset must be an integer >= 0, got ${positionOffset}`,
+    );
+  }
+  const first = maxOf(positionOffset);
   check(
-    Number.isInteger(positionOffset) && positionOffset >= 0,
-    () => `rope: positionOffset must be an integer >= 0, got ${positionOffset}`,
-  );
-  check(
-    positionOffset + S <= table.dim(0),
+    first + S <= table.dim(0),
     () =>
-      `rope: positions ${positionOffset}..${positionOffset + S - 1} of x ${x.describe()} ` +
+      `rope: positions ${first}..${first + S - 1} of x ${x.describe()}` +
+      `${isStepValue(positionOffset) ? ` (positionOffset ${describeU32Source(positionOffset)})` : ""} ` +
       `are outside table ${table.describe()} (${table.dim(0)} positions)`,
   );
+  const state = stateTensor("rope", [positionOffset], x);
   const out = x.gpu.empty(x.shape, outDtype, { name: "rope" });
   const pairs = S * H * (D / 2);
   x.gpu.record(ropeKernel, {
-    params: { pairs, heads: H, half: D / 2, position_offset: positionOffset },
-    tensors: { x, table, out },
+    params: { pairs, heads: H, half: D / 2, ...u32SourceParams("position_offset", positionOffset) },
+    tensors: { x, table, out, state },
     workgroups: flatGrid(Math.ceil(pairs / WORKGROUP)),
+    spec: { dynamic: isStepValue(positionOffset) },
   });
   return out;
 }

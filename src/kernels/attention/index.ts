@@ -25,6 +25,7 @@ import { flashAttention } from "./v2_flash.js";
 import { splitKAttention } from "./v3_split_k.js";
 import { subgroupAttention, SUBGROUP_MAX_HEAD_DIM } from "./v4_subgroup.js";
 import { fixedSubgroupSize } from "../subgroups.js";
+import type { U32Source } from "../step_value.js";
 import type { Gpu } from "../../tensor/gpu.js";
 import type { Tensor } from "../../tensor/tensor.js";
 
@@ -44,7 +45,7 @@ export const ATTENTION_VERSIONS = {
   v2_flash: flashAttention,
   v3_split_k: splitKAttention,
   v4_subgroup: subgroupAttention,
-} as const satisfies Record<string, (q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions) => Tensor>;
+} as const satisfies Record<string, (q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions<U32Source>) => Tensor>;
 
 export type AttentionVersion = keyof typeof ATTENTION_VERSIONS;
 
@@ -53,7 +54,10 @@ export function attentionVersionSupported(gpu: Gpu, version: AttentionVersion): 
   return version !== "v4_subgroup" || fixedSubgroupSize(gpu) !== null;
 }
 
-/** The version `attention` runs on `gpu` for S queries over kvLength keys (see the top of this file). */
+/**
+ * The version `attention` runs on `gpu` for S queries over kvLength keys (see the top of this
+ * file); for a length read at run time, pass its max.
+ */
 export function chooseAttentionVersion(gpu: Gpu, queries: number, kvLength: number, headDim: number): AttentionVersion {
   const lavapipe = gpu.adapter.isFallbackAdapter && attentionVersionSupported(gpu, "v4_subgroup");
   if (lavapipe && headDim <= SUBGROUP_MAX_HEAD_DIM) return "v4_subgroup";
@@ -61,10 +65,11 @@ export function chooseAttentionVersion(gpu: Gpu, queries: number, kvLength: numb
 }
 
 /**
- * softmax(scale · q·kᵀ, masked) · v for q [S, H, D] and k, v in either layout (see problem.ts
- * for the shapes and options), by the version chooseAttentionVersion picks.
+ * softmax(scale · q·kᵀ, masked) · v for q [S, H, D] (or rows of q [R, H, D] into the same rows
+ * of `out`) and k, v in either layout (see problem.ts for the shapes and options), by the
+ * version chooseAttentionVersion picks for the queries taken (from the max of a run-time length).
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions<U32Source>): Tensor {
   const p = attentionProblem("attention", q, k, v, options);
   return ATTENTION_VERSIONS[chooseAttentionVersion(q.gpu, p.queries, p.kvLength, p.headDim)](q, k, v, options);
 }

@@ -6,7 +6,8 @@
  * over the keys j that query i sees (all kvLength of them, or j <= queryOffset + i when causal),
  * with g = floor(h / (H / H_kv)) the kv head that query head h shares. The softmax subtracts the
  * row's maximum score before exponentiating, so no exp overflows. See problem.ts for the
- * shapes, layouts and options; every GPU version computes exactly this.
+ * shapes, layouts and options; every GPU version computes exactly this. With `rows`, query i
+ * is row rows.start + i of q and the result holds only those rows: [rows.count, H, D].
  */
 import type { DType } from "../../tensor/dtype.js";
 import { check } from "../../tensor/errors.js";
@@ -24,6 +25,7 @@ export function attentionReference(q: HostTensor, k: HostTensor, v: HostTensor, 
   for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) {
     check(t.values.length === elementCount(t.shape), () => `attentionReference: ${name} has ${t.values.length} values for shape [${t.shape.join(", ")}]`);
   }
+  check(options.out === undefined, () => "attentionReference: out is for the GPU versions; the reference returns a new array");
   const p = attentionProblem("attentionReference", q, k, v, options);
   const D = p.headDim;
   const out = new Float64Array(p.queries * p.heads * D);
@@ -32,7 +34,8 @@ export function attentionReference(q: HostTensor, k: HostTensor, v: HostTensor, 
     const seen = keyLimit(p, i);
     for (let h = 0; h < p.heads; h++) {
       const g = Math.floor(h / p.groupSize);
-      const qRow = (i * p.heads + h) * D;
+      const qRow = ((p.queryRow + i) * p.heads + h) * D;
+      const outRow = (i * p.heads + h) * D;
       let max = -Infinity;
       for (let j = 0; j < seen; j++) {
         const kRow = g * p.kvHeadStride + j * p.kvPositionStride;
@@ -49,7 +52,7 @@ export function attentionReference(q: HostTensor, k: HostTensor, v: HostTensor, 
       for (let j = 0; j < seen; j++) {
         const vRow = g * p.kvHeadStride + j * p.kvPositionStride;
         const weight = scores[j] / sum;
-        for (let d = 0; d < D; d++) out[qRow + d] += weight * v.values[vRow + d];
+        for (let d = 0; d < D; d++) out[outRow + d] += weight * v.values[vRow + d];
       }
     }
   }

@@ -30,7 +30,8 @@
 import { check } from "../../tensor/errors.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { ATTENTION_PARAMS, ATTENTION_WGSL, attentionParams, attentionTensors, type AttentionOptions } from "./problem.js";
+import type { U32Source } from "../step_value.js";
+import { ATTENTION_PARAMS, attentionOutput, attentionParams, attentionSpec, attentionTensors, attentionWgsl, type AttentionOptions, type AttentionSpec } from "./problem.js";
 
 const THREADS = 256;
 /** Output dims each thread accumulates. */
@@ -58,11 +59,12 @@ function flashTiles(headDim: number): FlashTiles {
 const flashKernel = defineKernel({
   name: "attention_v2_flash",
   params: ATTENTION_PARAMS,
-  bindings: { q: "read", k: "read", v: "read", out: "read_write" },
-  wgsl: ({ maxD }: { maxD: number }) => {
+  bindings: { q: "read", k: "read", v: "read", out: "read_write", state: "read" },
+  gathers: ["state"],
+  wgsl: ({ maxD, ...spec }: AttentionSpec & { maxD: number }) => {
     const { block, lanes, split } = flashTiles(maxD);
     return /* wgsl */ `
-${ATTENTION_WGSL}
+${attentionWgsl(spec)}
 const BQ = ${block}u;
 const BK = ${block}u;
 const LANES = ${lanes}u;
@@ -166,17 +168,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 });
 
 /** Fused attention with an online softmax (see the top of this file). */
-export function flashAttention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
+export function flashAttention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions<U32Source>): Tensor {
   const op = "attention v2_flash";
   const p = attentionTensors(op, q, k, v, options);
   check(p.headDim <= FLASH_MAX_HEAD_DIM, () => `${op}: head dim ${p.headDim} of ${q.describe()} is over ${FLASH_MAX_HEAD_DIM}`);
   const tiles = flashTiles(p.headDim);
-  const out = q.gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
+  const out = attentionOutput(p, q, options);
   q.gpu.record(flashKernel, {
     params: attentionParams(p),
-    tensors: { q, k, v, out },
+    tensors: { q, k, v, out, state: p.state },
     workgroups: [Math.ceil(p.queries / tiles.block), p.heads],
-    spec: { maxD: tiles.maxD },
+    spec: { maxD: tiles.maxD, ...attentionSpec(p) },
   });
   return out;
 }

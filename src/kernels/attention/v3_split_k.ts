@@ -6,8 +6,8 @@
  * (query, head, chunk) gets its own workgroup, so there are S·H·ceil(T / chunk) of them.
  *
  * 1. Partial kernel. A workgroup takes query i, head h and keys [start, end) of its chunk
- *    (cut short by the causal mask; a chunk wholly past what the query sees returns at once and
- *    its slot is never read). It loads the scaled query into workgroup memory, computes the
+ *    (cut short by the causal mask and the run-time length; a chunk wholly past what the query
+ *    sees returns at once and its slot is never read). It loads the scaled query into workgroup memory, computes the
  *    chunk's scores (one key per thread at a time, a D-long dot product each), reduces their
  *    maximum m, turns them into exp(score - m) and reduces their sum l, then computes the
  *    unnormalised output Σ_j exp(score_j - m) · v_j, one output dim per thread. It writes
@@ -16,6 +16,13 @@
  *    counts only the chunks the query sees: with M = max_c m_c and w_c = exp(m_c - M),
  *    out = Σ_c w_c · acc_c / Σ_c w_c · l_c. This is the online-softmax rescaling of v2, done
  *    across workgroups instead of across loop iterations.
+ *
+ * The grid is sized at record time, from the most keys the last query may see (with a run-time
+ * length, its max). At run time a query sees keys [0, key_limit(i)): its chunks are exactly
+ * c < ceil(key_limit(i) / chunk), each holding at least one key, and those are the ones both
+ * kernels agree on: the partial kernel writes them and returns at once for the rest, the combine
+ * reads them and nothing else, so empty chunks (and the NaN a poisoned slot holds) never enter
+ * the sums, however far the run-time length is below its max.
  *
  * The chunk size is picked so the partial kernel launches about TARGET_WORKGROUPS workgroups
  * (bounded to [MIN_CHUNK, MAX_CHUNK] keys: a shorter chunk is mostly overhead, a longer one
@@ -26,14 +33,18 @@ import { check } from "../../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { workgroupReduceWgsl } from "../wgsl/reduce.js";
+import type { U32Source } from "../step_value.js";
 import {
   ATTENTION_PARAMS,
-  ATTENTION_WGSL,
+  attentionOutput,
   attentionParams,
+  attentionSpec,
   attentionTensors,
+  attentionWgsl,
   keyLimit,
   type AttentionOptions,
   type AttentionProblem,
+  type AttentionSpec,
 } from "./problem.js";
 
 const PARTIAL_THREADS = 128;
@@ -45,7 +56,7 @@ const MAX_CHUNK = 256;
 /** Enough workgroups to keep every core of a large GPU busy several times over. */
 const TARGET_WORKGROUPS = 1024;
 
-export type SplitKOptions = AttentionOptions & {
+export type SplitKOptions = AttentionOptions<U32Source> & {
   /** Keys per chunk, 1 to 256. Default: chosen from the problem size (see the top of this file). */
   chunkSize?: number;
 };
@@ -55,10 +66,11 @@ const SPLIT_PARAMS = { ...ATTENTION_PARAMS, chunk: "u32", chunks: "u32" } as con
 const partialKernel = defineKernel({
   name: "attention_v3_partial",
   params: SPLIT_PARAMS,
-  bindings: { q: "read", k: "read", v: "read", partial_acc: "read_write", partial_stats: "read_write" },
-  wgsl: () => /* wgsl */ `
+  bindings: { q: "read", k: "read", v: "read", partial_acc: "read_write", partial_stats: "read_write", state: "read" },
+  gathers: ["state"],
+  wgsl: (spec: AttentionSpec) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
-${ATTENTION_WGSL}
+${attentionWgsl(spec)}
 const T = ${PARTIAL_THREADS}u;
 var<workgroup> q_row: array<f32, ${SPLIT_K_MAX_HEAD_DIM}>;
 var<workgroup> scores: array<f32, ${MAX_CHUNK}>;
@@ -67,7 +79,8 @@ ${workgroupReduceWgsl("workgroup_sum", "f32", (a, b) => `${a} + ${b}`)}
 
 @compute @workgroup_size(${PARTIAL_THREADS})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  // Workgroup (row, chunk), row = i * H + h: the layout of the partial buffers.
+  // Workgroup (row, chunk), row = i * H + h: the layout of the partial buffers (S·H rows for
+  // the S queries taken, whatever the rows of q).
   let slot = flat_workgroup(wid, nwg);
   if (slot >= params.queries * params.heads * params.chunks) { return; }
   let row = slot / params.chunks;
@@ -122,17 +135,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 const combineKernel = defineKernel({
   name: "attention_v3_combine",
   params: SPLIT_PARAMS,
-  bindings: { partial_acc: "read", partial_stats: "read", out: "read_write" },
-  wgsl: () => /* wgsl */ `
+  bindings: { partial_acc: "read", partial_stats: "read", out: "read_write", state: "read" },
+  gathers: ["state"],
+  wgsl: (spec: AttentionSpec) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
-${ATTENTION_WGSL}
+${attentionWgsl(spec)}
 @compute @workgroup_size(${COMBINE_THREADS})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = flat_workgroup(wid, nwg);
   if (row >= params.queries * params.heads) { return; }
   let i = row / params.heads;
-  // Only the chunks that hold keys query i sees were written.
-  let used = (key_limit(i) + params.chunk - 1u) / params.chunk;
+  let head = row % params.heads;
+  // Only the chunks that hold keys query i sees were written (never more than the grid has,
+  // even if a run-time length broke its max).
+  let used = min((key_limit(i) + params.chunk - 1u) / params.chunk, params.chunks);
   let first = row * params.chunks;
 
   var m = MASKED;
@@ -149,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var c = 0u; c < used; c++) {
       sum += exp(partial_stats[2u * (first + c)] - m) * partial_acc[(first + c) * D + d];
     }
-    out[row * D + d] = out_t(sum / l);
+    out[row_index(i, head) + d] = out_t(sum / l);
   }
 }`,
 });
@@ -171,23 +187,27 @@ export function splitKAttention(q: Tensor, k: Tensor, v: Tensor, options: SplitK
     Number.isInteger(chunk) && chunk >= 1 && chunk <= MAX_CHUNK,
     () => `${op}: chunkSize ${chunk} must be an integer in [1, ${MAX_CHUNK}]`,
   );
-  // The last query sees the most keys; slots past what a query sees stay unwritten.
+  // The last query sees the most keys (at most this many at run time); slots past what a query
+  // sees stay unwritten.
   const chunks = Math.ceil(keyLimit(p, p.queries - 1) / chunk);
   const rows = p.queries * p.heads;
   const gpu = q.gpu;
   const params = { ...attentionParams(p), chunk, chunks };
+  const spec = attentionSpec(p);
   const partialAcc = gpu.empty([rows * chunks, p.headDim], "f32", { name: "attention partial output" });
   const partialStats = gpu.empty([rows * chunks, 2], "f32", { name: "attention partial max and sum" });
   gpu.record(partialKernel, {
     params,
-    tensors: { q, k, v, partial_acc: partialAcc, partial_stats: partialStats },
+    tensors: { q, k, v, partial_acc: partialAcc, partial_stats: partialStats, state: p.state },
     workgroups: flatGrid(rows * chunks),
+    spec,
   });
-  const out = gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
+  const out = attentionOutput(p, q, options);
   gpu.record(combineKernel, {
     params,
-    tensors: { partial_acc: partialAcc, partial_stats: partialStats, out },
+    tensors: { partial_acc: partialAcc, partial_stats: partialStats, out, state: p.state },
     workgroups: flatGrid(rows),
+    spec,
   });
   // Safe while the launches are pending: later users of these buffers run after them.
   partialAcc.dispose();

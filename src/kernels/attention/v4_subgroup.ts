@@ -40,12 +40,13 @@ import type { Tensor } from "../../tensor/tensor.js";
 import { requireFixedSubgroupSize } from "../subgroups.js";
 import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
 import { range } from "../wgsl/unroll.js";
-import { ATTENTION_PARAMS, ATTENTION_WGSL, attentionParams, attentionTensors, type AttentionOptions } from "./problem.js";
+import type { U32Source } from "../step_value.js";
+import { ATTENTION_PARAMS, attentionOutput, attentionParams, attentionSpec, attentionTensors, attentionWgsl, type AttentionOptions, type AttentionSpec } from "./problem.js";
 
 /** The largest head dim this version handles. */
 export const SUBGROUP_MAX_HEAD_DIM = 128;
 
-type SubgroupSpec = {
+type SubgroupSpec = AttentionSpec & {
   lanes: number;
   rows: number;
   maxD: number;
@@ -76,7 +77,8 @@ fn store_quad(base: u32, d: u32, value: vec4f) {
 }`;
 }
 
-function subgroupWgsl({ lanes: W, rows: R, maxD, qMode, kMode, vMode, outVec4 }: SubgroupSpec): string {
+function subgroupWgsl(spec: SubgroupSpec): string {
+  const { lanes: W, rows: R, maxD, qMode, kMode, vMode, outVec4 } = spec;
   const owned = Math.ceil(maxD / 4 / W); // output quads per lane and row
   const rowPosition = (i: number) => `min(first_row + ${i}u, rows - 1u) / params.group_size`;
   const dots = range(R).map((i) => `s${i} += dot(subgroupBroadcast(q, ${i}u), k);`);
@@ -93,7 +95,7 @@ function subgroupWgsl({ lanes: W, rows: R, maxD, qMode, kMode, vMode, outVec4 }:
     ].join("\n  "),
   );
   return /* wgsl */ `
-${ATTENTION_WGSL}
+${attentionWgsl(spec)}
 ${quadFetchWgsl("q", qMode, HEAD_DIM_QUADS)}
 ${quadFetchWgsl("k", kMode, HEAD_DIM_QUADS)}
 ${quadFetchWgsl("v", vMode, HEAD_DIM_QUADS)}
@@ -131,10 +133,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation_id) lane
   for (var i = 0u; i < ${R}u; i++) { m[i] = MASKED; }
   var acc: array<vec4f, ${R * owned}>; // acc[i * ${owned} + t]: row i, dims 4(lane + ${W}t) .. + 3
   let quads = (params.head_dim + 3u) / 4u;
+  let kv_length = key_count();
   for (var j0 = 0u; j0 < kv_end; j0 += ${W}u) {
     // Scores of this lane's key against every row, a quad of dims at a time.
     let key = j0 + lane;
-    let k_at = kv_index(g, min(key, params.kv_length - 1u));
+    let k_at = kv_index(g, min(key, kv_length - 1u));
     ${range(R).map((i) => `var s${i} = 0.0;`).join("\n    ")}
     for (var c = 0u; c < quads; c++) {
       let q = quad_q(my_q, 4u * c);
@@ -145,7 +148,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation_id) lane
     ${rescales.join("\n    ")}
     // The values, one key at a time (up to the last key): this lane's dims of value row j0 + j,
     // weighted by each row's probability for that key, which lane j holds.
-    let block = min(${W}u, params.kv_length - j0);
+    let block = min(${W}u, kv_length - j0);
     for (var j = 0u; j < block; j++) {
       let v_at = kv_index(g, j0 + j);
       ${range(owned).map((t) => `let v${t} = quad_v(v_at, ${4 * W * t}u + 4u * lane);`).join("\n      ")}
@@ -159,22 +162,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation_id) lane
 const kernel = defineKernel({
   name: "attention_v4_subgroup",
   params: ATTENTION_PARAMS,
-  bindings: { q: "read", k: "read", v: "read", out: "read_write" },
-  elementType: (binding, dtype, spec: SubgroupSpec) =>
-    binding === "q"
-      ? quadElementType(spec.qMode, dtype)
-      : binding === "k"
-        ? quadElementType(spec.kMode, dtype)
-        : binding === "v"
-          ? quadElementType(spec.vMode, dtype)
-          : spec.outVec4
-            ? `vec4<${dtype}>`
-            : dtype,
+  bindings: { q: "read", k: "read", v: "read", out: "read_write", state: "read" },
+  gathers: ["state"],
+  elementType: (binding, dtype, spec: SubgroupSpec) => {
+    if (binding === "q") return quadElementType(spec.qMode, dtype);
+    if (binding === "k") return quadElementType(spec.kMode, dtype);
+    if (binding === "v") return quadElementType(spec.vMode, dtype);
+    return binding === "out" && spec.outVec4 ? `vec4<${dtype}>` : dtype;
+  },
   wgsl: subgroupWgsl,
 });
 
 /** Fused attention in one subgroup per block of query rows (see the top of this file). */
-export function subgroupAttention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
+export function subgroupAttention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions<U32Source>): Tensor {
   const op = "attention v4_subgroup";
   const p = attentionTensors(op, q, k, v, options);
   check(p.headDim <= SUBGROUP_MAX_HEAD_DIM, () => `${op}: head dim ${p.headDim} of ${q.describe()} is over ${SUBGROUP_MAX_HEAD_DIM}`);
@@ -184,12 +184,14 @@ export function subgroupAttention(q: Tensor, k: Tensor, v: Tensor, options: Atte
   // rows that do not exist. Otherwise a row per lane.
   const rowCount = p.queries * p.groupSize;
   const rows = rowCount === 1 ? 1 : lanes;
-  const out = q.gpu.empty([p.queries, p.heads, p.headDim], p.outDtype, { name: "attention" });
+  const out = attentionOutput(p, q, options);
+  // Quads of out are whole vec4s when rows are (a given out may be a view: it must start on one).
+  const outVec4 = quadMode(out, p.headDim, false) === "vec4";
   q.gpu.record(kernel, {
     params: attentionParams(p),
-    tensors: { q, k, v, out },
+    tensors: { q, k, v, out, state: p.state },
     workgroups: [Math.ceil(rowCount / rows), p.kvHeads],
-    spec: { lanes, rows, maxD, qMode: quadMode(q, p.headDim, true), kMode: quadMode(k, p.headDim, true), vMode: quadMode(v, p.headDim, true), outVec4: p.headDim % 4 === 0, subgroups: true },
+    spec: { ...attentionSpec(p), lanes, rows, maxD, qMode: quadMode(q, p.headDim, true), kMode: quadMode(k, p.headDim, true), vMode: quadMode(v, p.headDim, true), outVec4, subgroups: true },
   });
   return out;
 }

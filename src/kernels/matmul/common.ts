@@ -1,8 +1,12 @@
 /**
  * What every matmul version shares: argument checking, the output allocation, the uniform
- * parameters, and the epilogue (bias, store) in WGSL.
+ * parameters, and the epilogue (bias, residual, store) in WGSL.
+ *
+ * The residual epilogue exists for the transformer's `x + f(x)·Wᵀ`: adding x while the sum is
+ * still in a register saves the separate add, which would read C back, read x and write C
+ * again: one launch and three passes over an activation, for one more load per stored output.
  */
-import type { DType } from "../../tensor/dtype.js";
+import { isFloat, type DType } from "../../tensor/dtype.js";
 import { check } from "../../tensor/errors.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { quadElementType, type QuadMode } from "../wgsl/quads.js";
@@ -20,6 +24,14 @@ export interface MatmulOptions {
    */
   out?: Tensor;
   outColumn?: number;
+  /**
+   * Added to every output element: C = A·Bᵀ + bias + residual. Shaped like the output (like
+   * `out` when there is one, and then read at the same element, so a weight split into row
+   * parts adds its own columns of it); f32 or f16. It may not share a buffer with `out`
+   * (WebGPU forbids binding one buffer as read and as written in one launch): results go to a
+   * fresh tensor.
+   */
+  residual?: Tensor | null;
 }
 
 /** A checked matmul: its sizes, its output, and the tensors bound to the kernel. */
@@ -30,6 +42,9 @@ export interface MatmulCall {
   /** Bound to the bias slot; when there is no bias, A stands in (the shader never reads it). */
   bias: Tensor;
   hasBias: boolean;
+  /** Bound to the residual slot; when there is none, A stands in (the shader never reads it). */
+  residual: Tensor;
+  hasResidual: boolean;
   c: Tensor;
   /** First column of C written (0 unless filling part of a wider output). */
   outColumn: number;
@@ -46,7 +61,12 @@ export const MATMUL_PARAMS = {
   c_column: "u32",
 } as const;
 
-export const MATMUL_BINDINGS = { a: "read", b: "read", bias: "read", c: "read_write" } as const;
+export const MATMUL_BINDINGS = { a: "read", b: "read", bias: "read", residual: "read", c: "read_write" } as const;
+
+/** The tensors of a planned call, by binding. */
+export function matmulTensors(call: MatmulCall): Record<keyof typeof MATMUL_BINDINGS, Tensor> {
+  return { a: call.a, b: call.b, bias: call.bias, residual: call.residual, c: call.c };
+}
 
 /**
  * A: [..., M, K]. B: [N, K] (a weight shared by all rows of A, whose leading dimensions then
@@ -103,9 +123,22 @@ export function planMatmul(
   } else {
     check(outColumn === 0, () => `${what}: outColumn needs an out tensor`);
   }
+  const residual = options.residual ?? null;
+  if (residual) {
+    const like = out ? out.shape : cShape;
+    check(isFloat(residual.dtype), () => `${what}: residual ${residual.describe()} must be f32 or f16`);
+    check(
+      residual.rank === like.length && residual.shape.every((d, i) => d === like[i]),
+      () => `${what}: residual ${residual.describe()} must be shaped like the output [${like.join(", ")}]`,
+    );
+    check(
+      !out || out.buffer !== residual.buffer,
+      () => `${what}: residual ${residual.describe()} shares a buffer with out ${out?.describe()}; write to a fresh output`,
+    );
+  }
   checkShape(shape);
   const c = out ?? a.gpu.empty(cShape, options.outDtype ?? a.dtype, { name: "matmul" });
-  return { shape, a, b, bias: bias ?? a, hasBias: bias !== null, c, outColumn };
+  return { shape, a, b, bias: bias ?? a, hasBias: bias !== null, residual: residual ?? a, hasResidual: residual !== null, c, outColumn };
 }
 
 /** Parameters of a call; strides are in elements (a quad fetch divides by 4 itself). */
@@ -114,11 +147,12 @@ export function matmulParams({ shape, c, outColumn }: MatmulCall) {
   return { M, N, K, a_batch_stride: M * K, b_batch_stride: batchedB ? N * K : 0, c_row_stride: c.dim(-1), c_column: outColumn };
 }
 
-/** WGSL: the store of one finished sum, adding the bias when there is one. */
-export function epilogueWgsl(hasBias: boolean): string {
+/** WGSL: the store of one finished sum, adding the bias and the residual when there are. */
+export function epilogueWgsl(hasBias: boolean, hasResidual: boolean): string {
   return /* wgsl */ `
 fn store_c(z: u32, m: u32, n: u32, sum: f32) {
-  c[(z * params.M + m) * params.c_row_stride + params.c_column + n] = c_t(sum${hasBias ? " + f32(bias[n])" : ""});
+  let i = (z * params.M + m) * params.c_row_stride + params.c_column + n;
+  c[i] = c_t(sum${hasBias ? " + f32(bias[n])" : ""}${hasResidual ? " + f32(residual[i])" : ""});
 }`;
 }
 

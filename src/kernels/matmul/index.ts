@@ -12,6 +12,11 @@
  *   matvec                1 to 8 rows of A (decoding): B streamed once, workgroup-memory reduction
  *   matvec_v2_subgroup    1 to 4 rows, lanes along K, reduced with subgroupAdd
  *
+ * Every version takes MatmulOptions.residual (C = A·Bᵀ + bias + residual, added in its
+ * epilogue). Beside them, the fused projections of a decoder layer, each a matvec variant with
+ * its own entry for prefill and decode: gated_matvec.ts (gate and up with act(gate)·up as the
+ * epilogue: gatedLinear) and qkv_matvec.ts (q, k and v into one output: qkvLinear).
+ *
  * The runtime chooses by rule, from the device and the shape (chooseMatmulVersion); "subgroups"
  * below means the `subgroups` feature with a fixed subgroup size (see subgroups.ts):
  * - 1 to MATVEC_V2_MAX_ROWS (4) rows of A against one weight, with subgroups (decoding):

@@ -13,7 +13,7 @@ import { check } from "../../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
-import { epilogueWgsl, MATMUL_BINDINGS, MATMUL_PARAMS, matmulParams, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { epilogueWgsl, MATMUL_BINDINGS, matmulTensors, MATMUL_PARAMS, matmulParams, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
 
 /** The most rows of A one launch handles (one accumulator per row lives in registers). */
 export const MATVEC_MAX_ROWS = 8;
@@ -25,8 +25,8 @@ const kernel = defineKernel({
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
   elementType: matmulQuadElementType,
-  wgsl: ({ hasBias, aMode, bMode, rows }: { hasBias: boolean; aMode: QuadMode; bMode: QuadMode; rows: number }) => /* wgsl */ `
-${epilogueWgsl(hasBias)}
+  wgsl: ({ hasBias, hasResidual, aMode, bMode, rows }: { hasBias: boolean; hasResidual: boolean; aMode: QuadMode; bMode: QuadMode; rows: number }) => /* wgsl */ `
+${epilogueWgsl(hasBias, hasResidual)}
 ${FLAT_WORKGROUP_WGSL}
 
 const ROWS = ${rows}u;
@@ -74,9 +74,9 @@ export function matvec(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const { M, N, K } = call.shape;
   a.gpu.record(kernel, {
     params: matmulParams(call),
-    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    tensors: matmulTensors(call),
     workgroups: flatGrid(Math.ceil(N / OUTPUTS)),
-    spec: { hasBias: call.hasBias, aMode: quadMode(a, K, false), bMode: quadMode(b, K, false), rows: M },
+    spec: { hasBias: call.hasBias, hasResidual: call.hasResidual, aMode: quadMode(a, K, false), bMode: quadMode(b, K, false), rows: M },
   });
   return call.c;
 }

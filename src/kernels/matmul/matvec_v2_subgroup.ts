@@ -21,7 +21,7 @@ import { check } from "../../tensor/errors.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
-import { MATMUL_BINDINGS, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { MATMUL_BINDINGS, matmulTensors, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
 import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
 import { range } from "../wgsl/unroll.js";
 import { requireFixedSubgroupSize } from "../subgroups.js";
@@ -77,7 +77,7 @@ export function matvecSubgroup(a: Tensor, b: Tensor, options: MatmulOptions = {}
   const { M, N, K } = call.shape;
   a.gpu.record(kernel, {
     params: flaggedParams(call),
-    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    tensors: matmulTensors(call),
     workgroups: flatGrid(Math.ceil(N / OUTPUTS)),
     spec: { aMode: quadMode(a, K, true), bMode: quadMode(b, K, true), lanes, rows: M, subgroups: true },
   });

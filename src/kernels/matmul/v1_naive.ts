@@ -8,7 +8,7 @@
  */
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { epilogueWgsl, MATMUL_BINDINGS, MATMUL_PARAMS, matmulParams, planMatmul, type MatmulOptions } from "./common.js";
+import { epilogueWgsl, MATMUL_BINDINGS, matmulTensors, MATMUL_PARAMS, matmulParams, planMatmul, type MatmulOptions } from "./common.js";
 
 const WG = 16;
 
@@ -16,8 +16,8 @@ const kernel = defineKernel({
   name: "matmul_v1_naive",
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
-  wgsl: ({ hasBias }: { hasBias: boolean }) => /* wgsl */ `
-${epilogueWgsl(hasBias)}
+  wgsl: ({ hasBias, hasResidual }: { hasBias: boolean; hasResidual: boolean }) => /* wgsl */ `
+${epilogueWgsl(hasBias, hasResidual)}
 
 @compute @workgroup_size(${WG}, ${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -40,9 +40,9 @@ export function matmulNaive(a: Tensor, b: Tensor, options: MatmulOptions = {}): 
   const { M, N, batch } = call.shape;
   a.gpu.record(kernel, {
     params: matmulParams(call),
-    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    tensors: matmulTensors(call),
     workgroups: [Math.ceil(N / WG), Math.ceil(M / WG), batch],
-    spec: { hasBias: call.hasBias },
+    spec: { hasBias: call.hasBias, hasResidual: call.hasResidual },
   });
   return call.c;
 }

@@ -10,7 +10,7 @@
  */
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { epilogueWgsl, MATMUL_BINDINGS, MATMUL_PARAMS, matmulParams, planMatmul, type MatmulOptions } from "./common.js";
+import { epilogueWgsl, MATMUL_BINDINGS, matmulTensors, MATMUL_PARAMS, matmulParams, planMatmul, type MatmulOptions } from "./common.js";
 
 const TILE = 16;
 
@@ -18,8 +18,8 @@ const kernel = defineKernel({
   name: "matmul_v2_tiled",
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
-  wgsl: ({ hasBias }: { hasBias: boolean }) => /* wgsl */ `
-${epilogueWgsl(hasBias)}
+  wgsl: ({ hasBias, hasResidual }: { hasBias: boolean; hasResidual: boolean }) => /* wgsl */ `
+${epilogueWgsl(hasBias, hasResidual)}
 
 const TILE = ${TILE}u;
 var<workgroup> a_tile: array<array<f32, TILE>, TILE>;      // [m][k]
@@ -61,9 +61,9 @@ export function matmulTiled(a: Tensor, b: Tensor, options: MatmulOptions = {}): 
   const { M, N, batch } = call.shape;
   a.gpu.record(kernel, {
     params: matmulParams(call),
-    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    tensors: matmulTensors(call),
     workgroups: [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
-    spec: { hasBias: call.hasBias },
+    spec: { hasBias: call.hasBias, hasResidual: call.hasResidual },
   });
   return call.c;
 }

@@ -15,7 +15,7 @@
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
-import { epilogueWgsl, MATMUL_BINDINGS, MATMUL_PARAMS, matmulParams, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { epilogueWgsl, MATMUL_BINDINGS, matmulTensors, MATMUL_PARAMS, matmulParams, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
 
 const BM = 64; // rows of C per workgroup
 const BN = 64; // columns of C per workgroup
@@ -28,8 +28,8 @@ const kernel = defineKernel({
   params: MATMUL_PARAMS,
   bindings: MATMUL_BINDINGS,
   elementType: matmulQuadElementType,
-  wgsl: ({ hasBias, aMode, bMode }: { hasBias: boolean; aMode: QuadMode; bMode: QuadMode }) => /* wgsl */ `
-${epilogueWgsl(hasBias)}
+  wgsl: ({ hasBias, hasResidual, aMode, bMode }: { hasBias: boolean; hasResidual: boolean; aMode: QuadMode; bMode: QuadMode }) => /* wgsl */ `
+${epilogueWgsl(hasBias, hasResidual)}
 ${quadFetchWgsl("a", aMode, { length: "params.K", pastEnd: true })}
 ${quadFetchWgsl("b", bMode, { length: "params.K", pastEnd: true })}
 
@@ -95,9 +95,9 @@ export function matmulRegisterTiled(a: Tensor, b: Tensor, options: MatmulOptions
   const { M, N, K, batch } = call.shape;
   a.gpu.record(kernel, {
     params: matmulParams(call),
-    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    tensors: matmulTensors(call),
     workgroups: [Math.ceil(N / BN), Math.ceil(M / BM), batch],
-    spec: { hasBias: call.hasBias, aMode: quadMode(a, K, false), bMode: quadMode(b, K, false) },
+    spec: { hasBias: call.hasBias, hasResidual: call.hasResidual, aMode: quadMode(a, K, false), bMode: quadMode(b, K, false) },
   });
   return call.c;
 }

@@ -21,7 +21,7 @@
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
-import { MATMUL_BINDINGS, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { MATMUL_BINDINGS, matmulTensors, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
 import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
 import { range } from "../wgsl/unroll.js";
 
@@ -66,7 +66,7 @@ export function matmulRegisterBlocked(a: Tensor, b: Tensor, options: MatmulOptio
   const { M, N, K, batch } = call.shape;
   a.gpu.record(kernel, {
     params: flaggedParams(call),
-    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    tensors: matmulTensors(call),
     workgroups: [Math.ceil(N / (LANES * BLOCK)), Math.ceil(M / BLOCK), batch],
     spec: { aMode: quadMode(a, K, false), bMode: quadMode(b, K, false) },
   });

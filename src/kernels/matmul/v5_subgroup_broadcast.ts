@@ -32,7 +32,7 @@
 import type { Tensor } from "../../tensor/tensor.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import { FLAGGED_EPILOGUE_WGSL, FLAGGED_PARAMS, flaggedParams } from "./bias_flag.js";
-import { MATMUL_BINDINGS, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
+import { MATMUL_BINDINGS, matmulTensors, matmulQuadElementType, planMatmul, type MatmulOptions } from "./common.js";
 import { quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
 import { range } from "../wgsl/unroll.js";
 import { requireFixedSubgroupSize } from "../subgroups.js";
@@ -139,7 +139,7 @@ export function launchBroadcast(
   const tile = broadcastTile(lanes);
   a.gpu.record(kernel, {
     params: flaggedParams(call),
-    tensors: { a: call.a, b: call.b, bias: call.bias, c: call.c },
+    tensors: matmulTensors(call),
     workgroups: [Math.ceil(N / (lanes * tile.columnGroups)), Math.ceil(M / (lanes * tile.rowGroups)), batch],
     spec: {
       ...tile,

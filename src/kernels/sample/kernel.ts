@@ -15,8 +15,11 @@
  *    contains u·(total mass) walks it in order to the first element where the running sum
  *    exceeds it. The ranks among the κ-ties that top-p needs come the same way, from a scan of
  *    each chunk's count of elements with key κ.
- * The chosen id is written to `out` [1] (the next step's embedding input) and appended to the
- * history at `length`, so the next step's penalty sees it.
+ * The chosen id is written to `out` [1] (the next step's embedding input; with several
+ * sequences decoded together, their element of a shared u32 [n]) and appended to the
+ * history at `length`, so the next step's penalty sees it. The step and the history length may
+ * be read on the GPU when the launch runs (StepValues, ../step_value.ts), so a decode step
+ * recorded once draws each token from its own place in the random stream.
  *
  * One workgroup of 256 threads does everything, in one dispatch: the vocabulary is one row of
  * at most ~150k scores, about ten passes over it stay in cache, and there is no
@@ -43,22 +46,38 @@ import { workgroupScanWgsl } from "../wgsl/scan.js";
 import { FIXED_POINT_WGSL } from "./fixed_point.js";
 import { MAX_VOCAB, resolveOptions, type SampleOptions } from "./options.js";
 import { RADIX_SELECT_WGSL } from "./radix_select.js";
+import { checkU32Source, describeU32Source, isStepValue, maxOf, stateTensor, u32SourceParams, u32SourceWgsl, type U32Source } from "../step_value.js";
 
-export interface SampleTokenOptions extends SampleOptions {
-  /** Ids seen so far (u32 [capacity]), `length` of them valid; the chosen id is written at `length`. */
-  history?: { ids: Tensor; length: number };
-  /** Write the id into this u32 [1] tensor instead of a new one. */
+export interface SampleTokenOptions extends Omit<SampleOptions, "step"> {
+  /** Position in the random stream (u = uniform(seed, step)); a StepValue is read when the launch runs. */
+  step: U32Source;
+  /**
+   * Ids seen so far (u32 [capacity]), `length` of them valid; the chosen id is written at
+   * `length` (a StepValue's max must stay below the capacity).
+   */
+  history?: { ids: Tensor; length: U32Source };
+  /** Write the id into this u32 [n] tensor (at `outIndex`) instead of a new u32 [1]. */
   out?: Tensor;
+  /** The element of `out` the id goes to, in [0, n). Default 0 (the only one of a new out). */
+  outIndex?: number;
+  /** The row of logits [R, V] to sample, in [0, R). Default 0. */
+  row?: number;
 }
 
 const THREADS = 256; // also the number of radix bins: one 8-bit digit per pass
+
+/** Which of the kernel's two U32Sources are read from `state`. */
+type SampleSpec = { dynamicHistoryLength: boolean; dynamicStep: boolean };
 
 const sampleKernel = defineKernel({
   name: "sample",
   params: {
     vocab: "u32",
+    row: "u32",
+    out_index: "u32",
     chunk: "u32",
     history_length: "u32",
+    history_length_index: "u32",
     greedy: "u32",
     top_k: "u32",
     top_p: "f32",
@@ -66,11 +85,15 @@ const sampleKernel = defineKernel({
     inv_temperature: "f32",
     seed: "u32",
     step: "u32",
+    step_index: "u32",
   },
-  bindings: { logits: "read", history: "read_write", out: "read_write", z: "read_write", flags: "read_write" },
+  bindings: { logits: "read", history: "read_write", out: "read_write", z: "read_write", flags: "read_write", state: "read" },
+  gathers: ["state"],
   elementType: (binding, dtype) => (binding === "flags" ? "atomic<u32>" : dtype),
-  wgsl: () => /* wgsl */ `
+  wgsl: ({ dynamicHistoryLength, dynamicStep }: SampleSpec) => /* wgsl */ `
 const T = ${THREADS}u;
+${u32SourceWgsl("history_length", dynamicHistoryLength)}
+${u32SourceWgsl("step", dynamicStep)}
 ${uniformWgsl()}
 ${FIXED_POINT_WGSL}
 ${ARGMAX_ORDER_WGSL}
@@ -100,8 +123,10 @@ fn survives(key: u32, kappa: u32, skip: u32, rank: ptr<function, u32>) -> bool {
 }
 
 fn emit(id: u32) {
-  out[0] = id;
-  history[params.history_length] = id;
+  out[params.out_index] = id;
+  // A run-time length past its max would land on the history's last id: dropped instead.
+  let at = history_length_value();
+  if (at < arrayLength(&history)) { history[at] = id; }
 }
 
 @compute @workgroup_size(T)
@@ -115,7 +140,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   if (penalise) {
     for (var word = lid; word < (params.vocab + 31u) / 32u; word += T) { atomicStore(&flags[word], 0u); }
     storageBarrier();
-    for (var h = lid; h < params.history_length; h += T) {
+    // (Never past the history's end, even if a run-time length broke its max.)
+    let history_length = min(history_length_value(), arrayLength(&history));
+    for (var h = lid; h < history_length; h += T) {
       let id = history[h];
       if (id < params.vocab) { atomicOr(&flags[id / 32u], 1u << (id % 32u)); }
     }
@@ -124,8 +151,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
   // 2. Penalised scores into z, and their argmax.
   var best = Best(0.0, NO_INDEX);
+  let row_start = params.row * params.vocab; // this row of logits [R, V]
   for (var i = begin; i < end; i++) {
-    var x = f32(logits[i]);
+    var x = f32(logits[row_start + i]);
     if (penalise && in_history(i)) { x = select(x / params.penalty, x * params.penalty, x < 0.0); }
     z[i] = x;
     best = better(Best(x, i), best);
@@ -166,7 +194,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
   mass_before(lid, mass);
   let start = mass_before_exclusive(lid);
-  let drawn = uniform_random(params.seed, params.step) * mass_before_total();
+  let drawn = uniform_random(params.seed, step_value()) * mass_before_total();
   // The last chunk with mass that starts at or below the drawn mass holds it (or, if rounding
   // put it past the end, ends just before it).
   if (mass > 0.0 && start <= drawn) { atomicMax(&owner, lid + 1u); }
@@ -198,40 +226,58 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 // ------------------------------------------------------------------ launch
 
 /**
- * Samples the next token from logits [V] or [1, V] (f32 or f16) → u32 [1] (`options.out` if
- * given). With a history, its ids get the repetition penalty and the chosen id is appended at
+ * Samples the next token from row `row` of logits [V] or [R, V] (f32 or f16) → element
+ * `outIndex` of `options.out` (u32 [n]; the other elements are left alone), or a new u32 [1].
+ * With a history, its ids get the repetition penalty and the chosen id is appended at
  * `history.length`. Nothing is read back.
  */
 export function sampleToken(logits: Tensor, options: SampleTokenOptions): Tensor {
-  check(
-    logits.rank === 1 || (logits.rank === 2 && logits.dim(0) === 1),
-    () => `sampleToken: logits ${logits.describe()} must be [V] or [1, V]`,
-  );
+  check(logits.rank === 1 || logits.rank === 2, () => `sampleToken: logits ${logits.describe()} must be [V] or [R, V]`);
   check(isFloat(logits.dtype), () => `sampleToken: logits ${logits.describe()} must be f32 or f16`);
   const vocab = logits.dim(-1);
-  check(vocab > 0, () => `sampleToken: logits ${logits.describe()} are empty`);
+  check(vocab > 0 && logits.size > 0, () => `sampleToken: logits ${logits.describe()} are empty`);
   check(vocab <= MAX_VOCAB, () => `sampleToken: logits ${logits.describe()} have more than ${MAX_VOCAB} entries`);
-  const o = resolveOptions(options, "sampleToken");
+  const rowCount = logits.rank === 2 ? logits.dim(0) : 1;
+  const row = options.row ?? 0;
+  check(
+    Number.isInteger(row) && row >= 0 && row < rowCount,
+    () => `sampleToken: row ${row} must be an integer in [0, ${rowCount}), a row of logits ${logits.describe()}`,
+  );
+  const { step, history, out: given } = options;
+  // The numbers' checks are the reference's; a StepValue is checked as one.
+  const o = resolveOptions({ ...options, step: isStepValue(step) ? 0 : step }, "sampleToken");
+  if (isStepValue(step)) checkU32Source(step, "sampleToken: step");
 
-  const { history, out: given } = options;
   if (history) {
-    const ids = history.ids;
+    const { ids, length } = history;
     check(ids.rank === 1 && ids.dtype === "u32", () => `sampleToken: history ids ${ids.describe()} must be u32 [capacity]`);
-    if (!Number.isInteger(history.length) || history.length < 0 || history.length >= ids.dim(0)) {
+    if (isStepValue(length)) checkU32Source(length, "sampleToken: history length");
+    const last = maxOf(length);
+    if (!Number.isInteger(last) || last < 0 || last >= ids.dim(0)) {
       throw new RangeError(
-        `sampleToken: history length ${history.length} must be an integer in [0, ${ids.dim(0)}) ` +
+        `sampleToken: history length ${describeU32Source(length)} must be an integer in [0, ${ids.dim(0)}) ` +
           `so that the sampled id fits after it in ${ids.describe()}`,
       );
     }
     check(ids.buffer !== logits.buffer, () => `sampleToken: history ids ${ids.describe()} share a buffer with the logits`);
   }
+  const outIndex = options.outIndex ?? 0;
   if (given) {
-    check(given.size === 1 && given.dtype === "u32", () => `sampleToken: out ${given.describe()} must be u32 [1]`);
+    check(given.rank === 1 && given.dtype === "u32", () => `sampleToken: out ${given.describe()} must be u32 [n]`);
+    check(
+      Number.isInteger(outIndex) && outIndex >= 0 && outIndex < given.size,
+      () => `sampleToken: outIndex ${outIndex} must be an integer in [0, ${given.size}), an element of out ${given.describe()}`,
+    );
     check(
       given.buffer !== logits.buffer && given.buffer !== history?.ids.buffer,
       () => `sampleToken: out ${given.describe()} shares a buffer with the logits or the history`,
     );
+  } else {
+    check(outIndex === 0, () => `sampleToken: outIndex ${outIndex} needs an out tensor: without one the id goes to element 0 of a new u32 [1]`);
   }
+
+  const historyLength = history?.length ?? 0;
+  const state = stateTensor("sampleToken", [step, historyLength], logits, [...(history ? [history.ids] : []), ...(given ? [given] : [])]);
 
   const gpu = logits.gpu;
   const out = given ?? gpu.empty([1], "u32", { name: "sampled token" });
@@ -242,18 +288,21 @@ export function sampleToken(logits: Tensor, options: SampleTokenOptions): Tensor
   gpu.record(sampleKernel, {
     params: {
       vocab,
+      row,
+      out_index: outIndex,
       chunk: Math.ceil(vocab / THREADS),
-      history_length: history?.length ?? 0,
+      ...u32SourceParams("history_length", historyLength),
       greedy: o.temperature === 0 ? 1 : 0,
       top_k: o.topK < vocab ? o.topK : 0,
       top_p: o.topP,
       penalty: o.repetitionPenalty,
       inv_temperature: o.temperature === 0 ? 0 : 1 / o.temperature,
       seed: o.seed,
-      step: o.step,
+      ...u32SourceParams("step", step),
     },
-    tensors: { logits, history: historyIds, out, z, flags },
+    tensors: { logits, history: historyIds, out, z, flags, state },
     workgroups: [1],
+    spec: { dynamicHistoryLength: isStepValue(historyLength), dynamicStep: isStepValue(step) },
   });
   // Safe while the launch is pending: a later user of these buffers runs after it.
   z.dispose();
