@@ -13,11 +13,13 @@
  * labels we give every bind group. A lost device is reported on stderr when it happens and
  * every later call throws DeviceLostError.
  */
+import { performance } from "node:perf_hooks";
 import { bytesPerElement, decodeHost, encodeHost, type DType, type HostArray } from "./dtype.js";
 import { DeviceLostError, GpuError, ShapeError, shapeString } from "./errors.js";
 import type { AnyKernel, Kernel, Access, ParamType, SpecValue } from "./kernel.js";
 import { poison } from "./poison.js";
 import { BufferPool, bufferId, type MemoryStats } from "./pool.js";
+import { RecordedProgram, type CapturedLaunch } from "./program.js";
 import { StagingBuffers } from "./readback.js";
 import { Storage, Tensor, elementCount, validateShape } from "./tensor.js";
 import { requestDevice, type GpuOptions, type AdapterSummary } from "./adapter.js";
@@ -50,6 +52,22 @@ export interface LaunchRecord {
   workgroups: readonly [number, number, number];
 }
 
+/** A launch captured but not yet turned into a program's (its bind group waits for the program's uniform buffer). */
+interface PendingLaunch {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  entries: GPUBindGroupEntry[];
+  params: Uint8Array;
+  label: string;
+  record: LaunchRecord;
+}
+
+interface CaptureState {
+  launches: PendingLaunch[];
+  /** Pooled buffers handed out during the capture: the program's workspace. */
+  allocated: Set<GPUBuffer>;
+}
+
 export class Gpu {
   readonly device: GPUDevice;
   readonly adapter: AdapterSummary;
@@ -65,12 +83,14 @@ export class Gpu {
   private lostInfo: GPUDeviceLostInfo | null = null;
   private destroyed = false;
   private uncaptured: string[] = [];
-  private pendingChecks: Promise<(GPUError | null)[]>[] = [];
+  private readonly pendingChecks: Promise<(GPUError | null)[]>[] = [];
 
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly layouts = new Map<AnyKernel, { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
   private bindGroups = new Map<string, GPUBindGroup>();
 
+  /** Set inside capture(): launches go there instead of into the encoder. */
+  private capturing: CaptureState | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly chunks: UniformChunk[] = [];
@@ -137,6 +157,7 @@ export class Gpu {
     const label = `${options.name || "tensor"} ${dtype}[${shapeString(shape)}]`;
     const persistent = options.persistent ?? false;
     const buffer = this.pool.acquire(bytes, label, persistent);
+    if (this.capturing && !persistent) this.capturing.allocated.add(buffer);
     return new Tensor(new Storage(this, buffer, !persistent), shape, dtype, 0, options.name);
   }
 
@@ -160,6 +181,7 @@ export class Gpu {
   /** Uploads raw little-endian bytes (already in the tensor's dtype) into `t`, at a byte offset. */
   write(t: Tensor, bytes: Uint8Array | ArrayBufferView, byteOffset = 0): void {
     this.assertUsable();
+    this.assertNotCapturing("write");
     const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (byteOffset + view.byteLength > t.byteLength + 3) {
       throw new ShapeError(`write of ${view.byteLength} bytes at ${byteOffset} overruns ${t.describe()}`);
@@ -242,7 +264,6 @@ export class Gpu {
     const anyKernel = kernel as unknown as AnyKernel;
     const types = {} as Record<keyof B, DType>;
     const entries: GPUBindGroupEntry[] = [];
-    const labelParts: string[] = [];
     let cacheKey = "";
     kernel.bindingNames.forEach((name, i) => {
       const t = launch.tensors[name];
@@ -257,39 +278,119 @@ export class Gpu {
         );
       }
       entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset: t.byteOffset, size } });
-      labelParts.push(`${name}: ${t.describe()}`);
       cacheKey += `${bufferId(t.buffer)}:${t.byteOffset}:${size},`;
     });
+    // Built only when needed (a new bind group, an error): describing every tensor per launch is not free.
+    const label = () => `${kernel.name}(${kernel.bindingNames.map((name) => `${name}: ${launch.tensors[name].describe()}`).join(", ")})`;
+    const [x, y = 1, z = 1] = launch.workgroups;
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) {
+      throw new ShapeError(`${label()}: workgroup grid ${x}x${y}x${z} exceeds ${max} per dimension`);
+    }
     const spec = (launch.spec ?? {}) as S;
     const pipeline = this.pipeline(kernel, spec, types);
-    const layout = this.layoutFor(anyKernel);
+    const params = kernel.pack(launch.params);
+    if (x === 0 || y === 0 || z === 0) return; // an empty tensor: nothing to compute
+    const record: LaunchRecord = { kernel: anyKernel, tensors: launch.tensors, spec, workgroups: [x, y, z] };
+    if (this.capturing) {
+      this.capturing.launches.push({ pipeline, layout: this.layoutFor(anyKernel).bindGroup, entries, params, label: label(), record });
+      return;
+    }
 
     const { chunk, chunkIndex, offset } = this.allocateParams(kernel.paramBytes);
-    chunk.data.set(kernel.pack(launch.params), offset);
-    const label = `${kernel.name}(${labelParts.join(", ")})`;
+    chunk.data.set(params, offset);
     cacheKey = `${kernelId(anyKernel)}|${chunkIndex}|${cacheKey}`;
     let bindGroup = this.bindGroups.get(cacheKey);
     if (!bindGroup) {
       entries.unshift({ binding: 0, resource: { buffer: chunk.buffer, offset: 0, size: kernel.paramBytes } });
-      bindGroup = this.device.createBindGroup({ label, layout: layout.bindGroup, entries });
+      bindGroup = this.device.createBindGroup({ label: label(), layout: this.layoutFor(anyKernel).bindGroup, entries });
       this.bindGroupsCreated++;
       if (this.bindGroups.size > 8192) this.bindGroups.clear();
       this.bindGroups.set(cacheKey, bindGroup);
     }
-
-    const [x, y = 1, z = 1] = launch.workgroups;
-    const max = this.limits.maxComputeWorkgroupsPerDimension;
-    if (x > max || y > max || z > max) {
-      throw new ShapeError(`${label}: workgroup grid ${x}x${y}x${z} exceeds ${max} per dimension`);
-    }
-    if (x === 0 || y === 0 || z === 0) return; // an empty tensor: nothing to compute
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup, [offset]);
     pass.dispatchWorkgroups(x, y, z);
+    this.countLaunch(record);
+  }
+
+  private countLaunch(record: LaunchRecord): void {
     this.dispatchesInBatch++;
     this.dispatchCount++;
-    this.launchObserver?.({ kernel: anyKernel, tensors: launch.tensors, spec, workgroups: [x, y, z] });
+    this.launchObserver?.(record);
+  }
+
+  // ---------------------------------------------------------------- recorded programs
+
+  /**
+   * Runs `fn` (inside a scope) capturing its launches instead of recording them, and returns
+   * them as a program to replay (see program.ts for what stays valid between replays). The
+   * temporaries `fn` makes must all be freed by its end (the scope frees what it does not
+   * return); their buffers become the program's. Inside `fn` only launches may be recorded:
+   * writes, copies, submits and reads would not be replayed, so they throw.
+   */
+  capture(label: string, fn: () => void): RecordedProgram {
+    this.assertUsable();
+    if (this.capturing) throw new Error(`${label}: gpu.capture() cannot nest inside another capture`);
+    const state: CaptureState = { launches: [], allocated: new Set() };
+    this.capturing = state;
+    try {
+      this.scope(fn);
+    } finally {
+      this.capturing = null;
+    }
+    const workspace: GPUBuffer[] = [];
+    for (const buffer of state.allocated) {
+      if (!this.pool.reserve(buffer)) {
+        for (const held of workspace) this.pool.release(held);
+        throw new ShapeError(`${label}: ${buffer.label}, made while capturing, is still alive after it: a program's temporaries must be freed by its end`);
+      }
+      workspace.push(buffer);
+    }
+    // Every launch's parameter block, at its own aligned offset in one uniform buffer, written once.
+    const strides = state.launches.map((l) => Math.ceil(l.params.byteLength / this.uniformAlignment) * this.uniformAlignment);
+    const total = strides.reduce((sum, s) => sum + s, 0);
+    const uniforms = total > 0 ? this.device.createBuffer({ label: `${label} parameters`, size: total, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }) : null;
+    const data = new Uint8Array(total);
+    let offset = 0;
+    const launches: CapturedLaunch[] = state.launches.map((l, i) => {
+      data.set(l.params, offset);
+      const bindGroup = this.device.createBindGroup({
+        label: `${label}: ${l.label}`,
+        layout: l.layout,
+        entries: [{ binding: 0, resource: { buffer: uniforms!, offset: 0, size: l.params.byteLength } }, ...l.entries],
+      });
+      this.bindGroupsCreated++;
+      const launch = { pipeline: l.pipeline, bindGroup, offset, workgroups: l.record.workgroups, record: l.record };
+      offset += strides[i];
+      return launch;
+    });
+    if (uniforms) this.device.queue.writeBuffer(uniforms, 0, data);
+    return new RecordedProgram(label, launches, uniforms, workspace, (buffers) => {
+      for (const buffer of buffers) this.pool.release(buffer);
+    });
+  }
+
+  /**
+   * Records every launch of `program` into the open command encoder, as if its capture ran
+   * again. Returns the CPU milliseconds the launches took to record (the pass opened, if it had
+   * to be, is not counted): what the benchmarks compare with Dawn's own cost per dispatch.
+   */
+  replay(program: RecordedProgram): number {
+    this.assertUsable();
+    this.assertNotCapturing("replay");
+    if (program.isDisposed) throw new Error(`${program.label}: replay of a disposed program`);
+    const pass = this.computePass();
+    const start = performance.now();
+    program.encode(pass);
+    const ms = performance.now() - start;
+    for (const launch of program.launches) this.countLaunch(launch.record);
+    return ms;
+  }
+
+  private assertNotCapturing(what: string): void {
+    if (this.capturing) throw new Error(`gpu.${what}() inside gpu.capture(): only kernel launches can be captured and replayed`);
   }
 
   private pipeline<S extends Record<string, SpecValue>>(kernel: Kernel<any, any, S>, spec: S, types: Record<string, DType>): GPUComputePipeline {
@@ -367,6 +468,7 @@ export class Gpu {
   /** Records a buffer-to-buffer copy (ends the open compute pass). */
   copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.assertUsable();
+    this.assertNotCapturing("copyBuffer");
     const encoder = this.commandEncoder();
     this.pass?.end();
     this.pass = null;
@@ -380,6 +482,7 @@ export class Gpu {
    */
   beginComputePass(descriptor: GPUComputePassDescriptor): void {
     this.assertUsable();
+    this.assertNotCapturing("beginComputePass");
     const encoder = this.commandEncoder();
     this.pass?.end();
     this.pass = encoder.beginComputePass(descriptor);
@@ -388,6 +491,7 @@ export class Gpu {
   /** Records commands directly on the batch's encoder (ends the open compute pass); for timestamp queries and the like. */
   withEncoder(fn: (encoder: GPUCommandEncoder) => void): void {
     this.assertUsable();
+    this.assertNotCapturing("withEncoder");
     const encoder = this.commandEncoder();
     this.pass?.end();
     this.pass = null;
@@ -396,6 +500,7 @@ export class Gpu {
 
   /** Sends everything recorded so far to the GPU as one submission. */
   submit(): void {
+    this.assertNotCapturing("submit");
     if (!this.encoder) return;
     this.assertUsable();
     this.pass?.end();
@@ -434,6 +539,7 @@ export class Gpu {
 
   private async readBytesMany(tensors: Tensor[]): Promise<Uint8Array[]> {
     this.assertUsable();
+    this.assertNotCapturing("read");
     const stagings = tensors.map((t) => {
       const bytes = Math.max(4, Math.ceil(t.byteLength / 4) * 4);
       const staging = this.staging.acquire(bytes);
@@ -441,9 +547,12 @@ export class Gpu {
       return staging;
     });
     this.submit();
+    // Only the submissions up to this read: waiting on later ones (a decode step recorded while
+    // this token travels back) would make the read wait for them, and CPU and GPU take turns.
+    const checks = this.pendingChecks.splice(0);
     try {
       await this.guard(Promise.all(stagings.map((s) => s.mapAsync(GPUMapMode.READ))));
-      await this.throwReportedErrors();
+      await this.throwReportedErrors(checks);
       return stagings.map((s, i) => new Uint8Array(s.getMappedRange(0, Math.ceil(tensors[i].byteLength / 4) * 4 || 4).slice(0)));
     } finally {
       for (const s of stagings) {
@@ -477,9 +586,8 @@ export class Gpu {
     clearTimeout(timer);
   }
 
-  private async throwReportedErrors(): Promise<void> {
-    const checks = this.pendingChecks;
-    this.pendingChecks = [];
+  /** Throws what the error scopes of `checks` (default: every submission not yet checked) and the uncaptured-error handler caught. */
+  private async throwReportedErrors(checks = this.pendingChecks.splice(0)): Promise<void> {
     const messages: string[] = [];
     for (const errors of await Promise.all(checks)) {
       for (const error of errors) if (error) messages.push(`${errorKind(error)}: ${error.message}`);

@@ -106,6 +106,20 @@ export class BufferPool {
     list.splice(at, 0, buffer);
   }
 
+  /**
+   * Takes a free buffer out of the free list, as if acquired again (a recorded program keeps
+   * its temporaries this way; release() gives it back). False if the buffer is not free.
+   */
+  reserve(buffer: GPUBuffer): boolean {
+    const list = this.free.get(buffer.size);
+    const at = list?.indexOf(buffer) ?? -1;
+    if (at < 0) return false;
+    list!.splice(at, 1);
+    this.pooledBytes -= buffer.size;
+    this.liveBytes += buffer.size;
+    return true;
+  }
+
   /** Destroys every pooled (unused) buffer, giving its memory back to the device. */
   trim(): void {
     for (const list of this.free.values()) {
