@@ -11,6 +11,7 @@ import { activationFromConfig } from "../src/kernels/activations.js";
 import { chooseAttentionVersion, type AttentionVersion } from "../src/kernels/attention/index.js";
 import { randomFillReference } from "../src/kernels/random_fill.js";
 import { VisionLanguageModel } from "../src/generate/model.js";
+import { bucketEnd } from "../src/generate/token_step.js";
 import { randomLlava, tensorSeed } from "../src/bench/random_model.js";
 import { partRows } from "../src/models/load.js";
 import { bytesPerElement, type DType } from "../src/tensor/dtype.js";
@@ -23,17 +24,16 @@ import { expectClose, roundTo } from "./helpers.js";
 /** Kernels each attention version launches: v1 scores, softmax and P·V; v3 the partial sums and their combination. */
 const ATTENTION_LAUNCHES: Record<AttentionVersion, number> = { v1_unfused: 3, v2_flash: 1, v3_split_k: 2, v4_subgroup: 1 };
 
-/** The decoder's matrix products in each layer (llama.ts), each one launch per row part of its weight. */
-const LAYER_MATRICES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
-
 /**
- * Kernel launches of one decoded token whose attention reads `kvLength` cached positions, as
- * llama.ts and generate() record it:
+ * Kernel launches of one decoded token whose attention may read up to `kvLength` cached
+ * positions (the attention version is chosen by that bound), as llama.ts and the decode batch
+ * record it for one sequence:
  *   embedding lookup     one per row part of the table
- *   each layer           2 rmsnorms, 2 ropes (q and k), 2 KV-cache writes, 2 residual adds;
- *                        the 7 matrix products, one launch per row part of each weight;
- *                        the gated activation: siluMul, or the activation and then mul;
- *                        attention, as many kernels as the version chosen for 1 query launches
+ *   each layer           2 rmsnorms; q|k|v in one launch (one matmul per row part of each
+ *                        weight when any is split); RoPE with the cache write; attention, as
+ *                        many kernels as its version launches; the output product with the
+ *                        residual; gate and up in one launch (split: their matmuls, then siluMul
+ *                        or the activation and mul); down with the residual
  *   final rmsnorm        1
  *   LM head              one per row part (of the embedding table when tied)
  *   sampler              1
@@ -47,24 +47,20 @@ function decodeLaunches(gpu: Gpu, config: ModelConfig & { text: LlamaConfig }, d
     const rowBytes = row.reduce((n, d) => n * d, 1) * bytesPerElement(dtype);
     return partRows(rows, rowBytes, gpu.limits.maxStorageBufferBindingSize, name).length;
   };
-  const [rmsnorms, ropes, cacheWrites, residualAdds] = [2, 2, 2, 2];
-  const gated = activationFromConfig(text.hiddenAct) === "silu" ? 1 : 2;
   const attention = ATTENTION_LAUNCHES[chooseAttentionVersion(gpu, 1, kvLength, text.headDim)];
   let layers = 0;
   for (let i = 0; i < text.numHiddenLayers; i++) {
-    const matrices = LAYER_MATRICES.reduce((n, m) => n + parts(`text.layers.${i}.${m}.weight`), 0);
-    layers += rmsnorms + ropes + cacheWrites + residualAdds + matrices + gated + attention;
+    const p = (m: string) => parts(`text.layers.${i}.${m}.weight`);
+    const qkv = ["q_proj", "k_proj", "v_proj"].map((m) => p(`self_attn.${m}`));
+    const [gate, up] = [p("mlp.gate_proj"), p("mlp.up_proj")];
+    const activation = activationFromConfig(text.hiddenAct) === "silu" ? 1 : 2;
+    const [rmsnorms, ropeKV] = [2, 1];
+    layers += rmsnorms + (qkv.every((n) => n === 1) ? 1 : qkv[0] + qkv[1] + qkv[2]) + ropeKV + attention + p("self_attn.o_proj");
+    layers += (gate === 1 && up === 1 ? 1 : gate + up + activation) + p("mlp.down_proj");
   }
   const [finalNorm, sampler] = [1, 1];
   const lmHead = parts(text.tieWordEmbeddings ? "text.embed_tokens.weight" : "lm_head.weight");
   return parts("text.embed_tokens.weight") + layers + finalNorm + lmHead + sampler;
-}
-
-/** The sum of f(n) for n in [from, to]. */
-function sumOver(from: number, to: number, f: (n: number) => number): number {
-  let sum = 0;
-  for (let n = from; n <= to; n++) sum += f(n);
-  return sum;
 }
 
 describe("end-to-end measurement", async () => {
@@ -116,11 +112,10 @@ describe("end-to-end measurement", async () => {
       const long = await counts(6);
       expect(long.tokens - short.tokens).toBe(4);
       expect(long.submits - short.submits).toBe(4);
-      // Token j (from 0) is decoded over the prompt and j + 1 positions: the short run stops
-      // after token 1, the long one decodes tokens 1 to 5, so they differ by tokens 2 to 5.
+      // The short run decodes token 1, the long one tokens 1 to 5: they differ by 4 steps,
+      // each the long run's captured step, whose attention sees at most prompt + 5 positions.
       const prompt = model.mergedLength([1, 500, 300, 400]);
-      const extra = sumOver(2, 5, (j) => decodeLaunches(gpu, config as ModelConfig & { text: LlamaConfig }, dtype, prompt + j));
-      expect(long.dispatches - short.dispatches).toBe(extra);
+      expect(long.dispatches - short.dispatches).toBe(4 * decodeLaunches(gpu, config as ModelConfig & { text: LlamaConfig }, dtype, prompt + 5));
     } finally {
       pixels.dispose();
       vlm.dispose();
@@ -149,39 +144,6 @@ describe("end-to-end measurement", async () => {
     }
   });
 
-  it("makes no bind group after the first decoded token: each step gets the same pooled buffers", async () => {
-    const config = parseConfig(
-      {
-        model_type: "llama",
-        vocab_size: 640,
-        hidden_size: 64,
-        intermediate_size: 96,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        max_position_embeddings: 128,
-      },
-      "small llama",
-    );
-    const { model } = await randomLlava(gpu, config, { dtype: "f32", contextLength: 64 });
-    const vlm = new VisionLanguageModel(model, null, null);
-    try {
-      const made: number[] = [];
-      let before = gpu.bindGroupsCreated;
-      for await (const chunk of vlm.generate({ promptIds: [1, 2, 3, 4, 5], maxNewTokens: 24, stop: [] })) {
-        expect(chunk.token).toBeGreaterThanOrEqual(0);
-        made.push(gpu.bindGroupsCreated - before);
-        before = gpu.bindGroupsCreated;
-      }
-      expect(made).toHaveLength(24);
-      // Token 0 comes with the prefill, token 1 is the first decode step: both bind new buffers.
-      expect(made[1]).toBeGreaterThan(0);
-      expect(made.slice(2)).toEqual(Array(22).fill(0));
-    } finally {
-      vlm.dispose();
-    }
-  });
-
   it("extrapolates a phase as t(0 layers) + layers · (t(1 layer) - t(0 layers))", () => {
     const zero = summarize([10, 12, 11]); // median 11, spread 1/11
     const one = summarize([15, 16, 20]); // median 16, spread 1/16
@@ -199,10 +161,12 @@ describe("end-to-end measurement", async () => {
     expect(result.prefill.tokensPerSecond).toBeGreaterThan(0);
     expect(result.perToken.submits).toBe(1);
     expect(result.perToken.bindGroups).toBe(0); // the timed steps follow a warm-up step that bound every buffer once
-    // Timed step n (from 1) decodes over context + n positions; the figure is their mean.
+    // Every step replays the step captured for context's bucket (token_step.ts).
     const config = shapeConfig("tiny") as ModelConfig & { text: LlamaConfig };
-    const launches = sumOver(1, decodeSteps, (n) => decodeLaunches(gpu, config, result.dtype, context + n));
-    expect(result.perToken.dispatches).toBe(launches / decodeSteps);
+    expect(result.perToken.dispatches).toBe(decodeLaunches(gpu, config, result.dtype, Math.min(bucketEnd(context + 1), context + decodeSteps)));
+    expect(result.perToken.dispatchesPerLayer).toBe(8);
+    expect(result.batches.map((b) => b.size)).toEqual([1, 2, 4, 8, 16]);
+    expect(result.batches.every((b) => b.tokensPerSecond > 0)).toBe(true);
     expect(result.perToken.weightReadRatio).toBeLessThanOrEqual(1.1);
   });
 });

@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
@@ -8,28 +8,11 @@ import { argmax } from "../src/kernels/argmax.js";
 import { chatPrompt } from "../src/generate/chat_template.js";
 import { loadModel, type VisionLanguageModel } from "../src/generate/model.js";
 import type { GenerateChunk } from "../src/generate/request.js";
-import { writeRandomCheckpoint } from "./random_checkpoint.js";
+import { RANDOM_LLAVA, randomLlavaFolder, writeRandomCheckpoint } from "./random_checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { expectClose, runCommand, testGpu } from "./helpers.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures");
-
-/** A tiny LLaVA with random weights and LLaMA-2's real tokenizer (llava-1.5's added tokens). */
-const RANDOM_LLAVA = {
-  architectures: ["LlavaForConditionalGeneration"],
-  model_type: "llava",
-  image_token_index: 32000,
-  pad_token_id: 32001,
-  text_config: { model_type: "llama", vocab_size: 32002, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 },
-  vision_config: { model_type: "clip_vision_model", image_size: 32, patch_size: 8, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4 },
-};
-
-async function randomLlavaFolder(dir: string): Promise<void> {
-  await writeRandomCheckpoint(dir, RANDOM_LLAVA, { seed: 7, scale: 0.5 });
-  await copyFile(join(FIXTURES, "tokenizer", "tokenizer.model"), join(dir, "tokenizer.model"));
-  for (const f of ["tokenizer_config.json", "special_tokens_map.json"]) await copyFile(join(FIXTURES, "tokenizer", "llava-1.5", f), join(dir, f));
-  await writeFile(join(dir, "preprocessor_config.json"), JSON.stringify({ image_processor_type: "CLIPImageProcessor", size: { shortest_edge: 32 }, crop_size: { height: 32, width: 32 } }));
-}
 
 async function collect(stream: AsyncGenerator<GenerateChunk>): Promise<GenerateChunk[]> {
   const chunks: GenerateChunk[] = [];

@@ -2,11 +2,13 @@
  * Random-weight checkpoints of any shape, written as Hugging Face folders: for tests of the
  * loading and generation machinery, where what the model says does not matter.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseConfig } from "../src/weights/config.js";
 import { checkpointNameFor, expectedTensors } from "../src/weights/names.js";
 import { writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
+
+const FIXTURES = join(import.meta.dirname, "fixtures");
 
 export interface RandomCheckpointOptions {
   seed?: number;
@@ -63,3 +65,21 @@ export const withText = (fields: object) => ({ ...TINY_LLAVA, text_config: { ...
 
 /** TINY_LLAVA with some fields of its vision config replaced. */
 export const withVision = (fields: object) => ({ ...TINY_LLAVA, vision_config: { ...TINY_LLAVA.vision_config, ...fields } });
+
+/** A tiny LLaVA with random weights, for LLaMA-2's real tokenizer (llava-1.5's added tokens): see randomLlavaFolder. */
+export const RANDOM_LLAVA = {
+  architectures: ["LlavaForConditionalGeneration"],
+  model_type: "llava",
+  image_token_index: 32000,
+  pad_token_id: 32001,
+  text_config: { model_type: "llama", vocab_size: 32002, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 },
+  vision_config: { model_type: "clip_vision_model", image_size: 32, patch_size: 8, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4 },
+};
+
+/** A model folder: RANDOM_LLAVA's weights, LLaMA-2's tokenizer with llava-1.5's added tokens, a 32-px image preprocessor. */
+export async function randomLlavaFolder(dir: string): Promise<void> {
+  await writeRandomCheckpoint(dir, RANDOM_LLAVA, { seed: 7, scale: 0.5 });
+  await copyFile(join(FIXTURES, "tokenizer", "tokenizer.model"), join(dir, "tokenizer.model"));
+  for (const f of ["tokenizer_config.json", "special_tokens_map.json"]) await copyFile(join(FIXTURES, "tokenizer", "llava-1.5", f), join(dir, f));
+  await writeFile(join(dir, "preprocessor_config.json"), JSON.stringify({ image_processor_type: "CLIPImageProcessor", size: { shortest_edge: 32 }, crop_size: { height: 32, width: 32 } }));
+}

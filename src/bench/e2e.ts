@@ -32,8 +32,10 @@ import { performance } from "node:perf_hooks";
 import { randomFill } from "../kernels/random_fill.js";
 import { ClipVisionTower } from "../models/clip.js";
 import { LlamaDecoder, type KVCache } from "../models/llama.js";
-import { recordDecodeStep, recordPrefill, TokenSampler } from "../generate/token_step.js";
-import { loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
+import { DecodeBatch, type Sequence } from "../generate/batch.js";
+import { recordPrefill, TokenSampler } from "../generate/token_step.js";
+import { dawnDispatchFloor } from "./dispatch_floor.js";
+import { kvCacheBytes, loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
 import { randomLlava, weightBytes } from "./random_model.js";
 import type { WeightStore } from "../models/weights.js";
 import { takeRows } from "../tensor/copy.js";
@@ -61,6 +63,8 @@ export interface E2EOptions {
   decodeSteps?: number;
   /** Estimate image encoding and prefill from passes over 0 and 1 layers. */
   sampleLayers?: boolean;
+  /** Batch sizes whose aggregate decode throughput is measured (default 1, 2, 4, 8, 16; quick beyond the tiny shape: 1, 4). */
+  batches?: readonly number[];
   /** Timed runs of image encoding and prefill (default 3; quick 1). */
   repeats?: number;
   /** The device's measured limits, to give each phase's rate as a fraction of them. */
@@ -103,23 +107,42 @@ export interface E2EResult {
   image: (PhaseTiming & { features: number }) | null;
   prefill: PhaseTiming & { positions: number; tokensPerSecond: number };
   timeToFirstTokenMs: number;
-  decode: { context: number; steps: number; msPerToken: Summary; tokensPerSecond: number };
+  /** Pipelined, as generate() runs; `unpipelined`: each token recorded only after the one before was read. */
+  decode: {
+    context: number;
+    steps: number;
+    msPerToken: Summary;
+    tokensPerSecond: number;
+    unpipelined: { msPerToken: Summary; tokensPerSecond: number };
+  };
   perToken: {
     dispatches: number;
+    dispatchesPerLayer: number;
     submits: number;
     /** Bind groups made per timed token: 0 once every buffer a step binds is the one it bound the step before. */
     bindGroups: number;
     weightBytesRead: number;
     /** weightBytesRead / decoderWeightBytes; 1.0 is ideal. */
     weightReadRatio: number;
-    /** CPU milliseconds to record one token's commands. */
+    /** CPU milliseconds to record one token's commands (a replay of the captured step, and the write of its position). */
     recordMs: Summary;
+    /** CPU milliseconds of the first step, which captures the program (compiling pipelines, making bind groups). */
+    warmupRecordMs: number;
+    /**
+     * Microseconds of CPU per dispatch replaying the step (the rest of recordMs is per token:
+     * writing the positions, submitting, starting the read of the ids).
+     */
+    recordUsPerDispatch: number;
+    /** Dawn's own CPU microseconds per dispatch with everything prebuilt, measured in the same run (dispatch_floor.ts). */
+    dawnFloorUsPerDispatch: Summary;
   };
   /**
    * Against the measured limits (when given): image encoding and prefill in GFLOP/s of their
    * matrix products and attention, decoding in GB/s of decoder weights read.
    */
   rates: { image: PhaseRate | null; prefill: PhaseRate | null; decode: PhaseRate | null };
+  /** Decoding with several sequences at once, each in its own KV-cache (pipelined). */
+  batches: { size: number; msPerStep: Summary; tokensPerSecond: number; dispatchesPerStep: number }[];
   /** Most GPU memory held at once (weights, KV-cache, activations and the pool). */
   peakMemoryBytes: number;
   /** Wall time of the whole benchmark, model building included. */
@@ -145,7 +168,7 @@ export function weightBytesOf(launch: LaunchRecord, excluded: ReadonlySet<GPUBuf
   for (const name of kernel.bindingNames) {
     const t = tensors[name];
     if (kernel.bindings[name] !== "read" || kernel.gathers?.includes(name)) continue;
-    if (t.storage.pooled || excluded.has(t.buffer)) continue;
+    if (t.storage.pooled || excluded.has(t.storage.buffer)) continue; // (a replayed launch's tensors may be views disposed since)
     bytes += t.byteLength;
   }
   return bytes;
@@ -199,10 +222,10 @@ function isSoftwareAdapter(gpu: Gpu): boolean {
   return a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.description} ${a.architecture} ${a.device}`);
 }
 
-/** GPU memory a run needs, roughly: weights, KV-cache, and a layer's activations twice over (pool). */
-function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DType, contextLength: number, positions: number): number {
+/** GPU memory a run needs, roughly: weights, KV-caches, and a layer's activations twice over (pool). */
+function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DType, contextLength: number, positions: number, caches: number): number {
   const t = config.text;
-  const cache = 2 * t.numHiddenLayers * t.numKeyValueHeads * contextLength * t.headDim * bytesPerElement(dtype);
+  const cache = caches * kvCacheBytes(t, contextLength, dtype);
   let activations = positions * (8 * t.hiddenSize + 3 * t.intermediateSize) * 4;
   if (config.kind === "llava") {
     const v = config.vision;
@@ -266,8 +289,10 @@ interface Run {
   /** The model's weights, to build parts of it (random shapes only). */
   weights: WeightStore | null;
   ids: number[];
-  /** Greedy, into the token each next step's embedding reads, with the token history: as generate() samples. */
+  /** Greedy, with the token history: as generate() samples. */
   sampler: TokenSampler;
+  /** u32 [1]: where the prefill's draw goes. */
+  first: Tensor;
   repeats: number;
   sampleLayers: boolean;
   contextLength: number;
@@ -298,7 +323,11 @@ function settings(config: ModelConfig & { text: LlamaConfig }, isRandom: boolean
   }
   const dtype: DType | undefined = options.dtype ?? (isRandom ? (gpu.hasF16 ? "f16" : "f32") : undefined);
   if (dtype === "f16" && !gpu.hasF16) throw new Error("dtype f16 was requested, but this adapter has no shader-f16");
-  return { sampleLayers, repeats, steps, context, features, textTokens, positions, contextLength, dtype };
+  const batches = options.batches ?? (quick && large ? [1, 4] : [1, 2, 4, 8, 16]);
+  for (const size of batches) {
+    if (!Number.isInteger(size) || size < 1 || size > 256) throw new RangeError(`batch sizes must be integers in [1, 256], not ${size}`);
+  }
+  return { sampleLayers, repeats, steps, context, features, textTokens, positions, contextLength, dtype, batches };
 }
 
 /** Image encoding of random pixels; returns its timing and the features of the last run (the caller's to free). */
@@ -341,13 +370,13 @@ async function measureImage(run: Run, vision: VisionPart, featureCount: number):
 
 /** The prompt through the decoder, the first token sampled and read back. */
 async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: number): Promise<PhaseTiming> {
-  const { gpu, model, weights, ids, sampler, repeats, progress } = run;
+  const { gpu, model, weights, ids, sampler, first, repeats, progress } = run;
   const text = model.textConfig;
   const once = (decoder: LlamaDecoder, cache: KVCache, promptIds: number[], promptFeatures: Tensor[]) => () =>
     wallMs(
       gpu,
-      () => recordPrefill(model, promptIds, promptFeatures, sampler, decoder, cache),
-      () => sampler.token.read(),
+      () => recordPrefill(model, promptIds, promptFeatures, sampler, { tokens: first }, decoder, cache),
+      () => first.read(),
     );
   if (!run.sampleLayers) {
     progress(`prefill of ${positions} positions through ${text.numHiddenLayers} layers`);
@@ -375,46 +404,166 @@ async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: numb
   }
 }
 
-/** `steps` tokens decoded at `context`, each as generate() does it: recorded, submitted once, its id read back. */
-async function measureDecode(run: Run, context: number, steps: number, decoderBytes: number): Promise<{ msPerToken: Summary; perToken: E2EResult["perToken"] }> {
-  const { gpu, model, sampler, progress } = run;
-  progress(`decoding ${steps} tokens at context ${context}`);
-  const { cache } = model;
-  const token = sampler.token;
-  const cacheBuffers = new Set([...cache.keys, ...cache.values].map((t) => t.buffer));
-  const step = (n: number) => recordDecodeStep(model, sampler, n + 1);
+/**
+ * Launches per decoder layer in a decode step: one step recorded the ordinary way at `context`,
+ * counting launches between the trace points at each layer's input (the last one comes after
+ * the final norm, one launch).
+ */
+function dispatchesPerLayer(run: Run, context: number): number {
+  const { gpu, model, first } = run;
+  const { decoder, cache } = model;
+  const marks: number[] = [];
   cache.length = context;
-  step(0); // warm-up (compiles the decode pipelines)
-  await token.read();
-  cache.length = context;
-  const stepMs: number[] = [];
+  gpu.scope(() => void decoder.forward(decoder.embed(first), cache, (name) => name === "text_hidden_states" && marks.push(gpu.dispatchCount)));
+  const layers = model.textConfig.numHiddenLayers;
+  return layers === 0 ? 0 : (marks[layers] - marks[0] - 1) / layers;
+}
+
+/** What decoding `steps` tokens for each of `caches.length` sequences at once took. */
+interface DecodeRun {
+  /** Milliseconds between consecutive steps' ids arriving (the first step, which captures the program, left out). */
+  stepMs: Summary;
+  /** CPU milliseconds recording each step but the first (replayMs: of which replaying its launches), and the first's. */
+  recordMs: Summary;
+  replayMs: Summary;
+  warmupRecordMs: number;
+  /** Counters over the steps after the first, per step. */
+  dispatches: number;
+  submits: number;
+  bindGroups: number;
+  weightBytesRead: number;
+}
+
+/**
+ * `steps` tokens for each of `caches.length` sequences at `context`, decoded as generate()
+ * decodes them: in a DecodeBatch (each its own cache and sampler, greedy), the step captured
+ * once and replayed, pipelined or not.
+ */
+async function decodeRun(
+  run: Run,
+  caches: readonly KVCache[],
+  context: number,
+  steps: number,
+  pipelined: boolean,
+  /** Count the weight bytes each launch reads (a launch observer: it slows the recording it watches). */
+  countBytes = false,
+): Promise<DecodeRun> {
+  const { gpu, model, ids } = run;
+  const cacheBuffers = new Set(caches.flatMap((c) => [...c.keys, ...c.values]).map((t) => t.buffer));
   const recordMs: number[] = [];
+  const replayMs: number[] = [];
+  const arrivals: number[] = [];
   let weightBytesRead = 0;
-  gpu.launchObserver = (launch) => (weightBytesRead += weightBytesOf(launch, cacheBuffers));
-  const [dispatches, submits, bindGroups] = [gpu.dispatchCount, gpu.submitCount, gpu.bindGroupsCreated];
+  let counters: number[] = [];
+  const snapshot = () => [gpu.dispatchCount, gpu.submitCount, gpu.bindGroupsCreated, weightBytesRead];
+  const batch = new DecodeBatch(gpu, model.decoder, caches.length, {
+    pipelined,
+    onStep: ({ recordMs: ms, replayMs: replay }) => {
+      recordMs.push(ms);
+      replayMs.push(replay);
+      if (recordMs.length === 1) counters = snapshot(); // after the first step: the steady state from here
+    },
+  });
+  const owned: Tensor[] = [];
+  // Set before the sequences join: joining records the first steps at once.
+  if (countBytes) gpu.launchObserver = (launch) => (weightBytesRead += weightBytesOf(launch, cacheBuffers));
   try {
-    for (let n = 1; n <= steps; n++) {
-      const start = performance.now();
-      step(n);
-      recordMs.push(performance.now() - start);
-      await token.read();
-      stepMs.push(performance.now() - start);
-    }
+    const done = caches.map((cache) => {
+      cache.length = context;
+      const history = gpu.empty([ids.length + steps + 4], "u32", { name: "token history" });
+      owned.push(history);
+      gpu.write(history, new Uint32Array(ids));
+      return new Promise<void>((resolve, reject) => {
+        let tokens = 0;
+        const sequence: Sequence = {
+          cache,
+          sampler: new TokenSampler(history, ids.length, { temperature: 0, seed: 0 }),
+          lastPosition: context + steps - 1,
+          onToken: () => {
+            if (cache === caches[0]) arrivals.push(performance.now());
+            if (++tokens < steps) return true;
+            resolve();
+            return false;
+          },
+          onError: reject,
+        };
+        batch.join(sequence, ids[0]);
+      });
+    });
+    await Promise.all(done);
   } finally {
     gpu.launchObserver = null;
+    await gpu.sync().catch(() => undefined);
+    batch.dispose();
+    for (const t of owned) t.dispose();
   }
-  const msPerToken = summarize(stepMs);
-  progress(`decode ${(1000 / msPerToken.median).toFixed(2)} tokens/s`);
+  const after = snapshot();
+  // Every step but the first two was recorded after `counters` was taken (the first two are in flight together when pipelined).
+  const timed = recordMs.length - 1;
+  const per = (i: number) => (after[i] - counters[i]) / timed;
   return {
-    msPerToken,
-    perToken: {
-      dispatches: (gpu.dispatchCount - dispatches) / steps,
-      submits: (gpu.submitCount - submits) / steps,
-      bindGroups: (gpu.bindGroupsCreated - bindGroups) / steps,
-      weightBytesRead: weightBytesRead / steps,
-      weightReadRatio: weightBytesRead / steps / decoderBytes,
-      recordMs: summarize(recordMs),
+    stepMs: summarize(arrivals.slice(1).map((t, i) => t - arrivals[i])),
+    recordMs: summarize(recordMs.slice(1)),
+    replayMs: summarize(replayMs.slice(1)),
+    warmupRecordMs: recordMs[0],
+    dispatches: per(0),
+    submits: per(1),
+    bindGroups: per(2),
+    weightBytesRead: per(3),
+  };
+}
+
+/**
+ * Decoding at `context`, as generate() decodes (a DecodeBatch): one sequence one token at a
+ * time (each step recorded only after the one before was read), the same pipelined, then
+ * every batch size in `batches` pipelined, each sequence in its own KV-cache.
+ */
+async function measureDecode(
+  run: Run,
+  context: number,
+  steps: number,
+  decoderBytes: number,
+  batches: readonly number[],
+): Promise<Pick<E2EResult, "decode" | "perToken" | "batches">> {
+  const { gpu, model, progress } = run;
+  progress(`decoding ${steps} tokens at context ${context}, one at a time and pipelined`);
+  const perLayer = dispatchesPerLayer(run, context);
+  const single = await decodeRun(run, [model.cache], context, steps, false);
+  const pipelined = await decodeRun(run, [model.cache], context, steps, true, true);
+  progress(`decode ${(1000 / pipelined.stepMs.median).toFixed(2)} tokens/s pipelined, ${(1000 / single.stepMs.median).toFixed(2)} one at a time`);
+  const perToken = {
+    dispatches: single.dispatches,
+    dispatchesPerLayer: perLayer,
+    submits: single.submits,
+    bindGroups: single.bindGroups,
+    weightBytesRead: pipelined.weightBytesRead,
+    weightReadRatio: pipelined.weightBytesRead / decoderBytes,
+    recordMs: single.recordMs,
+    warmupRecordMs: single.warmupRecordMs,
+    recordUsPerDispatch: (single.replayMs.median * 1000) / single.dispatches,
+    dawnFloorUsPerDispatch: await dawnDispatchFloor(gpu),
+  };
+  const batchResults: E2EResult["batches"] = [];
+  for (const size of batches) {
+    const extra = Array.from({ length: size - 1 }, () => model.decoder.createCache(model.dtype));
+    try {
+      const r = size === 1 ? pipelined : await decodeRun(run, [model.cache, ...extra], context, steps, true);
+      batchResults.push({ size, msPerStep: r.stepMs, tokensPerSecond: (size * 1000) / r.stepMs.median, dispatchesPerStep: r.dispatches });
+      progress(`batch ${size}: ${((size * 1000) / r.stepMs.median).toFixed(2)} tokens/s in all`);
+    } finally {
+      for (const cache of extra) cache.dispose();
+    }
+  }
+  return {
+    decode: {
+      context,
+      steps,
+      msPerToken: pipelined.stepMs,
+      tokensPerSecond: 1000 / pipelined.stepMs.median,
+      unpipelined: { msPerToken: single.stepMs, tokensPerSecond: 1000 / single.stepMs.median },
     },
+    perToken,
+    batches: batchResults,
   };
 }
 
@@ -429,7 +578,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
   const s = settings(config, isRandom, large, gpu, options);
 
   if (isRandom && isSoftwareAdapter(gpu)) {
-    const needed = memoryEstimate(config, s.dtype!, s.contextLength, s.positions);
+    const needed = memoryEstimate(config, s.dtype!, s.contextLength, s.positions, Math.max(...s.batches));
     const available = availableMemory();
     if (needed > 0.9 * available) {
       throw new Error(
@@ -453,16 +602,17 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
   try {
     progress(`weights ${gb(model.loadReport.weightBytes)} ready in ${(model.loadReport.loadMs / 1000).toFixed(1)} s`);
     const ids = promptIds(config.text, model.vision ? model.vision.imageTokenId : null, s.textTokens);
-    const history = gpu.empty([ids.length + s.steps + 4], "u32", { name: "token history" });
-    const token = gpu.empty([1], "u32", { name: "next token" });
-    owned.push(history, token);
+    const history = gpu.empty([ids.length + 1], "u32", { name: "token history" });
+    const first = gpu.empty([1], "u32", { name: "first token" });
+    owned.push(history, first);
     gpu.write(history, new Uint32Array(ids));
     const run: Run = {
       gpu,
       model,
       weights,
       ids,
-      sampler: new TokenSampler(token, history, ids.length, { temperature: 0, seed: 0 }),
+      sampler: new TokenSampler(history, ids.length, { temperature: 0, seed: 0 }),
+      first,
       repeats: s.repeats,
       sampleLayers: s.sampleLayers,
       contextLength: s.contextLength,
@@ -481,12 +631,12 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
     const prefill = { ...prefillTiming, positions: s.positions, tokensPerSecond: (s.positions / prefillTiming.ms) * 1000 };
     progress(`prefill ${prefill.method === "estimated" ? "(estimated) " : ""}${prefill.ms.toFixed(1)} ms, ${prefill.tokensPerSecond.toFixed(1)} tokens/s`);
     const decoderBytes = decoderWeightBytes(config, model.dtype);
-    const { msPerToken, perToken } = await measureDecode(run, s.context, s.steps, decoderBytes);
+    const { decode, perToken, batches } = await measureDecode(run, s.context, s.steps, decoderBytes, s.batches);
 
     const limits = options.limits;
     const compute = (flops: number, phaseMs: number): PhaseRate | null =>
       limits ? { gflops: flops / phaseMs / 1e6, fraction: flops / phaseMs / 1e6 / limits.computeGFlops, of: "the f32 FMA rate" } : null;
-    const decodeGBps = decoderBytes / msPerToken.median / 1e6;
+    const decodeGBps = decoderBytes / decode.msPerToken.median / 1e6;
     const rates = {
       image: image && config.kind === "llava" ? compute(imageFlops(config, s.features), image.ms) : null,
       prefill: compute(prefillFlops(config.text, s.positions), prefill.ms),
@@ -504,8 +654,9 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
       image,
       prefill,
       timeToFirstTokenMs: (image?.ms ?? 0) + prefill.ms,
-      decode: { context: s.context, steps: s.steps, msPerToken, tokensPerSecond: 1000 / msPerToken.median },
+      decode,
       perToken,
+      batches,
       rates,
       peakMemoryBytes: gpu.memory().peakBytes,
       totalSeconds: (performance.now() - started) / 1000,

@@ -32,6 +32,8 @@ export interface RandomModelOptions {
   std?: number;
   /** Shown as the model's path in messages (default "random weights"). */
   name?: string;
+  /** KV-caches to make: the sequences decoded at once (default 1). */
+  maxBatch?: number;
 }
 
 /** The randomFill seed of a tensor: FNV-1a of its name, mixed with the model's seed, so each tensor has its own stream. */
@@ -100,10 +102,12 @@ export async function randomLlava(gpu: Gpu, config: ModelConfig, options: Random
   try {
     const decoder = new LlamaDecoder(gpu, text, store, contextLength);
     const vision = visionPart(gpu, config, store, "mlp");
-    const report = { loadMs: 0, weightBytes: bytes, cacheBytes: 0, peakBytes: 0, dtype, splitTensors, unusedTensors: [], warnings: [] };
-    const model = new LlavaModel(gpu, config, name, dtype, decoder, vision, store, report);
+    const report = { loadMs: 0, weightBytes: bytes, cacheBytes: 0, caches: 0, peakBytes: 0, dtype, splitTensors, unusedTensors: [], warnings: [] };
+    const caches = options.maxBatch ?? 1;
+    const model = new LlavaModel(gpu, config, name, dtype, decoder, vision, store, report, caches);
     await gpu.sync();
-    report.cacheBytes = model.cache.bytes;
+    report.caches = caches;
+    report.cacheBytes = model.caches.reduce((sum, c) => sum + c.bytes, 0);
     report.peakBytes = gpu.memory().peakBytes;
     report.loadMs = performance.now() - started;
     return { model, weights: store };

@@ -207,15 +207,27 @@ export function e2eMarkdown(r: E2EResult): string {
       `${ms(r.timeToFirstTokenMs)} (image encoding + prefill + first token${r.image?.method === "estimated" || r.prefill.method === "estimated" ? ", estimated" : ""})`,
     ],
     [
-      "decode",
+      "decode (pipelined, as generate() runs)",
       `${num(r.decode.tokensPerSecond)} tokens/s at context ${r.decode.context}: ${ms(r.decode.msPerToken.median)} ±${percent(r.decode.msPerToken.spread)} per token over ${r.decode.steps} tokens${rate(r.rates.decode)}`,
     ],
+    [
+      "decode, one token at a time",
+      `${num(r.decode.unpipelined.tokensPerSecond)} tokens/s: ${ms(r.decode.unpipelined.msPerToken.median)} ±${percent(r.decode.unpipelined.msPerToken.spread)} per token`,
+    ],
+    ...r.batches.map((b) => [
+      `decode, batch ${b.size}`,
+      `${num(b.tokensPerSecond)} tokens/s in all (${num(b.tokensPerSecond / r.batches[0].tokensPerSecond)}× batch ${r.batches[0].size}): ${ms(b.msPerStep.median)} a step, ${num(b.dispatchesPerStep)} dispatches`,
+    ]),
     ["peak GPU memory", bytes(r.peakMemoryBytes)],
-    ["dispatches per decoded token", num(r.perToken.dispatches)],
+    ["dispatches per decoded token", `${num(r.perToken.dispatches)} (${num(r.perToken.dispatchesPerLayer)} per decoder layer)`],
     ["submits per decoded token", num(r.perToken.submits)],
     ["bind groups made per decoded token", num(r.perToken.bindGroups)],
     ["weight bytes read per token / decoder weight bytes", `${r.perToken.weightReadRatio.toFixed(3)} (${bytes(r.perToken.weightBytesRead)} of ${bytes(r.decoderWeightBytes)})`],
-    ["CPU time recording a token", `${ms(r.perToken.recordMs.median)} ±${percent(r.perToken.recordMs.spread)}`],
+    ["CPU time recording a token", `${ms(r.perToken.recordMs.median)} ±${percent(r.perToken.recordMs.spread)} (the first, which captures the step: ${ms(r.perToken.warmupRecordMs)})`],
+    [
+      "CPU time per dispatch",
+      `${num(r.perToken.recordUsPerDispatch)} µs; Dawn's own, prebuilt: ${num(r.perToken.dawnFloorUsPerDispatch.median)} µs (${(r.perToken.recordUsPerDispatch / r.perToken.dawnFloorUsPerDispatch.median).toFixed(2)}×)`,
+    ],
   );
   return table(["", r.model], rows);
 }

@@ -58,10 +58,12 @@ kernels   every kernel and every numbered version, at the sizes of CLIP ViT-L/14
           GB/s, the fraction of the ceiling that binds, and which version the runtime picks (★);
           each version's output is first checked against its float64 reference, and a wrong one
           is reported, not timed (exit status 1); writes roofline.svg and roofline.png
-e2e       a whole LLaVA: image encoding, prefill, time to first token, decoding at context 1024,
-          peak memory, and per decoded token: dispatches, submits, weight bytes read over the
-          decoder's weight bytes, CPU time recording; random weights of a real shape (--shape)
-          built on the GPU, or a real checkpoint (--model DIR)
+e2e       a whole LLaVA: image encoding, prefill, time to first token, decoding at context 1024
+          (pipelined and one token at a time, and the aggregate rate of batches of sequences),
+          peak memory, and per decoded token: dispatches (per layer too), submits, weight bytes
+          read over the decoder's weight bytes, CPU time recording against Dawn's own per
+          dispatch; random weights of a real shape (--shape) built on the GPU, or a real
+          checkpoint (--model DIR)
 
   --only NAME      kernels matching all of the names: an op (matmul), a version (v2_tiled), a
                    model (tinyllama), a phase (decode) or a part (gate_proj); comma-separated
@@ -70,6 +72,8 @@ e2e       a whole LLaVA: image encoding, prefill, time to first token, decoding 
 e2e options:
   --context N      context at which decoding is timed (default 1024)
   --decode-steps N decoded tokens timed (default 32; --quick: 8 on the tiny shape, 2 on the others)
+  --batches LIST   batch sizes decoded together, comma-separated (default 1,2,4,8,16;
+                   --quick beyond the tiny shape: 1,4)
   --text-tokens N  text tokens in the prompt besides the image's features (default 64)
   --repeats N      timed runs of image encoding and prefill (default 3; --quick 1)
   --sample-layers  estimate image encoding and prefill from passes over 0 and 1 layers (the
@@ -203,6 +207,15 @@ async function kernelsCommand(argv: string[]): Promise<number> {
   }
 }
 
+/** --batches: comma-separated integers in [1, 256]. */
+function batchSizes(text: string): number[] {
+  const sizes = text.split(",").map((part) => Number(part.trim()));
+  if (sizes.length === 0 || sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 256)) {
+    throw new UsageError(`--batches must be comma-separated integers in [1, 256], not '${text}'`);
+  }
+  return sizes;
+}
+
 async function e2eCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -213,6 +226,7 @@ async function e2eCommand(argv: string[]): Promise<number> {
       dtype: { type: "string" },
       context: { type: "string" },
       "decode-steps": { type: "string" },
+      batches: { type: "string" },
       "text-tokens": { type: "string" },
       repeats: { type: "string" },
       "sample-layers": { type: "boolean" },
@@ -238,6 +252,7 @@ async function e2eCommand(argv: string[]): Promise<number> {
       quick,
       context: positive("context"),
       decodeSteps: positive("decode-steps"),
+      batches: values.batches === undefined ? undefined : batchSizes(values.batches),
       textTokens: positive("text-tokens"),
       repeats: positive("repeats"),
       sampleLayers: values["sample-layers"] ? true : values["all-layers"] ? false : undefined,

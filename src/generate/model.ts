@@ -8,18 +8,25 @@
  *
  * Every step is recorded into one command buffer and submitted once: the logits never leave
  * the GPU; the sampler writes the chosen id where the next step's embedding lookup reads it,
- * and only that id (4 bytes) is read back, to stream its text and check for stops.
+ * and only that id (4 bytes) is read back, to stream its text and check for stops. Past its
+ * prefill, a generation is decoded in the model's batch (batch.ts) with every other one, up
+ * to maxBatch at once, each in its own KV-cache; a step is captured once and replayed, and
+ * the next step is submitted before this one's tokens are read, so the GPU never waits for
+ * the CPU.
  *
  * Before any of that, the request is checked whole (validate.ts) and its token budget cut to
- * the context; then it waits its turn on the model (stream.ts: generations share the KV-cache,
- * and no caller can keep the turn forever).
+ * the context; then it waits for a free KV-cache (turns.ts, stream.ts: no caller can keep one
+ * forever).
  */
 import { randomInt } from "node:crypto";
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { CONFIG_FILE_NAME, loadPreprocessorConfig, parsePreprocessorConfig, type PreprocessorConfig } from "../image/config.js";
+import { ImageError } from "../image/decode.js";
 import { preprocessImage, type PixelValues } from "../image/preprocess.js";
+import { readFileWithin } from "../files/read.js";
+import { IMAGE_FILE } from "../files/limits.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { Tensor } from "../tensor/tensor.js";
@@ -30,7 +37,10 @@ import { loadLlava, type LlavaModel, type LoadModelOptions, type LoadReport } fr
 import type { GenerateChunk, GenerateRequest, GenerateResult } from "./request.js";
 import { StopStringFilter } from "./stop.js";
 import { checkAbandonAfterMs, DEFAULT_ABANDON_AFTER_MS, GenerationStream } from "./stream.js";
-import { recordDecodeStep, recordPrefill, TokenSampler } from "./token_step.js";
+import { DecodeBatch, type Sequence } from "./batch.js";
+import { AsyncQueue } from "./async_queue.js";
+import { CacheContents, ImageFeatureCache, imageKey, promptKeys, type PositionKey } from "./prompt_cache.js";
+import { recordPrefill, TokenSampler } from "./token_step.js";
 import { TurnQueue } from "./turns.js";
 import { checkPromptFits, checkPromptText, validateRequest, type ModelLimits, type ValidRequest } from "./validate.js";
 
@@ -40,7 +50,12 @@ export interface ModelOptions extends LoadModelOptions {
    * the model (milliseconds; default DEFAULT_ABANDON_AFTER_MS). See stream.ts.
    */
   abandonAfterMs?: number;
+  /** Bytes of image features kept on the GPU for images asked about again (default 64 MiB; 0: none). */
+  imageCacheBytes?: number;
 }
+
+/** The default image feature cache: a few images' features at llava-1.5-7b's size (576 × 4096 f32 is 9.4 MB). */
+export const DEFAULT_IMAGE_CACHE_BYTES = 64 * 2 ** 20;
 
 /** A checked request, its prompt tokenized and its token budget fitted to the context. */
 interface Plan {
@@ -51,21 +66,51 @@ interface Plan {
   maxNewTokens: number;
 }
 
+/** An image as given, read (a path's bytes), and named by its content for the caches. */
+interface LoadedImage {
+  source: Uint8Array | PixelValues | Tensor;
+  name: string;
+  key: string;
+}
+
+/** A plan whose images are read, with every prompt position's key (prompt_cache.ts). */
+interface ReadyPlan extends Plan {
+  loaded: LoadedImage[];
+  keys: PositionKey[];
+}
+
 export class VisionLanguageModel {
-  /** Generations take turns: they share the KV-cache. */
-  private readonly turns = new TurnQueue();
+  /** Generations take turns for the KV-caches, one each (maxBatch of them). */
+  private readonly turns: TurnQueue;
+  /** Every generation past its prefill, decoded together. */
+  private readonly batch: DecodeBatch;
+  /** What each KV-cache holds, for prompt caching. */
+  private readonly contents: CacheContents;
+  private readonly imageCache: ImageFeatureCache;
+  private tensorImages = 0;
 
   constructor(
     readonly llava: LlavaModel,
     readonly tokenizer: Tokenizer | null,
     readonly preprocessor: PreprocessorConfig | null,
     readonly abandonAfterMs = DEFAULT_ABANDON_AFTER_MS,
+    imageCacheBytes = DEFAULT_IMAGE_CACHE_BYTES,
   ) {
     checkAbandonAfterMs(abandonAfterMs);
+    checkImageCacheBytes(imageCacheBytes);
+    this.turns = new TurnQueue(llava.caches.length);
+    this.batch = new DecodeBatch(llava.gpu, llava.decoder, llava.caches.length);
+    this.contents = new CacheContents(llava.caches);
+    this.imageCache = new ImageFeatureCache(imageCacheBytes);
   }
 
   get gpu(): Gpu {
     return this.llava.gpu;
+  }
+
+  /** GPU bytes the image feature cache holds (at most imageCacheBytes). */
+  get cachedImageBytes(): number {
+    return this.imageCache.bytes;
   }
 
   get loadReport(): LoadReport {
@@ -99,12 +144,22 @@ export class VisionLanguageModel {
     }
   }
 
+  /** Resolves once no generation is decoding (the decode batch has stopped): for a clean shutdown, say. */
+  idle(): Promise<void> {
+    return this.batch.idle();
+  }
+
   dispose(): void {
+    this.imageCache.dispose();
+    this.batch.dispose();
     this.llava.dispose();
   }
 
   private stream(request: GenerateRequest): GenerationStream {
-    return new GenerationStream(this.turns, this.abandonAfterMs, () => this.run(this.plan(request)));
+    return new GenerationStream(this.turns, this.abandonAfterMs, async () => {
+      const plan = await this.ready(this.plan(request));
+      return { choose: (free) => this.contents.choose(free, plan.keys), start: (slot) => this.run(plan, slot) };
+    });
   }
 
   private limits(): ModelLimits {
@@ -132,9 +187,32 @@ export class VisionLanguageModel {
     return { request: valid, ids, images, promptLength, maxNewTokens };
   }
 
-  private async *run(plan: Plan): AsyncGenerator<GenerateChunk, GenerateResult> {
+  /** Reads the plan's images and names every prompt position (before the request waits for a KV-cache). */
+  private async ready(plan: Plan): Promise<ReadyPlan> {
+    const loaded: LoadedImage[] = [];
+    const variant = `pad ${plan.request.padToSquare}`;
+    for (const image of plan.images) {
+      if (image instanceof Tensor) {
+        loaded.push({ source: image, name: image.describe(), key: `tensor ${++this.tensorImages}` });
+      } else if (typeof image === "string") {
+        const bytes = await readFileWithin(image, IMAGE_FILE, { as: ImageError });
+        loaded.push({ source: bytes, name: image, key: imageKey(bytes, variant) });
+      } else if (image instanceof Uint8Array) {
+        loaded.push({ source: image, name: "image buffer", key: imageKey(image, variant) });
+      } else {
+        const bytes = new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength);
+        loaded.push({ source: image, name: "pixel values", key: imageKey(bytes, `pixels ${image.shape.join("x")}`) });
+      }
+    }
+    const vision = this.llava.vision;
+    const keys = promptKeys(plan.ids, vision?.imageTokenId ?? null, vision?.featuresPerImage ?? 0, loaded.map((l) => l.key));
+    return { ...plan, loaded, keys };
+  }
+
+  /** One generation, in KV-cache `slot`: its images and prefill here, its decoding in the model's batch. */
+  private async *run(plan: ReadyPlan, slot: number): AsyncGenerator<GenerateChunk, GenerateResult> {
     const { llava, gpu } = this;
-    const { request, ids, images, maxNewTokens } = plan;
+    const { request, ids, maxNewTokens, keys } = plan;
     gpu.assertUsable(); // the device may have been lost while this request waited
     const started = performance.now();
     const { temperature } = request.sampling;
@@ -142,46 +220,72 @@ export class VisionLanguageModel {
     const stopIds = new Set([...llava.textConfig.eosTokenIds, ...(this.tokenizer ? [this.tokenizer.eosId] : []), ...request.stopIds]);
     const stops = new StopStringFilter(request.stopStrings);
     const decoder = this.tokenizer?.decoder();
+    const cache = llava.caches[slot];
 
     const result: GenerateResult = {
       text: "",
       tokens: [],
       finishReason: "length",
-      usage: { promptTokens: plan.promptLength, completionTokens: 0 },
+      usage: { promptTokens: plan.promptLength, cachedPromptTokens: 0, completionTokens: 0 },
       timings: { loadMs: this.loadReport.loadMs, visionMs: 0, prefillMs: 0, decodeMs: 0, decodeTokensPerSecond: 0 },
     };
     if (request.signal?.aborted) return { ...result, finishReason: "abort" };
     const owned: Tensor[] = [];
+    // The batch delivers ids as it decodes them (at its pace), into `ids`; this generator turns
+    // them into text as its caller reads (at the caller's pace), so a stop string, an abort or
+    // a return() acts between two tokens the caller saw, and what was decoded beyond is dropped.
+    const delivered = new AsyncQueue<number>();
+    /** Every id sampled, stop ids too: what the tokens fed back put in the cache. */
+    const seen: number[] = [];
+    /** Takes a decoded id; false when no further one is needed (the caller may still stop sooner). */
+    const deliver = (id: number): boolean => {
+      seen.push(id);
+      delivered.push(id);
+      const more = !stopIds.has(id) && seen.length < maxNewTokens && !request.signal?.aborted;
+      if (!more) delivered.end();
+      return more;
+    };
+    let sequence: Sequence | null = null;
+    // The cache keeps the positions this prompt shares with what it held; the rest is rewritten.
+    const reuse = this.contents.reusable(slot, keys);
+    let held = keys.slice(0, reuse);
+    let failed = false;
+    this.contents.set(slot, held);
+    result.usage.cachedPromptTokens = reuse;
     try {
-      // Pixel values (CPU), then the vision tower and projector (GPU).
-      const pixels: Tensor[] = [];
-      for (const image of images) pixels.push(await this.pixels(image, request.padToSquare, owned));
+      const features = await this.imageFeatures(plan, reuse, owned);
       if (request.signal?.aborted) return { ...result, finishReason: "abort" };
-      const features = gpu.scope(() => pixels.map((p) => llava.encodeImage(p)));
-      owned.push(...features);
-      if (images.length > 0) await gpu.sync();
       const prefillStart = performance.now();
       result.timings.visionMs = prefillStart - started;
 
       // The history the repetition penalty sees: the prompt's ids, then each sampled id.
-      const capacity = ids.length + maxNewTokens + 1;
-      const history = gpu.empty([capacity], "u32", { name: "token history" });
-      owned.push(history);
+      const history = gpu.empty([ids.length + maxNewTokens + 1], "u32", { name: "token history" });
+      const first = gpu.empty([1], "u32", { name: "first token" });
+      owned.push(history, first);
       gpu.write(history, new Uint32Array(ids));
-      const token = gpu.empty([1], "u32", { name: "next token" });
-      owned.push(token);
+      const sampler = new TokenSampler(history, ids.length, sampling);
+      recordPrefill(llava, ids, features, sampler, { tokens: first }, llava.decoder, cache, reuse);
+      for (const f of features) f?.dispose();
+      const token = (await first.read())[0];
+      held = keys;
+      const decodeStart = performance.now();
+      result.timings.prefillMs = decodeStart - prefillStart;
 
-      const sampler = new TokenSampler(token, history, ids.length, sampling);
-      recordPrefill(llava, ids, features, sampler);
-      for (const f of features) f.dispose();
-
-      let decodeStart = 0;
-      for (let step = 0; ; step++) {
-        const id = (await token.read())[0];
-        if (step === 0) {
-          decodeStart = performance.now();
-          result.timings.prefillMs = decodeStart - prefillStart;
-        }
+      // The rest in the model's decode batch, with whatever else is being generated.
+      if (deliver(token)) {
+        sequence = {
+          cache,
+          sampler,
+          lastPosition: cache.length + maxNewTokens - 2,
+          onToken: deliver,
+          onError: (error) => delivered.fail(error),
+        };
+        this.batch.join(sequence, token);
+      }
+      for (;;) {
+        const next = await delivered.next();
+        if (next.done) break;
+        const id = next.value;
         if (stopIds.has(id)) {
           result.finishReason = "stop";
           break;
@@ -201,8 +305,8 @@ export class VisionLanguageModel {
           result.finishReason = "abort";
           break;
         }
-        recordDecodeStep(llava, sampler, step + 1);
       }
+      if (sequence) this.batch.leave(sequence);
       const rest = stops.push(decoder?.flush() ?? "") + stops.flush();
       if (rest) {
         result.text += rest;
@@ -212,10 +316,54 @@ export class VisionLanguageModel {
       result.usage.completionTokens = result.tokens.length;
       const decoded = result.tokens.length - 1;
       result.timings.decodeTokensPerSecond = decoded > 0 ? (decoded / result.timings.decodeMs) * 1000 : 0;
+      // Past the prompt the cache holds each token fed back, in order.
       return result;
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
+      // Past the prompt the cache holds each token fed back, in order (unless something failed on the way).
+      if (held === keys && !failed) held = [...keys, ...seen.slice(0, cache.length - keys.length)];
+      // Work already submitted that uses these buffers runs before any later use of them.
+      if (sequence) this.batch.leave(sequence);
+      this.contents.set(slot, held);
       for (const t of owned) t.dispose();
     }
+  }
+
+  /**
+   * Each image's features [features, hidden]: from the image cache, or encoded (pixel values on
+   * the CPU, then the vision tower and projector on the GPU) and cached; null for an image
+   * entirely among the `reuse` positions the KV-cache holds already.
+   */
+  private async imageFeatures(plan: ReadyPlan, reuse: number, owned: Tensor[]): Promise<(Tensor | null)[]> {
+    const { llava, gpu } = this;
+    const features: (Tensor | null)[] = [];
+    const toEncode: { index: number; pixels: Tensor }[] = [];
+    let position = 0;
+    let image = 0;
+    for (const id of plan.ids) {
+      if (id !== llava.vision?.imageTokenId) {
+        position++;
+        continue;
+      }
+      const { key } = plan.loaded[image];
+      const end = (position += llava.vision.featuresPerImage);
+      const cached = end > reuse ? this.imageCache.get(key) : null;
+      if (cached) owned.push(cached);
+      features.push(end > reuse ? cached : null);
+      if (end > reuse && !cached) toEncode.push({ index: image, pixels: await this.pixels(plan.loaded[image], plan.request.padToSquare, owned) });
+      image++;
+    }
+    if (toEncode.length === 0) return features;
+    const encoded = gpu.scope(() => toEncode.map(({ pixels }) => llava.encodeImage(pixels)));
+    owned.push(...encoded);
+    toEncode.forEach(({ index }, i) => {
+      features[index] = encoded[i];
+      this.imageCache.put(plan.loaded[index].key, encoded[i]);
+    });
+    await gpu.sync();
+    return features;
   }
 
   /** The prompt's token ids and its images, from whichever form the request used (`field`). */
@@ -251,19 +399,26 @@ export class VisionLanguageModel {
     return { ids: tokenizer.encode(text), images, field };
   }
 
-  /** An image input → pixel values [3, size, size] on the GPU (registered in `owned` when made here). */
-  private async pixels(image: ImageInput, padToSquare: boolean, owned: Tensor[]): Promise<Tensor> {
-    if (image instanceof Tensor) return image;
+  /** An image → pixel values [3, size, size] on the GPU (registered in `owned` when made here). */
+  private async pixels(image: LoadedImage, padToSquare: boolean, owned: Tensor[]): Promise<Tensor> {
+    const { source } = image;
+    if (source instanceof Tensor) return source;
     let values: PixelValues;
-    if (typeof image === "string" || image instanceof Uint8Array) {
+    if (source instanceof Uint8Array) {
       check(this.preprocessor !== null, () => `${this.llava.path} has no vision tower: it cannot take images`);
-      values = await preprocessImage(image, this.preprocessor, { padToSquare });
+      values = await preprocessImage(source, this.preprocessor, { padToSquare, name: image.name });
     } else {
-      values = image;
+      values = source;
     }
     const t = this.gpu.tensor(values.data, values.shape, "f32", { name: "pixel values" });
     owned.push(t);
     return t;
+  }
+}
+
+function checkImageCacheBytes(value: unknown): void {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`imageCacheBytes must be a whole number of bytes >= 0 (0: no image cache), not ${describeValue(value)}`);
   }
 }
 
@@ -279,7 +434,9 @@ async function exists(path: string): Promise<boolean> {
  * image preprocessing when the folder has them.
  */
 export async function loadModel(path: string, options: ModelOptions = {}): Promise<VisionLanguageModel> {
-  if (options.abandonAfterMs !== undefined) checkAbandonAfterMs(options.abandonAfterMs); // before minutes of loading
+  // Checked before minutes of loading.
+  if (options.abandonAfterMs !== undefined) checkAbandonAfterMs(options.abandonAfterMs);
+  if (options.imageCacheBytes !== undefined) checkImageCacheBytes(options.imageCacheBytes);
   const llava = await loadLlava(path, options);
   try {
     const hasTokenizer = (await exists(join(path, "tokenizer.json"))) || (await exists(join(path, "tokenizer.model")));
@@ -300,7 +457,7 @@ export async function loadModel(path: string, options: ModelOptions = {}): Promi
         () => `${preprocessor!.source}: crops to ${crop.width}x${crop.height}, but the vision tower takes ${size}x${size} images`,
       );
     }
-    return new VisionLanguageModel(llava, tokenizer, preprocessor, options.abandonAfterMs);
+    return new VisionLanguageModel(llava, tokenizer, preprocessor, options.abandonAfterMs, options.imageCacheBytes);
   } catch (error) {
     llava.dispose();
     throw error;

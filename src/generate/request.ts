@@ -52,7 +52,8 @@ export interface GenerateResult {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
-  usage: { promptTokens: number; completionTokens: number };
+  /** cachedPromptTokens: prompt positions taken from the KV-cache (prompt caching) rather than computed. */
+  usage: { promptTokens: number; cachedPromptTokens: number; completionTokens: number };
   timings: { loadMs: number; visionMs: number; prefillMs: number; decodeMs: number; decodeTokensPerSecond: number };
 }
 

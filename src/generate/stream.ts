@@ -2,18 +2,19 @@
  * What generate() returns: an async generator over a generation's chunks, whose return value is
  * the result, and which can never lock its model.
  *
- * It takes the model's turn at its first next() (after the request is checked, so a bad request
- * fails at once even while the model is busy) and gives the turn back as soon as it finishes,
- * fails, or is ended with return() or throw(). A caller may also just stop reading it: once
- * another request has waited for the model `abandonAfterMs` while this stream was not being
- * read, it is abandoned: its generation is cancelled, its GPU memory and the turn are given
- * back, and every later next() on it throws AbandonedStreamError. The clock runs only from one
+ * It takes a turn (one of the model's KV-caches, turns.ts) at its first next(), after the
+ * request is checked and its images read, so a bad request fails at once even while the model
+ * is busy, and gives it back as soon as it finishes, fails, or is ended with return() or
+ * throw(). A caller may also just stop reading it: once another request has waited for a turn
+ * `abandonAfterMs` while this stream was not being read, it is abandoned: its generation is
+ * cancelled, its GPU memory and its turn are given back, and every later next() on it throws
+ * AbandonedStreamError. The clock runs only from one
  * next() resolving to the caller's next call, and starts again at each, so a stream that is
  * read steadily, however long its tokens take, is never cancelled.
  */
 import { AbandonedStreamError, describeValue } from "./errors.js";
 import type { GenerateChunk, GenerateResult } from "./request.js";
-import type { TurnQueue, TurnTaker } from "./turns.js";
+import type { SlotChoice, TurnQueue, TurnTaker } from "./turns.js";
 
 /** How long a stream nobody reads may keep another request waiting (loadModel's `abandonAfterMs`). */
 export const DEFAULT_ABANDON_AFTER_MS = 10_000;
@@ -54,8 +55,11 @@ export class GenerationStream implements AsyncGenerator<GenerateChunk, GenerateR
   constructor(
     private readonly turns: TurnQueue,
     private readonly abandonAfterMs: number,
-    /** Checks the request (throwing RequestError) and returns its steps, not started yet. */
-    private readonly open: () => Steps,
+    /**
+     * Checks the request (throwing RequestError) and returns which slot it prefers and how to
+     * start its steps in the slot it is given.
+     */
+    private readonly open: () => Promise<{ choose?: SlotChoice; start: (slot: number) => Steps }>,
   ) {}
 
   [Symbol.asyncIterator](): this {
@@ -113,16 +117,16 @@ export class GenerationStream implements AsyncGenerator<GenerateChunk, GenerateR
 
   private async start(): Promise<void> {
     this.state = "finished"; // if the request is refused
-    const steps = this.open();
+    const opened = await this.open();
     if (this.endRequested) return;
     this.state = "queued";
-    const giveBack = await this.turns.take(this);
+    const { slot, giveBack } = await this.turns.take(this, opened.choose);
     if (this.endRequested) {
       this.state = "finished";
       giveBack();
       return;
     }
-    this.steps = steps;
+    this.steps = opened.start(slot);
     this.giveBack = giveBack;
     this.state = "holding";
   }

@@ -31,15 +31,19 @@ export class Linear {
     this.outFeatures = parts.reduce((rows, p) => rows + p.weight.dim(0), 0);
   }
 
-  /** x [..., in] → [..., out]. */
-  forward(x: Tensor, outDtype: DType = x.dtype): Tensor {
+  /**
+   * x [..., in] → [..., out] (+ residual, shaped like the output, added as it is stored). With
+   * `into`, the output goes to columns [column, column + out) of an existing tensor instead.
+   */
+  forward(x: Tensor, outDtype: DType = x.dtype, residual: Tensor | null = null, into?: { out: Tensor; column: number }): Tensor {
     check(x.dim(-1) === this.inFeatures, () => `${this.name}: input ${x.describe()} does not have ${this.inFeatures} features`);
-    if (this.parts.length === 1) {
+    if (this.parts.length === 1 && !into) {
       const [part] = this.parts;
-      return matmul(x, part.weight, { bias: part.bias, outDtype });
+      return matmul(x, part.weight, { bias: part.bias, outDtype, residual });
     }
-    const out = x.gpu.empty([...x.shape.slice(0, -1), this.outFeatures], outDtype, { name: this.name });
-    for (const part of this.parts) matmul(x, part.weight, { bias: part.bias, out, outColumn: part.rowStart });
+    const out = into?.out ?? x.gpu.empty([...x.shape.slice(0, -1), this.outFeatures], outDtype, { name: this.name });
+    const column = into?.column ?? 0;
+    for (const part of this.parts) matmul(x, part.weight, { bias: part.bias, out, outColumn: column + part.rowStart, residual });
     return out;
   }
 }

@@ -1,25 +1,32 @@
 /**
- * The LLaMA decoder (transformers' LlamaForCausalLM), one GPU kernel per line.
+ * The LLaMA decoder (transformers' LlamaForCausalLM), one GPU kernel per line: 8 a layer.
  *
  *   x = embed_tokens[ids]
  *   for each layer:
  *     h = rmsnorm(x)                                   input_layernorm
- *     q, k, v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ                     (+ biases when attention_bias)
- *     q, k = rope(q), rope(k)                          rotary positions
- *     cache[layer] ← k, v                              appended at the current position
- *     x = x + attention(q, cache, causal)·Woᵀ          grouped-query attention over the cache
+ *     qkv = h·[Wq | Wk | Wv]ᵀ                          one launch for the three (+ biases)
+ *     q, cache[layer] ← rope(q), rope(k), v            rotary positions; k, v appended at the current position
+ *     a = attention(q, cache, causal)                  grouped-query attention over the cache
+ *     x = x + a·Woᵀ                                    the residual added as the product is stored
  *     h = rmsnorm(x)                                   post_attention_layernorm
- *     x = x + (silu(h·Wgateᵀ) ⊙ h·Wupᵀ)·Wdownᵀ          the SwiGLU MLP
+ *     g = silu(h·Wgateᵀ) ⊙ h·Wupᵀ                      the SwiGLU MLP's two products in one launch
+ *     x = x + g·Wdownᵀ
  *   logits = rmsnorm(x)·Wlm_headᵀ
+ *
+ * Several sequences can go through together (the decode batch): their rows share every launch
+ * but RoPE with the cache write and attention, which run per sequence over its own cache.
  *
  * Activations stay in f32 whatever the weights' dtype; the KV-cache takes the weights' dtype.
  */
-import { activation, activationFromConfig, siluMul } from "../kernels/activations.js";
+import { activation, activationFromConfig, siluMul, type ActivationKind } from "../kernels/activations.js";
 import { attention } from "../kernels/attention/index.js";
-import { add, mul } from "../kernels/elementwise.js";
-import { writeKV } from "../kernels/kv_cache.js";
+import { mul } from "../kernels/elementwise.js";
+import { gatedLinear } from "../kernels/matmul/gated_matvec.js";
+import { qkvLinear } from "../kernels/matmul/qkv_matvec.js";
 import { rmsnorm } from "../kernels/rmsnorm.js";
-import { rope, ropeTable } from "../kernels/rope.js";
+import { ropeTable } from "../kernels/rope.js";
+import { ropeKV } from "../kernels/rope_kv.js";
+import { isStepValue, maxOf, offsetBy, type U32Source } from "../kernels/step_value.js";
 import type { DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
@@ -52,6 +59,8 @@ export class KVCache {
   readonly keys: Tensor[];
   readonly values: Tensor[];
   length = 0;
+  /** Counts the recordings that wrote into the cache: whoever remembers what it holds can tell whether anything wrote it since. */
+  writes = 0;
 
   constructor(
     gpu: Gpu,
@@ -79,7 +88,7 @@ export class LlamaDecoder {
   readonly lmHead: Linear;
   private readonly layers: DecoderLayer[];
   private readonly norm: Tensor;
-  private readonly mlpActivation: ReturnType<typeof activationFromConfig>;
+  private readonly mlpActivation: ActivationKind;
   /** cos/sin for every position up to the context length. */
   private readonly rope: Tensor;
 
@@ -126,26 +135,41 @@ export class LlamaDecoder {
    * and values to it, and returns the final-normed hidden states [S, hidden].
    */
   forward(x: Tensor, cache: KVCache, trace?: Trace): Tensor {
-    const { hiddenSize } = this.config;
-    const S = x.dim(0);
     const start = cache.length;
+    const normed = this.forwardSequences(x, [{ cache, start, count: x.dim(0) }], trace);
+    cache.length = start + x.dim(0);
+    return normed;
+  }
+
+  /**
+   * Several sequences at once (the decode batch): x's rows are `count` rows of each sequence in
+   * turn, at positions from `start` in its own cache. The projections run over all rows (each
+   * weight read once); RoPE, the cache write and attention per sequence. A StepValue start is
+   * read when the launches run (kernels/step_value.ts), so a step captured once serves every
+   * token up to its max. The caller keeps cache.length.
+   */
+  forwardSequences(x: Tensor, sequences: readonly SequenceRows[], trace?: Trace): Tensor {
+    const { hiddenSize } = this.config;
     check(x.rank === 2 && x.dim(1) === hiddenSize, () => `decoder: input ${x.describe()} is not [positions, ${hiddenSize}]`);
-    check(
-      start + S <= cache.capacity,
-      () => `decoder: positions [${start}, ${start + S}) do not fit the context of ${cache.capacity} positions`,
-    );
+    const rows = sequences.reduce((n, s) => n + s.count, 0);
+    check(rows === x.dim(0), () => `decoder: input ${x.describe()} has ${x.dim(0)} rows, but the sequences take ${rows}`);
+    for (const { cache, start, count } of sequences) {
+      cache.writes++;
+      const last = maxOf(start) + count;
+      const positions = isStepValue(start) ? `positions up to ${last}` : `positions [${start}, ${last})`;
+      check(last <= cache.capacity, () => `decoder: ${positions} do not fit the context of ${cache.capacity} positions`);
+    }
     let h = x;
     this.layers.forEach((layer, i) => {
       trace?.("text_hidden_states", [i], h);
       // Each layer's temporaries are freed as soon as it is recorded; only its output lives on.
-      const next = this.gpu.scope(() => this.layer(layer, h, cache, i, start));
+      const next = this.gpu.scope(() => this.layer(layer, h, sequences, i));
       if (h !== x) h.dispose();
       h = next;
     });
     const normed = rmsnorm(h, this.norm, this.config.rmsNormEps);
     if (h !== x) h.dispose();
     trace?.("text_hidden_states", [this.layers.length], normed);
-    cache.length = start + S;
     return normed;
   }
 
@@ -154,26 +178,55 @@ export class LlamaDecoder {
     return this.lmHead.forward(hidden, "f32");
   }
 
-  private layer(layer: DecoderLayer, x: Tensor, cache: KVCache, index: number, start: number): Tensor {
-    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D, rmsNormEps: eps, hiddenSize } = this.config;
-    const S = x.dim(0);
+  /** One decoder layer: 8 launches for one sequence (one more per further sequence, and per split weight part). */
+  private layer(layer: DecoderLayer, x: Tensor, sequences: readonly SequenceRows[], index: number): Tensor {
+    const { numAttentionHeads: H, headDim: D, rmsNormEps: eps, hiddenSize } = this.config;
+    const rows = x.dim(0);
     const h = rmsnorm(x, layer.inputNorm, eps);
-    const q = rope(layer.q.forward(h).reshape([S, H, D]), this.rope, start);
-    const k = rope(layer.k.forward(h).reshape([S, Hkv, D]), this.rope, start);
-    const v = layer.v.forward(h).reshape([S, Hkv, D]);
-    writeKV(cache.keys[index], k, start);
-    writeKV(cache.values[index], v, start);
-    const attended = attention(q, cache.keys[index], cache.values[index], {
-      layout: "cache",
-      length: start + S,
-      causal: true,
-      queryOffset: start,
-    });
-    const afterAttention = add(x, layer.o.forward(attended.reshape([S, hiddenSize])));
+    const qkv = projectQKV(h, layer.q, layer.k, layer.v);
+    const q = this.gpu.empty([rows, H, D], "f32", { name: "rotated queries" });
+    const attended = this.gpu.empty([rows, H, D], "f32", { name: "attention" });
+    let row = 0;
+    for (const { cache, start, count } of sequences) {
+      const [keys, values] = [cache.keys[index], cache.values[index]];
+      const span = { start: row, count };
+      ropeKV(qkv, this.rope, keys, values, start, { rows: span, out: q });
+      attention(q, keys, values, { layout: "cache", length: offsetBy(start, count), causal: true, queryOffset: start, rows: span, out: attended });
+      row += count;
+    }
+    const afterAttention = layer.o.forward(attended.reshape([rows, hiddenSize]), "f32", x);
     const h2 = rmsnorm(afterAttention, layer.postNorm, eps);
-    const gate = layer.gate.forward(h2);
-    const up = layer.up.forward(h2);
-    const gated = this.mlpActivation === "silu" ? siluMul(gate, up) : mul(activation(gate, this.mlpActivation), up);
-    return add(afterAttention, layer.down.forward(gated));
+    const gated = projectGated(h2, layer.gate, layer.up, this.mlpActivation);
+    return layer.down.forward(gated, "f32", afterAttention);
   }
+}
+
+/** Rows of one sequence in a multi-sequence forward: `count` positions from `start` in its cache. */
+export interface SequenceRows {
+  cache: KVCache;
+  start: U32Source;
+  count: number;
+}
+
+/** q | k | v of x in one tensor [rows, (H + 2·H_kv)·D]: one launch, unless a weight is split in parts. */
+function projectQKV(x: Tensor, q: Linear, k: Linear, v: Linear): Tensor {
+  const linears = [q, k, v];
+  if (linears.every((l) => l.parts.length === 1)) return qkvLinear(x, linears.map((l) => ({ weight: l.parts[0].weight, bias: l.parts[0].bias })));
+  const out = x.gpu.empty([x.dim(0), linears.reduce((n, l) => n + l.outFeatures, 0)], x.dtype, { name: "qkv" });
+  let column = 0;
+  for (const linear of linears) {
+    linear.forward(x, x.dtype, null, { out, column });
+    column += linear.outFeatures;
+  }
+  return out;
+}
+
+/** act(x·gateᵀ) ⊙ x·upᵀ: one launch, unless a weight is split in parts. */
+function projectGated(x: Tensor, gate: Linear, up: Linear, act: ActivationKind): Tensor {
+  if (gate.parts.length === 1 && up.parts.length === 1) {
+    const [g, u] = [gate.parts[0], up.parts[0]];
+    return gatedLinear(x, g.weight, u.weight, { activation: act, gateBias: g.bias, upBias: u.bias });
+  }
+  const [a, b] = [gate.forward(x), up.forward(x)];
+  return act === "silu" ? siluMul(a, b) : mul(activation(a, act), b);
 }

@@ -33,6 +33,13 @@ export interface LoadModelOptions extends GpuOptions {
    * and what one storage binding holds); see chooseContextLength.
    */
   contextLength?: number;
+  /**
+   * Sequences decoded at once (default 1): concurrent generate() calls are decoded together,
+   * each in its own KV-cache of contextLength positions, made at load.
+   */
+  maxBatch?: number;
+  /** The most bytes the KV-caches may take together: fewer than maxBatch are made if they do not fit (loading fails if not one does). */
+  kvCacheBytes?: number;
   /** Use this device instead of creating one. */
   gpu?: Gpu;
   /** Called after each tensor is uploaded. */
@@ -48,8 +55,10 @@ export interface LoadReport {
   loadMs: number;
   /** Bytes of weights on the GPU. */
   weightBytes: number;
-  /** Bytes of the KV-cache. */
+  /** Bytes of the KV-caches, all together. */
   cacheBytes: number;
+  /** KV-caches made: the sequences decoded at once. */
+  caches: number;
   /** Most GPU memory held at once while loading. */
   peakBytes: number;
   dtype: DType;
@@ -94,6 +103,11 @@ export function chooseContextLength(text: LlamaConfig, dtype: DType, bindingByte
   return requested;
 }
 
+/** Bytes of one sequence's KV-cache: keys and values of every layer, [H_kv, positions, D] each. */
+export function kvCacheBytes(text: LlamaConfig, contextLength: number, dtype: DType): number {
+  return 2 * text.numHiddenLayers * text.numKeyValueHeads * contextLength * text.headDim * bytesPerElement(dtype);
+}
+
 /** The vision half of a LLaVA model. */
 export interface VisionPart {
   tower: ClipVisionTower;
@@ -118,9 +132,36 @@ export function visionPart(gpu: Gpu, config: ModelConfig, store: WeightStore, pr
   };
 }
 
+/** The most sequences decoded at once. */
+export const MAX_BATCH = 256;
+
+/** Refuses a maxBatch or kvCacheBytes that is not a number of the right kind (before anything is loaded). */
+export function checkBatchOptions(options: Pick<LoadModelOptions, "maxBatch" | "kvCacheBytes">): void {
+  const { maxBatch, kvCacheBytes } = options;
+  if (maxBatch !== undefined && !(Number.isInteger(maxBatch) && maxBatch >= 1 && maxBatch <= MAX_BATCH)) {
+    throw new RangeError(`maxBatch ${maxBatch} must be an integer in [1, ${MAX_BATCH}]`);
+  }
+  if (kvCacheBytes !== undefined && !(Number.isSafeInteger(kvCacheBytes) && kvCacheBytes > 0)) {
+    throw new RangeError(`kvCacheBytes ${kvCacheBytes} must be a whole number of bytes > 0`);
+  }
+}
+
+/** How many KV-caches of `bytesEach` to make: maxBatch, or as many as kvCacheBytes holds. */
+export function chooseCacheCount(bytesEach: number, contextLength: number, options: Pick<LoadModelOptions, "maxBatch" | "kvCacheBytes">): number {
+  const wanted = options.maxBatch ?? 1;
+  if (options.kvCacheBytes === undefined) return wanted;
+  const fits = Math.floor(options.kvCacheBytes / bytesEach);
+  if (fits < 1) {
+    throw new RangeError(
+      `kvCacheBytes ${options.kvCacheBytes} cannot hold one sequence's KV-cache: ${bytesEach} bytes at contextLength ${contextLength} (lower contextLength, or raise kvCacheBytes)`,
+    );
+  }
+  return Math.min(wanted, fits);
+}
+
 export class LlavaModel {
-  /** KV-cache in use by the current (or last) generation. */
-  readonly cache: KVCache;
+  /** One KV-cache per sequence decoded at once. */
+  readonly caches: KVCache[];
 
   constructor(
     readonly gpu: Gpu,
@@ -131,8 +172,14 @@ export class LlavaModel {
     readonly vision: VisionPart | null,
     private readonly weights: WeightStore,
     readonly loadReport: LoadReport,
+    cacheCount = 1,
   ) {
-    this.cache = decoder.createCache(dtype);
+    this.caches = Array.from({ length: cacheCount }, () => decoder.createCache(dtype));
+  }
+
+  /** The first KV-cache: the one a single generation (or a benchmark, or verification) uses. */
+  get cache(): KVCache {
+    return this.caches[0];
   }
 
   get textConfig(): LlamaConfig {
@@ -140,7 +187,7 @@ export class LlavaModel {
   }
 
   get contextLength(): number {
-    return this.cache.capacity;
+    return this.caches[0].capacity;
   }
 
   /** One image's pixel values [3, size, size] → its features in the decoder's space [features, hidden]. */
@@ -165,10 +212,11 @@ export class LlavaModel {
   }
 
   /**
-   * The prompt's embeddings [merged length, hidden]: token embeddings, with each image token
-   * replaced by the rows of the matching entry of `imageFeatures` (in order).
+   * The prompt's embeddings [merged length - from, hidden] from position `from` on: token
+   * embeddings, with each image token replaced by the rows of the matching entry of
+   * `imageFeatures` (in order; an image whose rows all come before `from` may be null).
    */
-  embedPrompt(ids: readonly number[], imageFeatures: readonly Tensor[]): Tensor {
+  embedPrompt(ids: readonly number[], imageFeatures: readonly (Tensor | null)[], from = 0): Tensor {
     const imageToken = this.vision?.imageTokenId;
     const slots = imageToken === undefined ? 0 : ids.filter((id) => id === imageToken).length;
     check(
@@ -177,20 +225,31 @@ export class LlavaModel {
     );
     const vocab = this.textConfig.vocabSize;
     const expanded: number[] = [];
-    const placements: { row: number; features: Tensor }[] = [];
+    const placements: { row: number; features: Tensor; first: number }[] = [];
+    let position = 0;
+    imageFeatures.forEach((f, i) => check(f === null || f.dim(0) === this.vision!.featuresPerImage, () => `image ${i}: features ${f!.describe()} do not have ${this.vision!.featuresPerImage} rows`));
+    let image = 0;
     for (const id of ids) {
       if (id === imageToken) {
-        const features = imageFeatures[placements.length];
-        placements.push({ row: expanded.length, features });
-        for (let i = 0; i < features.dim(0); i++) expanded.push(0); // overwritten below
+        const features = imageFeatures[image++];
+        const rows = this.vision!.featuresPerImage;
+        if (position + rows > from) {
+          check(features !== null, () => `image ${image - 1} is needed from position ${from} on, but no features were given`);
+          const first = Math.max(0, from - position);
+          placements.push({ row: expanded.length, features, first });
+          for (let i = first; i < rows; i++) expanded.push(0); // overwritten below
+        }
+        position += rows;
       } else {
         check(Number.isInteger(id) && id >= 0 && id < vocab, () => `token id ${id} is outside the vocabulary of ${vocab}`);
-        expanded.push(id);
+        if (position >= from) expanded.push(id);
+        position++;
       }
     }
+    check(from < position, () => `embedPrompt: position ${from} is not before the prompt's end (${position})`);
     return this.gpu.scope(() => {
       const embeddings = this.decoder.embed(this.gpu.tensor(expanded, [expanded.length], "i32"));
-      for (const { row, features } of placements) copyRows(features, 0, embeddings, row, features.dim(0));
+      for (const { row, features, first } of placements) copyRows(features, first, embeddings, row, features.dim(0) - first);
       return embeddings;
     });
   }
@@ -200,7 +259,7 @@ export class LlavaModel {
 
   /** Frees every GPU buffer of the model, and the device if loadModel created it. */
   dispose(): void {
-    this.cache.dispose();
+    for (const cache of this.caches) cache.dispose();
     this.weights.dispose();
     if (this.ownsDevice) this.gpu.destroy();
   }
@@ -220,6 +279,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
   const text = config.text;
   // Refused before a device is made; whether it fits a storage binding is known once the dtype is.
   if (options.contextLength !== undefined) checkContextLength(text, options.contextLength);
+  checkBatchOptions(options);
   // The checkpoint is opened and matched with the config before a device is made too.
   const checkpoint = await Checkpoint.open(path);
   const ownsDevice = options.gpu === undefined;
@@ -239,16 +299,19 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
       loadMs: 0,
       weightBytes: loaded.bytes,
       cacheBytes: 0,
+      caches: 0,
       peakBytes: 0,
       dtype,
       splitTensors: loaded.splitTensors,
       unusedTensors: resolved.unused,
       warnings: resolved.warnings,
     };
-    const model = new LlavaModel(gpu, config, path, dtype, decoder, vision, store, report);
+    const cacheCount = chooseCacheCount(kvCacheBytes(text, contextLength, dtype), contextLength, options);
+    const model = new LlavaModel(gpu, config, path, dtype, decoder, vision, store, report, cacheCount);
     model.ownsDevice = ownsDevice;
     await gpu.sync();
-    report.cacheBytes = model.cache.bytes;
+    report.caches = cacheCount;
+    report.cacheBytes = model.caches.reduce((sum, c) => sum + c.bytes, 0);
     report.peakBytes = gpu.memory().peakBytes;
     report.loadMs = performance.now() - started;
     return model;
