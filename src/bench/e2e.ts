@@ -107,6 +107,8 @@ export interface E2EResult {
   image: (PhaseTiming & { features: number }) | null;
   prefill: PhaseTiming & { positions: number; tokensPerSecond: number };
   timeToFirstTokenMs: number;
+  /** Time to first token of the next chat turn: FOLLOW_UP_TOKENS new positions after the first turn's, which the cache holds. */
+  nextTurn: PhaseTiming & { newPositions: number; cachedPositions: number };
   /** Pipelined, as generate() runs; `unpipelined`: each token recorded only after the one before was read. */
   decode: {
     context: number;
@@ -313,12 +315,13 @@ function settings(config: ModelConfig & { text: LlamaConfig }, isRandom: boolean
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name} must be an integer >= 1, not ${n}`);
   }
   const positions = features + textTokens;
-  // Room for the prompt, or for the context plus the warm-up step and the timed ones.
-  const contextLength = Math.max(positions, context) + steps + 2;
+  // Room for the prompt and the next turn's, and for the context plus the timed steps.
+  const contextLength = Math.max(positions + FOLLOW_UP_TOKENS, context + steps + 2);
   const text = config.text;
   if (contextLength > text.maxPositionEmbeddings) {
     throw new RangeError(
-      `decoding ${steps} steps at context ${context} needs ${contextLength} positions, over this model's max_position_embeddings (${text.maxPositionEmbeddings})`,
+      `a prompt of ${positions} positions and its next turn, and decoding ${steps} steps at context ${context}, need ${contextLength} positions, ` +
+        `over this model's max_position_embeddings (${text.maxPositionEmbeddings})`,
     );
   }
   const dtype: DType | undefined = options.dtype ?? (isRandom ? (gpu.hasF16 ? "f16" : "f32") : undefined);
@@ -368,8 +371,15 @@ async function measureImage(run: Run, vision: VisionPart, featureCount: number):
   return { image: { ...timing, features: featureCount }, features: encoded! };
 }
 
-/** The prompt through the decoder, the first token sampled and read back. */
-async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: number): Promise<PhaseTiming> {
+/** New text positions of the next chat turn the benchmark times (a follow-up question). */
+export const FOLLOW_UP_TOKENS = 16;
+
+/**
+ * The prompt through the decoder, the first token sampled and read back; then the next chat
+ * turn: the same prompt and FOLLOW_UP_TOKENS more, the cache still holding the first turn
+ * (prompt caching), so only the new positions run.
+ */
+async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: number): Promise<{ prefill: PhaseTiming; followUp: PhaseTiming }> {
   const { gpu, model, weights, ids, sampler, first, repeats, progress } = run;
   const text = model.textConfig;
   const once = (decoder: LlamaDecoder, cache: KVCache, promptIds: number[], promptFeatures: Tensor[]) => () =>
@@ -378,29 +388,47 @@ async function measurePrefill(run: Run, imageFeatures: Tensor[], positions: numb
       () => recordPrefill(model, promptIds, promptFeatures, sampler, { tokens: first }, decoder, cache),
       () => first.read(),
     );
-  if (!run.sampleLayers) {
-    progress(`prefill of ${positions} positions through ${text.numHiddenLayers} layers`);
-    const prefill = once(model.decoder, model.cache, ids, imageFeatures);
-    await prefill(); // warm-up
-    const t = await repeatMs(repeats, prefill);
-    return { ms: t.median, method: "measured", runs: t.n, spread: t.spread };
-  }
-  progress(`prefill of ${positions} positions: through 0 and 1 layers, to estimate all ${text.numHiddenLayers}`);
-  const partial = (layers: number) => {
-    const decoder = new LlamaDecoder(gpu, { ...text, numHiddenLayers: layers }, weights!, run.contextLength);
-    return { decoder, cache: decoder.createCache(model.dtype) };
-  };
-  const zero = partial(0);
-  const one = partial(1);
+  const nextTurn = [...ids, ...promptIds(text, null, FOLLOW_UP_TOKENS + 1).slice(1)];
+  const history = gpu.empty([nextTurn.length + 1], "u32", { name: "next turn history" });
+  gpu.write(history, new Uint32Array(nextTurn));
+  const nextSampler = new TokenSampler(history, nextTurn.length, { temperature: 0, seed: 0 });
+  const followUp = (decoder: LlamaDecoder, cache: KVCache) => () =>
+    wallMs(
+      gpu,
+      () => recordPrefill(model, nextTurn, imageFeatures, nextSampler, { tokens: first }, decoder, cache, positions),
+      () => first.read(),
+    );
+  const measured = (t: Summary): PhaseTiming => ({ ms: t.median, method: "measured", runs: t.n, spread: t.spread });
   try {
-    const textOnly = ids.filter((id) => id !== model.vision?.imageTokenId).slice(0, 16);
-    await once(one.decoder, one.cache, textOnly, [])(); // warm-up: compiles the pipelines
-    const t0 = await repeatMs(repeats, once(zero.decoder, zero.cache, ids, imageFeatures));
-    const t1 = await repeatMs(repeats, once(one.decoder, one.cache, ids, imageFeatures));
-    return extrapolate(t0, t1, text.numHiddenLayers, repeats);
+    if (!run.sampleLayers) {
+      progress(`prefill of ${positions} positions through ${text.numHiddenLayers} layers, then ${FOLLOW_UP_TOKENS} more`);
+      const prefill = once(model.decoder, model.cache, ids, imageFeatures);
+      await prefill(); // warm-up
+      const t = await repeatMs(repeats, prefill);
+      await followUp(model.decoder, model.cache)(); // warm-up
+      return { prefill: measured(t), followUp: measured(await repeatMs(repeats, followUp(model.decoder, model.cache))) };
+    }
+    progress(`prefill of ${positions} positions, then ${FOLLOW_UP_TOKENS} more: through 0 and 1 layers, to estimate all ${text.numHiddenLayers}`);
+    const partial = (layers: number) => {
+      const decoder = new LlamaDecoder(gpu, { ...text, numHiddenLayers: layers }, weights!, run.contextLength);
+      return { decoder, cache: decoder.createCache(model.dtype) };
+    };
+    const zero = partial(0);
+    const one = partial(1);
+    try {
+      const textOnly = ids.filter((id) => id !== model.vision?.imageTokenId).slice(0, 16);
+      await once(one.decoder, one.cache, textOnly, [])(); // warm-up: compiles the pipelines
+      const t0 = await repeatMs(repeats, once(zero.decoder, zero.cache, ids, imageFeatures));
+      const t1 = await repeatMs(repeats, once(one.decoder, one.cache, ids, imageFeatures));
+      const f0 = await repeatMs(repeats, followUp(zero.decoder, zero.cache));
+      const f1 = await repeatMs(repeats, followUp(one.decoder, one.cache));
+      return { prefill: extrapolate(t0, t1, text.numHiddenLayers, repeats), followUp: extrapolate(f0, f1, text.numHiddenLayers, repeats) };
+    } finally {
+      one.cache.dispose();
+      zero.cache.dispose();
+    }
   } finally {
-    one.cache.dispose();
-    zero.cache.dispose();
+    history.dispose();
   }
 }
 
@@ -627,8 +655,10 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
       imageFeatures.push(measured.features);
       owned.push(measured.features);
     }
-    const prefillTiming = await measurePrefill(run, imageFeatures, s.positions);
+    const { prefill: prefillTiming, followUp: followUpTiming } = await measurePrefill(run, imageFeatures, s.positions);
     const prefill = { ...prefillTiming, positions: s.positions, tokensPerSecond: (s.positions / prefillTiming.ms) * 1000 };
+    const nextTurn = { ...followUpTiming, newPositions: FOLLOW_UP_TOKENS, cachedPositions: s.positions };
+    progress(`next chat turn: first token ${nextTurn.ms.toFixed(1)} ms after ${FOLLOW_UP_TOKENS} new positions`);
     progress(`prefill ${prefill.method === "estimated" ? "(estimated) " : ""}${prefill.ms.toFixed(1)} ms, ${prefill.tokensPerSecond.toFixed(1)} tokens/s`);
     const decoderBytes = decoderWeightBytes(config, model.dtype);
     const { decode, perToken, batches } = await measureDecode(run, s.context, s.steps, decoderBytes, s.batches);
@@ -654,6 +684,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
       image,
       prefill,
       timeToFirstTokenMs: (image?.ms ?? 0) + prefill.ms,
+      nextTurn,
       decode,
       perToken,
       batches,

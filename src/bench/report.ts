@@ -207,6 +207,10 @@ export function e2eMarkdown(r: E2EResult): string {
       `${ms(r.timeToFirstTokenMs)} (image encoding + prefill + first token${r.image?.method === "estimated" || r.prefill.method === "estimated" ? ", estimated" : ""})`,
     ],
     [
+      "time to first token, next chat turn",
+      `${ms(r.nextTurn.ms)}${estimated(r.nextTurn.method)}: ${r.nextTurn.newPositions} new positions after the ${r.nextTurn.cachedPositions} the KV-cache holds (prompt caching)`,
+    ],
+    [
       "decode (pipelined, as generate() runs)",
       `${num(r.decode.tokensPerSecond)} tokens/s at context ${r.decode.context}: ${ms(r.decode.msPerToken.median)} ±${percent(r.decode.msPerToken.spread)} per token over ${r.decode.steps} tokens${rate(r.rates.decode)}`,
     ],
