@@ -3,8 +3,9 @@
  * setPipeline + setBindGroup (with a dynamic offset) + dispatchWorkgroups, with every pipeline
  * and bind group made beforehand, as a replayed program (tensor/program.ts) issues them. The
  * dispatches cycle through KINDS different pipelines, each with its own bind group of BINDINGS
- * storage buffers, as a decode step's launches do (one kernel after another, each its own
- * buffers), so Dawn's state changes and binding tracking are in the floor too. The end-to-end benchmark measures it in the same run as the decode
+ * storage buffers of its own, as a decode step's launches do (one kernel after another, each on
+ * its own buffers), so Dawn's state changes and its tracking of each buffer's use are in the
+ * floor too. The end-to-end benchmark measures it in the same run as the decode
  * loop: the ratio of the two says what the runtime adds on top of Dawn, on this machine, today.
  *
  * The kernels are one-word stores: only the CPU side is timed (recording, not running), and
@@ -14,8 +15,8 @@ import { performance } from "node:perf_hooks";
 import type { Gpu } from "../tensor/gpu.js";
 import { summarize, type Summary } from "./stats.js";
 
-/** Different pipelines the dispatches cycle through. */
-const KINDS = 8;
+/** Different pipelines, each with its own buffers, the dispatches cycle through. */
+const KINDS = 32;
 /** Storage bindings per bind group: a matrix product's (a, b, bias, residual, c). */
 const BINDINGS = 5;
 
@@ -39,11 +40,14 @@ export async function dawnDispatchFloor(gpu: Gpu, dispatches = 1024, rounds = 5)
       { binding: BINDINGS, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
     ],
   });
-  const inputs = Array.from({ length: BINDINGS - 1 }, () => device.createBuffer({ label: "dispatch floor input", size: 16, usage: GPUBufferUsage.STORAGE }));
+  const buffers: GPUBuffer[] = [];
+  const buffer = (label: string) => {
+    buffers.push(device.createBuffer({ label, size: 4 * KINDS, usage: GPUBufferUsage.STORAGE }));
+    return buffers[buffers.length - 1];
+  };
   const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [layout] });
   const uniforms = device.createBuffer({ label: "dispatch floor parameters", size: alignment * KINDS, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  const outputs = Array.from({ length: KINDS }, () => device.createBuffer({ label: "dispatch floor output", size: 4 * KINDS, usage: GPUBufferUsage.STORAGE }));
-  const kinds = outputs.map((out, kind) => ({
+  const kinds = Array.from({ length: KINDS }, (_, kind) => ({
     pipeline: device.createComputePipeline({
       label: `dispatch floor ${kind}`,
       layout: pipelineLayout,
@@ -53,8 +57,8 @@ export async function dawnDispatchFloor(gpu: Gpu, dispatches = 1024, rounds = 5)
       layout,
       entries: [
         { binding: 0, resource: { buffer: uniforms, offset: 0, size: 16 } },
-        ...inputs.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
-        { binding: BINDINGS, resource: { buffer: out } },
+        ...Array.from({ length: BINDINGS - 1 }, (_, i) => ({ binding: i + 1, resource: { buffer: buffer("dispatch floor input") } })),
+        { binding: BINDINGS, resource: { buffer: buffer("dispatch floor output") } },
       ],
     }),
     offsets: Uint32Array.of(kind * alignment),
@@ -79,7 +83,7 @@ export async function dawnDispatchFloor(gpu: Gpu, dispatches = 1024, rounds = 5)
     }
   } finally {
     uniforms.destroy();
-    for (const buffer of [...inputs, ...outputs]) buffer.destroy();
+    for (const b of buffers) b.destroy();
   }
   return summarize(samples);
 }

@@ -115,7 +115,8 @@ export class DecodeBatch {
     check(this.size < this.maxBatch, () => `decode batch: already ${this.maxBatch} sequences (maxBatch)`);
     const firstPosition = sequence.cache.length;
     this.joining.push({ row: { sequence, firstPosition, max: -1, left: false }, token });
-    this.loop ??= this.run();
+    // Started a microtask later, so that sequences joining together start in one step.
+    this.loop ??= Promise.resolve().then(() => this.run());
   }
 
   /** Resolves once the batch has no sequence and nothing in flight (the loop has stopped). */
