@@ -8,6 +8,8 @@ import {
   matmulVersionSupported,
   MATVEC_MAX_ROWS,
   MATVEC_V2_MAX_ROWS,
+  MATVEC_V3_MAX_ROWS,
+  MATVEC_V3_SUBGROUPS,
   type MatmulShape,
 } from "../src/kernels/matmul/index.js";
 import { matmulErrorBounds } from "../src/kernels/matmul/reference.js";
@@ -24,7 +26,11 @@ const COMBOS: [DType, DType, DType][] = [
 ];
 
 /** The versions that take only a few rows of A (decoding), and their most; every other registered version takes any number. */
-const ROW_LIMITS: Record<string, number> = { matvec: MATVEC_MAX_ROWS, matvec_v2_subgroup: MATVEC_V2_MAX_ROWS };
+const ROW_LIMITS: Record<string, number> = {
+  matvec: MATVEC_MAX_ROWS,
+  matvec_v2_subgroup: MATVEC_V2_MAX_ROWS,
+  matvec_v3_multi_subgroup: MATVEC_V3_MAX_ROWS,
+};
 const GENERAL_VERSIONS = Object.keys(MATMUL_VERSIONS).filter((name) => !(name in ROW_LIMITS));
 
 describe("matmul", async () => {
@@ -80,6 +86,50 @@ describe("matmul", async () => {
       expect(() => MATMUL_VERSIONS[version](gpu.tensor(new Float32Array((limit + 1) * 8), [limit + 1, 8]), w)).toThrow(ShapeError);
     });
   }
+
+  // v3 splits K between MATVEC_V3_SUBGROUPS subgroups: a K-step of the workgroup is S·lanes quads.
+  // K around multiples of that step (one quad more or fewer, a tail that is not a whole quad,
+  // fewer quads than subgroups) and N around multiples of the 4 outputs of a workgroup.
+  it.skipIf(!supported("matvec_v3_multi_subgroup"))("matvec_v3_multi_subgroup over K around its workgroup step, with bias and residual", async () => {
+    const lanes = fixedSubgroupSize(gpu)!;
+    const step = MATVEC_V3_SUBGROUPS * lanes * 4;
+    const Ks = [4 * lanes + 4, step - 4, step + 4, step + 3, 3 * step + 17, 16 * step + 8];
+    const weights: DType[] = gpu.hasF16 ? ["f32", "f16"] : ["f32"];
+    const checks: Promise<void>[] = [];
+    for (const bd of weights) {
+      for (let M = 1; M <= MATVEC_V3_MAX_ROWS; M++) {
+        for (const N of [5, 6, 7, 258]) {
+          for (const K of Ks) {
+            const shape: MatmulShape = { batch: 1, M, N, K, batchedB: false };
+            const a = upload(gpu, randn(random, M * K), [M, K], "f32");
+            const b = upload(gpu, randn(random, N * K), [N, K], bd);
+            const bias = (N + K + M) % 2 === 0 ? upload(gpu, randn(random, N), [N], bd) : null;
+            const residual = upload(gpu, randn(random, M * N, 4), [M, N], "f32");
+            const c = MATMUL_VERSIONS.matvec_v3_multi_subgroup(a.t, b.t, { bias: bias?.t, residual: residual.t });
+            const expected = matmulReference(a.values, b.values, bias?.values ?? null, shape, residual.values);
+            const bounds = matmulErrorBounds(a.values, b.values, bias?.values ?? null, shape, "f32", residual.values);
+            const what = `matvec_v3_multi_subgroup f32·${bd} M=${M} N=${N} K=${K}${bias ? " bias" : ""} + residual`;
+            checks.push(c.read().then((got) => expectWithin(got, expected, bounds, what)));
+          }
+        }
+      }
+    }
+    await Promise.all(checks);
+  });
+
+  it("on a GPU with a fixed subgroup size, picks matvec_v3 for up to 4 rows against a weight", () => {
+    // The rule reads only the adapter and the device's subgroup sizes: a stand-in for a GPU.
+    const fakeGpu = { adapter: { isFallbackAdapter: false }, hasSubgroups: true, device: { adapterInfo: { subgroupMinSize: 32, subgroupMaxSize: 32 } } };
+    const fake = (shape: number[]) =>
+      ({ gpu: fakeGpu, shape, rank: shape.length, size: shape.reduce((x, y) => x * y, 1), dim: (i: number) => shape.at(i)! }) as unknown as Parameters<typeof chooseMatmulVersion>[0];
+    const w = fake([256, 2048]);
+    expect(chooseMatmulVersion(fake([1, 2048]), w)).toBe("matvec_v3_multi_subgroup");
+    expect(chooseMatmulVersion(fake([2, 2, 2048]), w)).toBe("matvec_v3_multi_subgroup");
+    expect(chooseMatmulVersion(fake([5, 2048]), w)).toBe("matvec");
+    expect(chooseMatmulVersion(fake([577, 2048]), w)).toBe("v3_register_tiled");
+    fakeGpu.device.adapterInfo.subgroupMinSize = 8; // a size that varies: no subgroup versions
+    expect(chooseMatmulVersion(fake([1, 2048]), w)).toBe("matvec");
+  });
 
   it("tiles a product bigger than one workgroup tile in every direction", async () => {
     await check("v3_register_tiled", 200, 130, 260, ["f32", "f32", "f32"], true);
@@ -137,7 +187,7 @@ describe("matmul", async () => {
       const a = upload(plain, randn(random, 3 * 8), [3, 8], "f32");
       const many = upload(plain, randn(random, 40 * 8), [40, 8], "f32");
       const w = upload(plain, randn(random, 5 * 8), [5, 8], "f32");
-      for (const version of ["v5_subgroup_broadcast", "v6_f16_packed", "matvec_v2_subgroup"]) {
+      for (const version of ["v5_subgroup_broadcast", "v6_f16_packed", "matvec_v2_subgroup", "matvec_v3_multi_subgroup"]) {
         expect(matmulVersionSupported(plain, version)).toBe(false);
         expect(() => MATMUL_VERSIONS[version](a.t, w.t)).toThrow(/needs the 'subgroups' feature/);
       }
@@ -197,6 +247,11 @@ describe("matmul", async () => {
       expect(() => MATMUL_VERSIONS.matvec_v2_subgroup(tall, w)).toThrow(/matvec_v2_subgroup takes 1 to 4/);
       const batched = gpu.tensor(new Float32Array(8), [1, 2, 4]);
       expect(() => MATMUL_VERSIONS.matvec_v2_subgroup(batched, batched)).toThrow(/must be a single \[N, K\] matrix/);
+    }
+    if (supported("matvec_v3_multi_subgroup")) {
+      expect(() => MATMUL_VERSIONS.matvec_v3_multi_subgroup(tall, w)).toThrow(/matvec_v3_multi_subgroup: A f32\[10x4\] has 10 rows; matvec_v3_multi_subgroup takes 1 to 4/);
+      const batched = gpu.tensor(new Float32Array(8), [1, 2, 4]);
+      expect(() => MATMUL_VERSIONS.matvec_v3_multi_subgroup(batched, batched)).toThrow(/matvec_v3_multi_subgroup: B f32\[1x2x4\] must be a single \[N, K\] matrix/);
     }
     expect(gpu.dispatchCount).toBe(before);
   });

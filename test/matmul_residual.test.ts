@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { add } from "../src/kernels/elementwise.js";
-import { MATMUL_VERSIONS, matmul, matmulReference, matmulVersionSupported, MATVEC_MAX_ROWS, MATVEC_V2_MAX_ROWS, type MatmulShape } from "../src/kernels/matmul/index.js";
+import { MATMUL_VERSIONS, matmul, matmulReference, matmulVersionSupported, MATVEC_MAX_ROWS, MATVEC_V2_MAX_ROWS, MATVEC_V3_MAX_ROWS, type MatmulShape } from "../src/kernels/matmul/index.js";
 import { matmulErrorBounds } from "../src/kernels/matmul/reference.js";
 import type { DType } from "../src/tensor/dtype.js";
 import { ShapeError } from "../src/tensor/errors.js";
@@ -12,7 +12,11 @@ import type { Tensor } from "../src/tensor/tensor.js";
 import { expectWithin, randn, rng, testGpu, upload } from "./helpers.js";
 import { launchesOf } from "./launches.js";
 
-const ROW_LIMITS: Record<string, number> = { matvec: MATVEC_MAX_ROWS, matvec_v2_subgroup: MATVEC_V2_MAX_ROWS };
+const ROW_LIMITS: Record<string, number> = {
+  matvec: MATVEC_MAX_ROWS,
+  matvec_v2_subgroup: MATVEC_V2_MAX_ROWS,
+  matvec_v3_multi_subgroup: MATVEC_V3_MAX_ROWS,
+};
 
 describe("matmul residual epilogue", async () => {
   const gpu = await testGpu();

@@ -11,6 +11,8 @@
  *   v6_f16_packed         v5 reading f16 operands as packed pairs of halves
  *   matvec                1 to 8 rows of A (decoding): B streamed once, workgroup-memory reduction
  *   matvec_v2_subgroup    1 to 4 rows, lanes along K, reduced with subgroupAdd
+ *   matvec_v3_multi_subgroup  v2 with 4 subgroups per workgroup splitting K, reduced through
+ *                         workgroup memory after subgroupAdd (more warps per output on big GPUs)
  *
  * Every version takes MatmulOptions.residual (C = A·Bᵀ + bias + residual, added in its
  * epilogue). Beside them, the fused projections of a decoder layer, each a matvec variant with
@@ -20,7 +22,25 @@
  * The runtime chooses by rule, from the device and the shape (chooseMatmulVersion); "subgroups"
  * below means the `subgroups` feature with a fixed subgroup size (see subgroups.ts):
  * - 1 to MATVEC_V2_MAX_ROWS (4) rows of A against one weight, with subgroups (decoding):
- *   matvec_v2_subgroup. It streams B once, coalesced, and reduces in registers.
+ *   on a GPU matvec_v3_multi_subgroup, on a CPU adapter (lavapipe) matvec_v2_subgroup. Both
+ *   stream B once, coalesced, and reduce in registers; v3 gives each 4 outputs 4 subgroups
+ *   instead of 1. No GPU was available to measure v3 on: the rule expects it to win there
+ *   because v2 puts too little work in flight on a large one. On an H100 (132 SMs, 32-lane
+ *   warps) v2 launches N/4 one-warp workgroups: 64 for TinyLlama's k/v projections (N = 256,
+ *   K = 2048), leaving half the SMs idle and the rest with one warp, and 1024 at 7B's N = 4096,
+ *   under 8 warps per SM, too few to hide DRAM latency in a bandwidth-bound loop. v3 has the
+ *   same workgroups with 4 warps each: 256 warps over 64 SMs at k/v (still short of the SMs,
+ *   but 4 times the loads in flight per SM) and 4096, about 31 per SM, at 7B; its extra cost,
+ *   one barrier and a 4 × rows × 4-float reduction per workgroup, is small beside the K/512
+ *   loop steps each warp still streams (K/128 in v2). On lavapipe a workgroup is one CPU thread, so more
+ *   subgroups per workgroup buy nothing and cost the barrier. Measured there (1 row, f16
+ *   weights, `wgsl-vlm bench kernels --quick --only matmul,decode`, v2 against v3, medians):
+ *   TinyLlama q/o 2048×2048 2.42 against 3.05 ms, k/v 256×2048 288 against 360 µs (an earlier
+ *   run had v3 ahead, 341 against 434 µs, but v2's deviation there was ±63%), gate/up
+ *   5632×2048 6.55 against 8.65 ms, down 2048×5632 6.59 against 8.59 ms, lm_head 32000×2048
+ *   34.5 against 39.0 ms; LLaMA-7B q/k/v/o 4096×4096 9.37 against 12.6 ms, gate/up
+ *   11008×4096 24.3 against 31.7 ms, down 4096×11008 25.1 against 33.1 ms, lm_head
+ *   32000×4096 69.7 against 86.8 ms: v3 is 1.1 to 1.35 times slower on lavapipe.
  * - on a CPU adapter (lavapipe): v6 with subgroups (v5's kernel, and faster on f16 weights;
  *   from about 4 rows on it beats matvec_v2), else matvec for up to MATVEC_MAX_ROWS rows
  *   against one weight and v4 beyond: there each version was faster than the one before it,
@@ -35,6 +55,7 @@ import type { Tensor } from "../../tensor/tensor.js";
 import type { MatmulOptions } from "./common.js";
 import { matvec, MATVEC_MAX_ROWS } from "./matvec.js";
 import { matvecSubgroup, MATVEC_V2_MAX_ROWS } from "./matvec_v2_subgroup.js";
+import { matvecMultiSubgroup } from "./matvec_v3_multi_subgroup.js";
 import { fixedSubgroupSize } from "../subgroups.js";
 import { matmulNaive } from "./v1_naive.js";
 import { matmulTiled } from "./v2_tiled.js";
@@ -48,6 +69,7 @@ export { matmulReference, type MatmulShape } from "./reference.js";
 export { fixedSubgroupSize } from "../subgroups.js";
 export { MATVEC_MAX_ROWS } from "./matvec.js";
 export { MATVEC_V2_MAX_ROWS } from "./matvec_v2_subgroup.js";
+export { MATVEC_V3_MAX_ROWS, MATVEC_V3_SUBGROUPS } from "./matvec_v3_multi_subgroup.js";
 
 export type MatmulVersion = (a: Tensor, b: Tensor, options?: MatmulOptions) => Tensor;
 
@@ -61,10 +83,11 @@ export const MATMUL_VERSIONS: Record<string, MatmulVersion> = {
   v6_f16_packed: matmulF16Packed,
   matvec,
   matvec_v2_subgroup: matvecSubgroup,
+  matvec_v3_multi_subgroup: matvecMultiSubgroup,
 };
 
 /** The versions that need a fixed subgroup size (see subgroups.ts). */
-const SUBGROUP_VERSIONS = new Set(["v5_subgroup_broadcast", "v6_f16_packed", "matvec_v2_subgroup"]);
+const SUBGROUP_VERSIONS = new Set(["v5_subgroup_broadcast", "v6_f16_packed", "matvec_v2_subgroup", "matvec_v3_multi_subgroup"]);
 
 /** Whether `version` can run on this device (the subgroup versions need a fixed subgroup size). */
 export function matmulVersionSupported(gpu: Gpu, version: string): boolean {
@@ -77,7 +100,9 @@ export function chooseMatmulVersion(a: Tensor, b: Tensor): string {
   const subgroups = fixedSubgroupSize(gpu) !== null;
   const rows = a.size / Math.max(a.dim(-1), 1);
   const weight = b.rank === 2;
-  if (weight && subgroups && rows <= MATVEC_V2_MAX_ROWS) return "matvec_v2_subgroup";
+  if (weight && subgroups && rows <= MATVEC_V2_MAX_ROWS) {
+    return gpu.adapter.isFallbackAdapter ? "matvec_v2_subgroup" : "matvec_v3_multi_subgroup";
+  }
   if (gpu.adapter.isFallbackAdapter && subgroups) return "v6_f16_packed";
   if (weight && rows <= MATVEC_MAX_ROWS) return "matvec";
   return gpu.adapter.isFallbackAdapter ? "v4_register_blocked" : "v3_register_tiled";
