@@ -38,7 +38,6 @@ import { dawnDispatchFloor } from "./dispatch_floor.js";
 import { kvCacheBytes, loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
 import { randomLlava, weightBytes } from "./random_model.js";
 import type { WeightStore } from "../models/weights.js";
-import { takeRows } from "../tensor/copy.js";
 import { bytesPerElement, type DType } from "../tensor/dtype.js";
 import type { Gpu, LaunchRecord } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
@@ -254,16 +253,6 @@ function promptIds(text: LlamaConfig, imageToken: number | null, textTokens: num
   return ids;
 }
 
-/** What a vision model's encodeImage does, for a tower of any number of layers. */
-function encodeWith(tower: ClipVisionTower, vision: VisionPart, pixels: Tensor): Tensor {
-  const hidden = tower.forward(pixels);
-  const selected = vision.keepClassToken ? hidden : takeRows(hidden, 1, hidden.dim(0) - 1);
-  if (selected !== hidden) hidden.dispose();
-  const features = vision.projector.forward(selected);
-  selected.dispose();
-  return features;
-}
-
 async function wallMs(gpu: Gpu, record: () => void, wait: () => Promise<unknown> = () => gpu.sync()): Promise<number> {
   const start = performance.now();
   record();
@@ -342,7 +331,7 @@ async function measureImage(run: Run, vision: VisionPart, featureCount: number):
   let encoded: Tensor | null = null;
   const encode = (tower: ClipVisionTower) => async () => {
     encoded?.dispose();
-    return wallMs(gpu, () => (encoded = gpu.scope(() => encodeWith(tower, vision, pixels))));
+    return wallMs(gpu, () => (encoded = gpu.scope(() => run.model.encodeImage(pixels, undefined, 0, tower))));
   };
   let timing: PhaseTiming;
   try {

@@ -191,10 +191,11 @@ export class LlavaModel {
   }
 
   /** One image's pixel values [3, size, size] → its features in the decoder's space [features, hidden]. */
-  encodeImage(pixels: Tensor, trace?: Trace, image = 0): Tensor {
+  encodeImage(pixels: Tensor, trace?: Trace, image = 0, tower?: ClipVisionTower): Tensor {
     const vision = this.vision;
     check(vision !== null, () => `${this.path} has no vision tower: it takes text only`);
-    const hidden = vision.tower.forward(pixels, trace, image);
+    // (`tower`: one built over fewer of the same layers, as the benchmarks time them.)
+    const hidden = (tower ?? vision.tower).forward(pixels, trace, image);
     const selected = vision.keepClassToken ? hidden : takeRows(hidden, 1, hidden.dim(0) - 1);
     if (selected !== hidden) hidden.dispose();
     trace?.("vision_selected_features", [image], selected);
