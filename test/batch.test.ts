@@ -143,6 +143,7 @@ describe("continuous batching", async () => {
     );
     await expect(loadModel(join(dir, "model"), { gpu, maxBatch: 0 })).rejects.toThrow(/maxBatch 0 must be an integer in \[1, 256\]/);
     await expect(loadModel(join(dir, "model"), { gpu, kvCacheBytes: -1 })).rejects.toThrow(/kvCacheBytes -1 must be a whole number/);
+    await expect(loadModel(join(dir, "model"), { gpu, imageCacheBytes: 1.5 })).rejects.toThrow(/imageCacheBytes must be a whole number of bytes >= 0/);
     const two = await loadModel(join(dir, "model"), { gpu, dtype: "f32", contextLength: 96, maxBatch: 4, kvCacheBytes: 2.5 * single.loadReport.cacheBytes });
     expect(two.loadReport.caches).toBe(2);
     two.dispose();

@@ -22,6 +22,7 @@
  * product is its own dot products, and attention and sampling are per sequence).
  */
 import { performance } from "node:perf_hooks";
+import { offsetBy, type StepValue } from "../kernels/step_value.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { HostArray } from "../tensor/dtype.js";
@@ -100,11 +101,6 @@ export class DecodeBatch {
   /** Sequences in the batch or about to join it. */
   get size(): number {
     return this.rows.filter((r) => !r.left).length + this.joining.length;
-  }
-
-  /** Launches in the step last captured (0 before the first). */
-  get dispatchesPerStep(): number {
-    return this.program?.dispatches ?? 0;
   }
 
   /**
@@ -221,17 +217,11 @@ export class DecodeBatch {
     // (Never past the last position the row feeds: its sampler's history ends there.)
     for (const [b, r] of rows.entries()) r.max = Math.min(r.sequence.cache.capacity, bucketEnd(positions[b] + 1), r.sequence.lastPosition + 1) - 1;
     this.program = this.gpu.capture(`decode step of ${rows.length}`, () => {
-      const sequences = rows.map((r, b) => ({
-        cache: r.sequence.cache,
-        start: { tensor: this.positions, index: b, plus: 0, max: r.max },
-        count: 1,
-      }));
+      const starts = rows.map((r, b): StepValue => ({ tensor: this.positions, index: b, plus: 0, max: r.max }));
+      const sequences = rows.map((r, b) => ({ cache: r.sequence.cache, start: starts[b], count: 1 }));
       const logits = decoder.logits(decoder.forwardSequences(decoder.embed(tokens.slice(0, rows.length)), sequences));
-      rows.forEach((r, b) => {
-        // Draw d is fed at firstPosition + d - 1.
-        const draw = { tensor: this.positions, index: b, plus: 1 - r.firstPosition, max: r.max + 1 - r.firstPosition };
-        r.sequence.sampler.sample(logits, draw, { tokens, index: b, row: b });
-      });
+      // Draw d is fed at firstPosition + d - 1.
+      rows.forEach((r, b) => r.sequence.sampler.sample(logits, offsetBy(starts[b], 1 - r.firstPosition), { tokens, index: b, row: b }));
     });
   }
 

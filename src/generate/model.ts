@@ -231,7 +231,7 @@ export class VisionLanguageModel {
     };
     if (request.signal?.aborted) return { ...result, finishReason: "abort" };
     const owned: Tensor[] = [];
-    // The batch delivers ids as it decodes them (at its pace), into `ids`; this generator turns
+    // The batch delivers ids as it decodes them (at its pace), into `delivered`; this generator turns
     // them into text as its caller reads (at the caller's pace), so a stop string, an abort or
     // a return() acts between two tokens the caller saw, and what was decoded beyond is dropped.
     const delivered = new AsyncQueue<number>();
@@ -306,7 +306,7 @@ export class VisionLanguageModel {
           break;
         }
       }
-      if (sequence) this.batch.leave(sequence);
+      if (sequence) this.batch.leave(sequence); // now, not after the caller has read the last chunk
       const rest = stops.push(decoder?.flush() ?? "") + stops.flush();
       if (rest) {
         result.text += rest;
@@ -316,7 +316,6 @@ export class VisionLanguageModel {
       result.usage.completionTokens = result.tokens.length;
       const decoded = result.tokens.length - 1;
       result.timings.decodeTokensPerSecond = decoded > 0 ? (decoded / result.timings.decodeMs) * 1000 : 0;
-      // Past the prompt the cache holds each token fed back, in order.
       return result;
     } catch (error) {
       failed = true;
@@ -349,10 +348,11 @@ export class VisionLanguageModel {
       }
       const { key } = plan.loaded[image];
       const end = (position += llava.vision.featuresPerImage);
-      const cached = end > reuse ? this.imageCache.get(key) : null;
+      const needed = end > reuse;
+      const cached = needed ? this.imageCache.get(key) : null;
       if (cached) owned.push(cached);
-      features.push(end > reuse ? cached : null);
-      if (end > reuse && !cached) toEncode.push({ index: image, pixels: await this.pixels(plan.loaded[image], plan.request.padToSquare, owned) });
+      features.push(cached);
+      if (needed && !cached) toEncode.push({ index: image, pixels: await this.pixels(plan.loaded[image], plan.request.padToSquare, owned) });
       image++;
     }
     if (toEncode.length === 0) return features;
