@@ -16,6 +16,7 @@ import {
   gatedUnfused,
 } from "../src/kernels/matmul/gated_matvec.js";
 import { matmulErrorBounds, matmulReference } from "../src/kernels/matmul/reference.js";
+import { subgroupMatvecMaxRows } from "../src/kernels/matmul/index.js";
 import { chooseQkvVersion, QKV_MAX_ROWS, QKV_VERSIONS, qkvLinear, qkvUnfused, type ProjectionPart } from "../src/kernels/matmul/qkv_matvec.js";
 import { fixedSubgroupSize } from "../src/kernels/subgroups.js";
 import type { DType } from "../src/tensor/dtype.js";
@@ -80,13 +81,14 @@ describe("gated matvec (gate+up with act(gate)·up)", async () => {
     });
   }
 
-  it("gatedLinear fuses 1 to 4 rows and falls back to matmuls beyond, folding leading dimensions", async () => {
-    for (const M of [1, 4, 5, 9]) {
+  it("gatedLinear fuses the rows the matvec kernels take and falls back to matmuls beyond, folding leading dimensions", async () => {
+    for (const M of [1, 3, 4, 5, 9]) {
       const c = gatedCase(M, 19, 33, "f32", M === 5);
       const x = c.x.reshape([1, M, 33]);
-      expect(chooseGatedVersion(x)).toBe(M > GATED_MAX_ROWS ? "unfused" : subgroups ? "gated_matvec_v2_subgroup" : "gated_matvec");
+      const fused = M <= (subgroups ? Math.min(GATED_MAX_ROWS, subgroupMatvecMaxRows(gpu)) : GATED_MAX_ROWS);
+      expect(chooseGatedVersion(x)).toBe(!fused ? "unfused" : subgroups ? "gated_matvec_v2_subgroup" : "gated_matvec");
       const { result, kernels } = launchesOf(gpu, () => gatedLinear(x, c.gate, c.up, c.options));
-      expect(kernels.length).toBe(M > GATED_MAX_ROWS ? 3 : 1);
+      expect(kernels.length).toBe(fused ? 1 : 3);
       expect(result.shape).toEqual([1, M, 19]);
       expectWithin(await result.read(), c.expected, c.bounds, `gatedLinear M=${M}`);
     }
@@ -190,12 +192,13 @@ describe("qkv matvec (q, k, v projections in one launch)", async () => {
     });
   }
 
-  it("qkvLinear fuses 1 to 4 rows and falls back to one matmul per weight beyond", async () => {
-    for (const M of [1, 4, 5, 12]) {
+  it("qkvLinear fuses the rows the matvec kernels take and falls back to one matmul per weight beyond", async () => {
+    for (const M of [1, 3, 4, 5, 12]) {
       const c = qkvCase(M, [16, 4, 4], 24, "f32", () => true);
-      expect(chooseQkvVersion(c.x)).toBe(M > QKV_MAX_ROWS ? "unfused" : subgroups ? "qkv_matvec_v2_subgroup" : "qkv_matvec");
+      const fused = M <= (subgroups ? Math.min(QKV_MAX_ROWS, subgroupMatvecMaxRows(gpu)) : QKV_MAX_ROWS);
+      expect(chooseQkvVersion(c.x)).toBe(!fused ? "unfused" : subgroups ? "qkv_matvec_v2_subgroup" : "qkv_matvec");
       const { result, kernels } = launchesOf(gpu, () => qkvLinear(c.x, c.parts));
-      expect(kernels.length).toBe(M > QKV_MAX_ROWS ? 3 : 1);
+      expect(kernels.length).toBe(fused ? 1 : 3);
       expectWithin(await result.read(), c.expected, c.bounds, `qkvLinear M=${M}`);
     }
   });

@@ -34,7 +34,7 @@ import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel
 import type { Tensor } from "../../tensor/tensor.js";
 import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
 import { range } from "../wgsl/unroll.js";
-import { matmul } from "./index.js";
+import { matmul, subgroupMatvecMaxRows } from "./index.js";
 import { matmulErrorBounds, matmulReference, type MatmulShape } from "./reference.js";
 
 export interface GatedOptions {
@@ -327,21 +327,24 @@ export function gatedUnfused(x: Tensor, gate: Tensor, up: Tensor, options: Gated
 export const GATED_VERSIONS = { gated_matvec: gatedMatvec, gated_matvec_v2_subgroup: gatedMatvecSubgroup, unfused: gatedUnfused } as const;
 
 /**
- * Which of GATED_VERSIONS gatedLinear runs: for 1 to 4 rows the fused kernel (v2 where the
- * device fixes its subgroup size, as matmul's rule picks matvec_v2), beyond that (prefill) the
- * unfused composition, whose matmuls take the rule's tiled versions.
+ * Which of GATED_VERSIONS gatedLinear runs: the fused kernel for 1 to 4 rows, v2 where the
+ * device fixes its subgroup size and up to the rows matmul's rule gives matvec_v2 (3 on a CPU
+ * adapter, where from 4 rows the two matmuls' v6 tiles are faster: 22.4 ms for gate and up of
+ * TinyLlama's 5632×2048 at 4 rows against the fused kernel's 27.6), beyond that (more
+ * sequences, prefill) the unfused composition, whose matmuls take the rule's tiled versions.
  */
 export function chooseGatedVersion(x: Tensor): keyof typeof GATED_VERSIONS {
   const rows = x.size / Math.max(x.dim(-1), 1);
   const subgroups = fixedSubgroupSize(x.gpu) !== null;
   if (rows < 1 || rows > GATED_MAX_ROWS) return "unfused";
-  if (subgroups) return "gated_matvec_v2_subgroup";
+  if (subgroups) return rows <= subgroupMatvecMaxRows(x.gpu) ? "gated_matvec_v2_subgroup" : "unfused";
   return "gated_matvec";
 }
 
 /**
  * act(x·gateᵀ + gateBias) ⊙ (x·upᵀ + upBias): x [..., K], gate and up [N, K] → [..., N].
- * One launch for 1 to 4 rows (decoding); otherwise two matmuls and the elementwise product.
+ * One launch for the few rows of decoding (chooseGatedVersion); otherwise two matmuls and the
+ * elementwise product.
  */
 export function gatedLinear(x: Tensor, gate: Tensor, up: Tensor, options: GatedOptions = {}): Tensor {
   checkGated("gatedLinear", x, gate, up, options);

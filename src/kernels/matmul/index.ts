@@ -21,8 +21,9 @@
  *
  * The runtime chooses by rule, from the device and the shape (chooseMatmulVersion); "subgroups"
  * below means the `subgroups` feature with a fixed subgroup size (see subgroups.ts):
- * - 1 to MATVEC_V2_MAX_ROWS (4) rows of A against one weight, with subgroups (decoding):
- *   on a GPU matvec_v3_multi_subgroup, on a CPU adapter (lavapipe) matvec_v2_subgroup. Both
+ * - 1 to subgroupMatvecMaxRows rows of A against one weight, with subgroups (decoding): on
+ *   a GPU 4 rows (MATVEC_V2_MAX_ROWS) and matvec_v3_multi_subgroup, on a CPU adapter
+ *   (lavapipe) 3 rows and matvec_v2_subgroup. Both
  *   stream B once, coalesced, and reduce in registers; v3 gives each 4 outputs 4 subgroups
  *   instead of 1. No GPU was available to measure v3 on: the rule expects it to win there
  *   because v2 puts too little work in flight on a large one. On an H100 (132 SMs, 32-lane
@@ -42,7 +43,8 @@
  *   11008×4096 24.3 against 31.7 ms, down 4096×11008 25.1 against 33.1 ms, lm_head
  *   32000×4096 69.7 against 86.8 ms: v3 is 1.1 to 1.35 times slower on lavapipe.
  * - on a CPU adapter (lavapipe): v6 with subgroups (v5's kernel, and faster on f16 weights;
- *   from about 4 rows on it beats matvec_v2), else matvec for up to MATVEC_MAX_ROWS rows
+ *   from 4 rows on its 8-row tile beats matvec_v2: 3.8 against 4.5 ms at 4 rows against
+ *   TinyLlama's 2048×2048 f16 weight, even with half the tile past A's edge, a tie at 3), else matvec for up to MATVEC_MAX_ROWS rows
  *   against one weight and v4 beyond: there each version was faster than the one before it,
  *   v2 excepted (see bench/RESULTS.md).
  * - on a GPU: matvec for up to MATVEC_MAX_ROWS rows against one weight, else v3: the shapes
@@ -94,13 +96,25 @@ export function matmulVersionSupported(gpu: Gpu, version: string): boolean {
   return version in MATMUL_VERSIONS && (!SUBGROUP_VERSIONS.has(version) || fixedSubgroupSize(gpu) !== null);
 }
 
+/**
+ * The most rows of A (sequences decoded together) that the subgroup matrix-vector kernels take
+ * on this device: matmul's matvec_v2/v3 and the fused gated and q|k|v products. Beyond it the
+ * tiled versions and the unfused compositions run (the rule above).
+ */
+export function subgroupMatvecMaxRows(gpu: Gpu): number {
+  return gpu.adapter.isFallbackAdapter ? CPU_SUBGROUP_MATVEC_MAX_ROWS : MATVEC_V2_MAX_ROWS;
+}
+
+/** On a CPU adapter v6 overtakes matvec_v2 from 4 rows (the rule above). */
+const CPU_SUBGROUP_MATVEC_MAX_ROWS = 3;
+
 /** The version `matmul` runs for A·Bᵀ on A's device (the rule at the top of this file). */
 export function chooseMatmulVersion(a: Tensor, b: Tensor): string {
   const gpu = a.gpu;
   const subgroups = fixedSubgroupSize(gpu) !== null;
   const rows = a.size / Math.max(a.dim(-1), 1);
   const weight = b.rank === 2;
-  if (weight && subgroups && rows <= MATVEC_V2_MAX_ROWS) {
+  if (weight && subgroups && rows <= subgroupMatvecMaxRows(gpu)) {
     return gpu.adapter.isFallbackAdapter ? "matvec_v2_subgroup" : "matvec_v3_multi_subgroup";
   }
   if (gpu.adapter.isFallbackAdapter && subgroups) return "v6_f16_packed";

@@ -29,8 +29,8 @@ import { requireFixedSubgroupSize } from "../subgroups.js";
 /** Outputs (rows of B) per subgroup. */
 const OUTPUTS = 4;
 /**
- * The most rows of A: their sums and loads are unrolled, and from about 4 rows on v5/v6 (which
- * share loads between lanes) are faster on lavapipe.
+ * The most rows of A: their sums and loads are unrolled. On lavapipe v6 (which shares loads
+ * between lanes) is already faster at 4 rows, so matmul's rule stops at 3 there (index.ts).
  */
 export const MATVEC_V2_MAX_ROWS = 4;
 

@@ -22,8 +22,9 @@
  * WebGPU default limit per stage. A missing weight or bias is bound to x as a stand-in (never
  * read: a missing weight has N = 0, a missing bias a flag of 0).
  *
- * `qkvLinear` is the one entry for prefill and decode: the fused kernel for 1 to 4 rows,
- * otherwise one matmul per weight into its columns of the shared output.
+ * `qkvLinear` is the one entry for prefill and decode: the fused kernel for the few rows of
+ * decoding (chooseQkvVersion), otherwise one matmul per weight into its columns of the shared
+ * output.
  */
 import { fixedSubgroupSize, requireFixedSubgroupSize } from "../subgroups.js";
 import { isFloat, type DType } from "../../tensor/dtype.js";
@@ -32,7 +33,7 @@ import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel
 import type { Tensor } from "../../tensor/tensor.js";
 import { quadElementType, quadFetchWgsl, quadMode, type QuadMode } from "../wgsl/quads.js";
 import { range } from "../wgsl/unroll.js";
-import { matmul } from "./index.js";
+import { matmul, subgroupMatvecMaxRows } from "./index.js";
 
 /** One projection: a weight [N, K] and its optional bias [N]. */
 export interface ProjectionPart {
@@ -302,11 +303,15 @@ export function qkvUnfused(x: Tensor, parts: readonly ProjectionPart[], options:
 /** The versions by name, for tests and benchmarks. */
 export const QKV_VERSIONS = { qkv_matvec: qkvMatvec, qkv_matvec_v2_subgroup: qkvMatvecSubgroup, unfused: qkvUnfused } as const;
 
-/** Which of QKV_VERSIONS qkvLinear runs: a fused kernel for 1 to 4 rows, the matmuls beyond. */
+/**
+ * Which of QKV_VERSIONS qkvLinear runs: a fused kernel for 1 to 4 rows (with subgroups, up to
+ * the rows matmul's rule gives matvec_v2: 3 on a CPU adapter), the matmuls beyond.
+ */
 export function chooseQkvVersion(x: Tensor): keyof typeof QKV_VERSIONS {
   const rows = x.size / Math.max(x.dim(-1), 1);
   if (rows < 1 || rows > QKV_MAX_ROWS) return "unfused";
-  return fixedSubgroupSize(x.gpu) !== null ? "qkv_matvec_v2_subgroup" : "qkv_matvec";
+  if (fixedSubgroupSize(x.gpu) === null) return "qkv_matvec";
+  return rows <= subgroupMatvecMaxRows(x.gpu) ? "qkv_matvec_v2_subgroup" : "unfused";
 }
 
 /**

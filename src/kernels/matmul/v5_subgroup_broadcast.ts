@@ -52,11 +52,19 @@ type BroadcastTile = {
  */
 const SUMS_PER_LANE = 32;
 
-/** The tile for a subgroup of `lanes`: as square as the budget of sums allows. */
-function broadcastTile(lanes: number): BroadcastTile {
+/**
+ * The tile for a subgroup of `lanes` and A of `rows` rows: as square as the budget of sums
+ * allows, but no taller than A. Decoding several sequences together gives A a handful of rows
+ * (one per sequence); a 16-row tile over 8 rows would spend half its sums, and half the
+ * arithmetic, on rows past A's edge. With one row group the same 32 sums make an 8×32 tile,
+ * every sum used, each A quad broadcast to 4 B quads instead of 2: at 8 rows against
+ * TinyLlama's 2048×2048 weight in f16 the launch takes 3.9 ms instead of 7.0 (bench/RESULTS.md).
+ */
+function broadcastTile(lanes: number, rows: number): BroadcastTile {
   const groups = Math.max(1, Math.floor(SUMS_PER_LANE / lanes)); // G·T
-  const columnGroups = Math.min(4, Math.ceil(Math.sqrt(groups)));
-  const rowGroups = Math.max(1, Math.floor(groups / columnGroups));
+  const neededRowGroups = Math.ceil(rows / lanes);
+  const columnGroups = Math.min(4, neededRowGroups === 1 ? groups : Math.ceil(Math.sqrt(groups)));
+  const rowGroups = Math.max(1, Math.min(neededRowGroups, Math.floor(groups / columnGroups)));
   return { lanes, rowGroups, columnGroups };
 }
 
@@ -136,7 +144,7 @@ export function launchBroadcast(
   const lanes = requireFixedSubgroupSize(a.gpu, `matmul ${version}`);
   const call = planMatmul(version, a, b, options);
   const { M, N, K, batch } = call.shape;
-  const tile = broadcastTile(lanes);
+  const tile = broadcastTile(lanes, M);
   a.gpu.record(kernel, {
     params: flaggedParams(call),
     tensors: matmulTensors(call),
