@@ -25,7 +25,7 @@ describe("wgsl-vlm bench", () => {
 
   it("names an unknown benchmark, even one that is a property every object has", async () => {
     for (const name of ["nope", "toString", "constructor", "__proto__"]) {
-      await expect(benchCommand.run([name])).rejects.toThrow(new UsageError(`unknown benchmark '${name}' (limits, kernels or e2e)`));
+      await expect(benchCommand.run([name])).rejects.toThrow(new UsageError(`unknown benchmark '${name}' (limits, kernels, e2e or serve)`));
     }
   });
 
@@ -102,6 +102,22 @@ describe("wgsl-vlm bench", () => {
     expect(result.perToken.weightReadRatio).toBeGreaterThanOrEqual(1);
     expect(result.perToken.weightReadRatio).toBeLessThanOrEqual(1.1);
     expect(result.peakMemoryBytes).toBeGreaterThan(result.weightBytes);
+  });
+
+  it("serve: streaming clients against the server at each concurrency, answered in full", async () => {
+    const model = join(import.meta.dirname, "..", "weights", "shapes-llava");
+    const { code, stdout } = await run(["serve", "--model", model, "--clients", "1,3", "--requests", "3", "--max-tokens", "8", "--out", out, "--quiet"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("| concurrent clients | requests | requests/s |");
+    const { levels } = JSON.parse(await readFile(join(out, "serve-shapes-llava.json"), "utf8"));
+    expect(levels.map((l: { clients: number }) => l.clients)).toEqual([1, 3]);
+    for (const level of levels) {
+      expect(level.requests).toBe(3);
+      expect(level.completionTokens).toBeGreaterThan(3); // every request answered, a description of several tokens each
+      expect(level.firstTokenP50Ms).toBeGreaterThan(0);
+      expect(level.firstTokenP99Ms).toBeGreaterThanOrEqual(level.firstTokenP50Ms);
+    }
+    await expect(run(["serve", "--model", model, "--clients", "0"])).rejects.toThrow(/--clients must be comma-separated integers/);
   });
 
   it("refuses bad command lines", async () => {

@@ -23,7 +23,10 @@ import { readTextFileWithin } from "../files/read.js";
 import { writeFileSafely } from "../files/write.js";
 import type { DType } from "../tensor/dtype.js";
 import { Gpu } from "../tensor/gpu.js";
+import { measureServeLoad, serveLoadMarkdown } from "../bench/serve_load.js";
+import { MAX_BATCH } from "../models/llava.js";
 import { UsageError, type Command } from "./command.js";
+import { loadModelFrom, MODEL_OPTIONS } from "./model_options.js";
 import { GPU_OPTIONS, GPU_USAGE, gpuOptions, numberOption } from "./options.js";
 
 const DEFAULT_OUT = join("bench", "results");
@@ -50,6 +53,7 @@ ${GPU_USAGE}`;
 const USAGE = `usage: wgsl-vlm bench limits [--sizes real|tiny] [options]
        wgsl-vlm bench kernels [--only NAME[,NAME...]] [--dtype f16|f32] [--sizes real|tiny] [options]
        wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} | --model DIR [--dtype f16|f32] [e2e options] [options]
+       wgsl-vlm bench serve --model DIR [--clients LIST] [--requests N] [--max-tokens N] [--json] [--out DIR]
 
 limits    the device's memory bandwidth (a buffer copy; a read-only kernel) and arithmetic rate
           (FMA-bound kernels in f32, and f16 where available)
@@ -64,6 +68,11 @@ e2e       a whole LLaVA: image encoding, prefill, time to first token, decoding 
           read over the decoder's weight bytes, CPU time recording against Dawn's own per
           dispatch; random weights of a real shape (--shape) built on the GPU, or a real
           checkpoint (--model DIR)
+serve     the OpenAI server under load: for each number of concurrent clients (--clients, default
+          1,2,4,8), streaming chat requests about a fresh shapes-world image each (--requests per
+          level, default 16; --max-tokens, default 32): requests/s, time to first token p50/p99,
+          aggregate tokens/s; the model is loaded with --max-batch the most clients and takes
+          generate's --dtype and --context
 
   --only NAME      kernels matching all of the names: an op (matmul), a version (v2_tiled), a
                    model (tinyllama), a phase (decode) or a part (gate_proj); comma-separated
@@ -208,10 +217,10 @@ async function kernelsCommand(argv: string[]): Promise<number> {
 }
 
 /** --batches: comma-separated integers in [1, 256]. */
-function batchSizes(text: string): number[] {
+function batchSizes(text: string, option = "batches"): number[] {
   const sizes = text.split(",").map((part) => Number(part.trim()));
-  if (sizes.length === 0 || sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 256)) {
-    throw new UsageError(`--batches must be comma-separated integers in [1, 256], not '${text}'`);
+  if (sizes.length === 0 || sizes.some((n) => !Number.isInteger(n) || n < 1 || n > MAX_BATCH)) {
+    throw new UsageError(`--${option} must be comma-separated integers in [1, ${MAX_BATCH}], not '${text}'`);
   }
   return sizes;
 }
@@ -270,10 +279,34 @@ async function e2eCommand(argv: string[]): Promise<number> {
   }
 }
 
+async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...MODEL_OPTIONS, json: { type: "boolean" }, out: { type: "string" }, clients: { type: "string" }, requests: { type: "string" }, "max-tokens": { type: "string" } },
+  });
+  const clients = batchSizes(values.clients ?? "1,2,4,8", "clients");
+  const requests = numberOption(values.requests, "requests", 16, (n) => Number.isInteger(n) && n >= 1);
+  const maxTokens = numberOption(values["max-tokens"], "max-tokens", 32, (n) => Number.isInteger(n) && n >= 1);
+  const model = await loadModelFrom(values, { maxBatch: Math.max(...clients) });
+  try {
+    const name = basename(values.model!);
+    const env = environment(model.gpu);
+    const levels = await measureServeLoad(model, name, { clients, requests, maxTokens, onProgress: (line) => progress(`  ${line}`) });
+    const document = { kind: "serve", environment: env, model: name, maxTokens, levels };
+    const markdown = `## Serving: ${name}\n\n${environmentMarkdown(env)}\n\n${serveLoadMarkdown(name, levels, maxTokens)}\n`;
+    await writeOutputs(values.out ?? DEFAULT_OUT, { [`serve-${name}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`serve-${name}.md`]: markdown });
+    process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
+    return 0;
+  } finally {
+    model.dispose();
+  }
+}
+
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   limits: limitsCommand,
   kernels: kernelsCommand,
   e2e: e2eCommand,
+  serve: serveCommand,
 };
 
 const command: Command = {
@@ -282,7 +315,7 @@ const command: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     const run = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-    if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels or e2e" : `unknown benchmark '${sub}' (limits, kernels or e2e)`);
+    if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels, e2e or serve" : `unknown benchmark '${sub}' (limits, kernels, e2e or serve)`);
     return run(rest);
   },
 };

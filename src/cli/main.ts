@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   verify: () => import("./verify.js"),
   eval: () => import("./eval.js"),
   bench: () => import("./bench.js"),
+  serve: () => import("./serve.js"),
 };
 
 /** The command called `name`, if there is one (an own key: not `toString` or `constructor`). */

@@ -1,7 +1,7 @@
 /** Options and helpers shared by the commands that load a model (generate, chat, eval, bench e2e). */
 import { UsageError } from "./command.js";
 import { GPU_OPTIONS, GPU_USAGE, numberOption } from "./options.js";
-import { loadModel, type VisionLanguageModel } from "../generate/model.js";
+import { loadModel, type ModelOptions, type VisionLanguageModel } from "../generate/model.js";
 import type { LoadProgress } from "../models/load.js";
 
 export const MODEL_OPTIONS = {
@@ -9,12 +9,13 @@ export const MODEL_OPTIONS = {
   model: { type: "string" },
   dtype: { type: "string" },
   context: { type: "string" },
+  ctx: { type: "string" },
   quiet: { type: "boolean" },
 } as const;
 
 export const MODEL_USAGE = `  --model DIR      a Hugging Face LLaVA or LLaMA folder (config.json, *.safetensors, tokenizer)
   --dtype f16|f32  weight storage (default: f16 for 16-bit checkpoints when the GPU has shader-f16)
-  --context N      positions the KV-cache holds (default: max_position_embeddings, at most 4096)
+  --context N      positions the KV-cache holds (default: max_position_embeddings, at most 4096; --ctx N too)
   --quiet          no loading progress or statistics on stderr
 ${GPU_USAGE}`;
 
@@ -71,15 +72,18 @@ export function mb(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
-export async function loadModelFrom(values: Values): Promise<VisionLanguageModel> {
+/** Loads the model the options name; `extra` adds loadModel options a command sets itself (serve's maxBatch). */
+export async function loadModelFrom(values: Values, extra: Pick<ModelOptions, "maxBatch" | "kvCacheBytes"> = {}): Promise<VisionLanguageModel> {
   const path = text(values, "model");
   if (!path) throw new UsageError("--model DIR is required");
   const dtype = text(values, "dtype");
   if (dtype !== undefined && dtype !== "f16" && dtype !== "f32") throw new UsageError(`--dtype must be f16 or f32, not '${dtype}'`);
-  const contextText = text(values, "context");
+  if (values.context !== undefined && values.ctx !== undefined) throw new UsageError("give --context or --ctx, not both");
+  const contextText = text(values, "context") ?? text(values, "ctx");
   const contextLength = contextText === undefined ? undefined : numberOption(contextText, "context", 0, (n) => Number.isInteger(n) && n >= 1);
   const quiet = values.quiet === true;
   const model = await loadModel(path, {
+    ...extra,
     dtype,
     contextLength,
     adapter: text(values, "adapter"),

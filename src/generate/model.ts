@@ -108,6 +108,16 @@ export class VisionLanguageModel {
     return this.llava.gpu;
   }
 
+  /** The most generations that run at once (one KV-cache each; loadModel's maxBatch). */
+  get maxBatch(): number {
+    return this.llava.caches.length;
+  }
+
+  /** Generations now holding a KV-cache, and those waiting for one (a server's occupancy and queue). */
+  get load(): { running: number; waiting: number } {
+    return { running: this.turns.busy, waiting: this.turns.waiters };
+  }
+
   /** GPU bytes the image feature cache holds (at most imageCacheBytes). */
   get cachedImageBytes(): number {
     return this.imageCache.bytes;

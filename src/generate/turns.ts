@@ -33,6 +33,11 @@ export class TurnQueue {
     return this.waiting.length > 0;
   }
 
+  /** Takers waiting for a slot. */
+  get waiters(): number {
+    return this.waiting.length;
+  }
+
   /** Slots held now. */
   get busy(): number {
     return this.holders.filter((h) => h !== null).length;
