@@ -10,6 +10,7 @@ import { summarize } from "../src/bench/stats.js";
 import { activationFromConfig } from "../src/kernels/activations.js";
 import { chooseAttentionVersion, type AttentionVersion } from "../src/kernels/attention/index.js";
 import { randomFillReference } from "../src/kernels/random_fill.js";
+import { chooseSampleVersion } from "../src/kernels/sample/index.js";
 import { VisionLanguageModel } from "../src/generate/model.js";
 import { bucketEnd } from "../src/generate/token_step.js";
 import { randomLlava, tensorSeed } from "../src/bench/random_model.js";
@@ -36,7 +37,7 @@ const ATTENTION_LAUNCHES: Record<AttentionVersion, number> = { v1_unfused: 3, v2
  *                        or the activation and mul); down with the residual
  *   final rmsnorm        1
  *   LM head              one per row part (of the embedding table when tied)
- *   sampler              1
+ *   sampler              greedy: 1 (v1, one workgroup) or 2 (v2, the vocabulary split: blocks, best)
  * Row parts follow the loader's rule (partRows) for this device's storage binding limit.
  */
 function decodeLaunches(gpu: Gpu, config: ModelConfig & { text: LlamaConfig }, dtype: DType, kvLength: number): number {
@@ -58,7 +59,8 @@ function decodeLaunches(gpu: Gpu, config: ModelConfig & { text: LlamaConfig }, d
     layers += rmsnorms + (qkv.every((n) => n === 1) ? 1 : qkv[0] + qkv[1] + qkv[2]) + ropeKV + attention + p("self_attn.o_proj");
     layers += (gate === 1 && up === 1 ? 1 : gate + up + activation) + p("mlp.down_proj");
   }
-  const [finalNorm, sampler] = [1, 1];
+  const finalNorm = 1;
+  const sampler = chooseSampleVersion(gpu, text.vocabSize) === "v1_one_workgroup" ? 1 : 2;
   const lmHead = parts(text.tieWordEmbeddings ? "text.embed_tokens.weight" : "lm_head.weight");
   return parts("text.embed_tokens.weight") + layers + finalNorm + lmHead + sampler;
 }

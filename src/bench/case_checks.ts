@@ -221,8 +221,8 @@ export async function checkArgmax(x: Tensor, out: Tensor): Promise<OutputCheck> 
 }
 
 /**
- * Where u or top_p may sit from a cumulative boundary and still be too close to tell: the
- * sampler promises (kernels/sample/kernel.ts) its float32 sums are within ~1e-7 of the float64
+ * Where u or top_p may sit from a cumulative boundary and still be too close to tell: both
+ * sampler versions (kernels/sample/) promise float32 sums within ~1e-7 of the float64
  * reference's; 1e-6 is ten times that. A wrong draw misses by a token's whole probability
  * (~3e-5 on average at V = 32000, far more after top-k).
  */

@@ -29,7 +29,7 @@ import { patchEmbed } from "../kernels/patch_embed.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
-import { sampleToken, type SampleOptions } from "../kernels/sample/index.js";
+import { SAMPLE_VERSIONS, sampleToken, type SampleOptions } from "../kernels/sample/index.js";
 import { softmax, softmaxReference } from "../kernels/softmax.js";
 import { storageTolerance, TOLERANCE } from "../kernels/tolerance.js";
 import { EmbeddingTable, Linear, type RowPart } from "../models/linear.js";
@@ -560,7 +560,8 @@ function sampleCase(model: string, vocab: number, what: string, options: Omit<Sa
     inputBytes: vocab * 4,
     quick,
     inputs: (gpu) => ({ logits: random(gpu, [vocab], "f32", 3) }),
-    versions: { sampleToken: ({ logits }) => sampleToken(logits, draw) },
+    versions: Object.fromEntries(Object.entries(SAMPLE_VERSIONS).map(([name, version]) => [name, ({ logits }: { logits: Tensor }) => version(logits, draw)])),
+    runtime: ({ logits }) => sampleToken(logits, draw),
     check: ({ logits }, out) => checkSample(logits, draw, out),
   });
 }

@@ -18,8 +18,8 @@
  * Temperature 0 means greedy decoding: the argmax after the penalty (first index on ties, NaN
  * first, as torch.argmax). top_k 0 (or ≥ V), top_p 1 and penalty 1 switch those steps off.
  *
- * This is the definition, literally and sort-based; kernel.ts finds the same tokens without
- * sorting the vocabulary.
+ * This is the definition, literally and sort-based; the kernels' versions (index.ts) find the
+ * same tokens without sorting the vocabulary.
  */
 import { argmaxReference } from "../argmax.js";
 import { softmaxReference } from "../softmax.js";
