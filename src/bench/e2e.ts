@@ -134,7 +134,11 @@ export interface E2EResult {
      * writing the positions, submitting, starting the read of the ids).
      */
     recordUsPerDispatch: number;
-    /** Dawn's own CPU microseconds per dispatch with everything prebuilt, measured in the same run (dispatch_floor.ts). */
+    /**
+     * Dawn's own CPU microseconds per dispatch with everything prebuilt, measured in the same
+     * run in passes as long as the step (dispatch_floor.ts): a pass of a few dozen dispatches
+     * costs more per dispatch than one of a thousand, so the floor is taken at the step's length.
+     */
     dawnFloorUsPerDispatch: Summary;
   };
   /**
@@ -530,6 +534,9 @@ async function decodeRun(
   };
 }
 
+/** Dispatches the floor times in all (in passes of the step's length), for a steady median. */
+const FLOOR_DISPATCHES = 8192;
+
 /**
  * Decoding at `context`, as generate() decodes (a DecodeBatch): one sequence one token at a
  * time (each step recorded only after the one before was read), the same pipelined, then
@@ -558,7 +565,7 @@ async function measureDecode(
     recordMs: single.recordMs,
     warmupRecordMs: single.warmupRecordMs,
     recordUsPerDispatch: (single.replayMs.median * 1000) / single.dispatches,
-    dawnFloorUsPerDispatch: await dawnDispatchFloor(gpu),
+    dawnFloorUsPerDispatch: await dawnDispatchFloor(gpu, Math.round(single.dispatches), Math.max(5, Math.ceil(FLOOR_DISPATCHES / single.dispatches))),
   };
   const batchResults: E2EResult["batches"] = [];
   for (const size of batches) {

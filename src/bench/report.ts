@@ -230,7 +230,7 @@ export function e2eMarkdown(r: E2EResult): string {
     ["CPU time recording a token", `${ms(r.perToken.recordMs.median)} ±${percent(r.perToken.recordMs.spread)} (the first, which captures the step: ${ms(r.perToken.warmupRecordMs)})`],
     [
       "CPU time per dispatch",
-      `${num(r.perToken.recordUsPerDispatch)} µs; Dawn's own, prebuilt: ${num(r.perToken.dawnFloorUsPerDispatch.median)} µs (${(r.perToken.recordUsPerDispatch / r.perToken.dawnFloorUsPerDispatch.median).toFixed(2)}×)`,
+      `${num(r.perToken.recordUsPerDispatch)} µs; Dawn's own, prebuilt, in passes as long: ${num(r.perToken.dawnFloorUsPerDispatch.median)} µs (${(r.perToken.recordUsPerDispatch / r.perToken.dawnFloorUsPerDispatch.median).toFixed(2)}×)`,
     ],
   );
   return table(["", r.model], rows);
