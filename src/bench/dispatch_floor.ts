@@ -12,6 +12,7 @@
  * the commands are submitted afterwards so Dawn does all the work it would for real ones.
  */
 import { performance } from "node:perf_hooks";
+import { waitForGpu } from "../tensor/dawn_ticks.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { summarize, type Summary } from "./stats.js";
 
@@ -78,7 +79,7 @@ export async function dawnDispatchFloor(gpu: Gpu, dispatches = 1024, rounds = 5)
       const us = ((performance.now() - start) * 1000) / dispatches;
       pass.end();
       device.queue.submit([encoder.finish()]);
-      await device.queue.onSubmittedWorkDone();
+      await waitForGpu(device.queue.onSubmittedWorkDone());
       if (round > 0) samples.push(us); // round 0 warms up
     }
   } finally {

@@ -16,6 +16,7 @@
  * small buffers every time would measure the cache, not the memory.
  */
 import { performance } from "node:perf_hooks";
+import { waitForGpu } from "../tensor/dawn_ticks.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { median } from "./stats.js";
 
@@ -134,7 +135,7 @@ async function timestampSamples(gpu: Gpu, next: () => void, count: number, runs:
       encoder.copyBufferToBuffer(resolved, 0, readback, 0, bytes);
     });
     gpu.submit();
-    await readback.mapAsync(GPUMapMode.READ);
+    await waitForGpu(readback.mapAsync(GPUMapMode.READ)); // without spinning a core the GPU may need (dawn_ticks.ts)
     const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
     readback.unmap();
     await gpu.sync(); // throws whatever error the GPU reported for the work

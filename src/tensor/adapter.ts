@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { create, globals } from "webgpu";
 import { NoAdapterError } from "./errors.js";
+import { spaceOutDawnTicks } from "./dawn_ticks.js";
 
 export interface GpuOptions {
   /** Adapter to use, by (part of) its name, e.g. "llvmpipe" or "NVIDIA". Default: $WGSL_VLM_ADAPTER. */
@@ -63,6 +64,7 @@ function dawnInstance(flags: string[]): GPU {
   const key = flags.join("\n");
   let gpu = instances.get(key);
   if (!gpu) {
+    spaceOutDawnTicks();
     gpu = create(flags);
     instances.set(key, gpu);
   }

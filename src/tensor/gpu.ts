@@ -23,6 +23,7 @@ import { RecordedProgram, type CapturedLaunch } from "./program.js";
 import { StagingBuffers } from "./readback.js";
 import { Storage, Tensor, elementCount, validateShape } from "./tensor.js";
 import { requestDevice, type GpuOptions, type AdapterSummary } from "./adapter.js";
+import { waitForGpu } from "./dawn_ticks.js";
 
 export type { GpuOptions } from "./adapter.js";
 
@@ -571,7 +572,7 @@ export class Gpu {
    */
   private async guard<T>(promise: Promise<T>): Promise<T> {
     try {
-      return await promise;
+      return await waitForGpu(promise);
     } catch (error) {
       if (!this.lostInfo && !this.destroyed) await this.lossReported();
       this.assertUsable();

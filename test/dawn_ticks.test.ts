@@ -1,0 +1,77 @@
+/**
+ * Waiting for the GPU without spinning a core (src/tensor/dawn_ticks.ts): Dawn's ticks are
+ * recognised, left alone for short waits and spaced out by timers in long ones, and every
+ * other setImmediate is untouched.
+ */
+import { performance } from "node:perf_hooks";
+import { describe, expect, it } from "vitest";
+import { isDawnTick, MAX_DELAY_MS, SPIN_MS, waitForGpu } from "../src/tensor/dawn_ticks.js";
+import { matmulNaive } from "../src/kernels/matmul/v1_naive.js";
+import { testGpu } from "./helpers.js";
+
+/** A stand-in for Dawn's tick: like the native function its binding makes, nameless and "[native code]". */
+const fakeTick = (onRun: () => void) => new Proxy(() => onRun(), {});
+
+describe("Dawn's ticks", async () => {
+  const gpu = await testGpu(); // creating a device installs the spacing
+
+  it("are told apart from other callbacks", () => {
+    expect(isDawnTick(fakeTick(() => {}), [])).toBe(true);
+    expect(isDawnTick(fakeTick(() => {}), [1])).toBe(false); // Dawn passes none
+    expect(isDawnTick(() => {}, [])).toBe(false);
+    expect(isDawnTick(function named() {}, [])).toBe(false);
+    expect(isDawnTick(Math.max.bind(null), [])).toBe(false); // "bound max"
+    expect(isDawnTick(Math.max, [])).toBe(false);
+  });
+
+  it("run at once while no wait, or only a young one, is in progress; other callbacks always do", async () => {
+    const order: string[] = [];
+    await new Promise<void>((done) => {
+      setImmediate(fakeTick(() => order.push("tick")));
+      setImmediate(() => (order.push("immediate"), done()));
+    });
+    expect(order).toEqual(["tick", "immediate"]);
+
+    let release!: () => void;
+    const waiting = waitForGpu(new Promise<void>((r) => (release = r)));
+    const ran: string[] = [];
+    setImmediate(fakeTick(() => ran.push("young")));
+    await new Promise((r) => setImmediate(r));
+    expect(ran).toEqual(["young"]);
+
+    await new Promise((r) => setTimeout(r, 5 * SPIN_MS)); // now the wait is old
+    const scheduled = performance.now();
+    let tickAt = 0;
+    const tick = new Promise<void>((r) => setImmediate(fakeTick(() => ((tickAt = performance.now()), r()))));
+    let immediateAt = 0;
+    await new Promise<void>((r) => setImmediate(() => ((immediateAt = performance.now()), r())));
+    await tick;
+    expect(immediateAt).toBeLessThan(tickAt); // the tick was put off; the ordinary callback was not
+    expect(tickAt - scheduled).toBeLessThan(MAX_DELAY_MS + 50);
+    release();
+    await waiting;
+  });
+
+  it("are far fewer than one per millisecond while a read waits on long GPU work", async () => {
+    const a = gpu.tensor(new Float32Array(384 * 384).fill(1), [384, 384]);
+    const b = gpu.tensor(new Float32Array(384 * 384).fill(1), [384, 384]);
+    const original = globalThis.setImmediate;
+    let ticks = 0;
+    globalThis.setImmediate = Object.assign((callback: () => void, ...args: unknown[]) => {
+      if (isDawnTick(callback, args)) ticks++;
+      return original(callback, ...(args as []));
+    }, original) as typeof setImmediate;
+    try {
+      const start = performance.now();
+      const c = matmulNaive(a, b);
+      for (let i = 0; i < 3; i++) matmulNaive(a, b, { out: c });
+      const values = await c.read();
+      const ms = performance.now() - start;
+      expect(values[0]).toBe(384);
+      expect(ms).toBeGreaterThan(20); // long enough for the spacing to matter
+      expect(ticks).toBeLessThan(ms / 1 + 10); // spinning, Dawn ticks many times per millisecond
+    } finally {
+      globalThis.setImmediate = original;
+    }
+  });
+});
