@@ -44,7 +44,7 @@ describe("Dawn's ticks", async () => {
     await waiting;
   });
 
-  it("are far fewer than one per millisecond while a read waits on long GPU work", async () => {
+  it("come a few per millisecond at most while a read waits on long GPU work, not a hundred", async () => {
     const a = gpu.tensor(new Float32Array(384 * 384).fill(1), [384, 384]);
     const b = gpu.tensor(new Float32Array(384 * 384).fill(1), [384, 384]);
     const original = globalThis.setImmediate;
@@ -61,7 +61,10 @@ describe("Dawn's ticks", async () => {
       const ms = performance.now() - start;
       expect(values[0]).toBe(384);
       expect(ms).toBeGreaterThan(20); // long enough for the spacing to matter
-      expect(ticks).toBeLessThan(ms / 1 + 10); // spinning, Dawn ticks many times per millisecond
+      // Spinning, Dawn ticks ~140 times a millisecond here (62,066 in a 443 ms read); sleeping,
+      // back to back only in the first 2 ms, then at most 8 ticks per doubling of the wait, then
+      // one per 2 ms.
+      expect(ticks).toBeLessThan(10 * ms);
     } finally {
       globalThis.setImmediate = original;
     }
