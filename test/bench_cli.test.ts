@@ -25,7 +25,7 @@ describe("wgsl-vlm bench", () => {
 
   it("names an unknown benchmark, even one that is a property every object has", async () => {
     for (const name of ["nope", "toString", "constructor", "__proto__"]) {
-      await expect(benchCommand.run([name])).rejects.toThrow(new UsageError(`unknown benchmark '${name}' (limits, kernels, e2e or serve)`));
+      await expect(benchCommand.run([name])).rejects.toThrow(new UsageError(`unknown benchmark '${name}' (limits, kernels, e2e, serve or load)`));
     }
   });
 
@@ -118,6 +118,25 @@ describe("wgsl-vlm bench", () => {
       expect(level.firstTokenP99Ms).toBeGreaterThanOrEqual(level.firstTokenP50Ms);
     }
     await expect(run(["serve", "--model", model, "--clients", "0"])).rejects.toThrow(/--clients must be comma-separated integers/);
+  });
+
+  it("load: a random sharded checkpoint of a shape, read and loaded cold (as root) and warm", async () => {
+    const { code, stdout } = await run(["load", "--shape", "tiny", "--shard-mb", "10", "--out", out]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("| page cache | plain read of the files | loadModel() |");
+    const { result } = JSON.parse(await readFile(join(out, "load-tiny-bf16.json"), "utf8"));
+    expect(result.files).toBeGreaterThan(3); // 44 MB in shards of at most 10 MB
+    expect(result.checkpointBytes).toBeGreaterThan(40e6);
+    expect(result.storedDtype).toBe("f16");
+    const passes = result.cold ? [result.cold, result.warm] : [result.warm];
+    if (!result.cold) expect(result.coldSkipped).toMatch(/page cache could not be dropped/);
+    for (const p of passes) {
+      expect(p.readSeconds).toBeGreaterThan(0);
+      expect(p.loadSeconds).toBeGreaterThan(0);
+      expect(p.loadOverRead).toBeCloseTo(p.loadSeconds / p.readSeconds, 6);
+      expect(p.firstTokenMs).toBeGreaterThan(0);
+    }
+    await expect(run(["load", "--shape", "tiny", "--checkpoint-dtype", "int8"])).rejects.toThrow(/--checkpoint-dtype must be bf16, f16 or f32/);
   });
 
   it("refuses bad command lines", async () => {

@@ -17,13 +17,14 @@ import { runKernelBench, type KernelResult } from "../bench/kernels.js";
 import { measureLimits, type DeviceLimits } from "../bench/limits.js";
 import { e2eMarkdown, environment, environmentMarkdown, kernelsMarkdown, limitsMarkdown, ms, num, versionsMarkdown } from "../bench/report.js";
 import { rooflineSvg, svgToPng } from "../bench/roofline.js";
-import { E2E_SHAPES, isE2EShape } from "../bench/shapes.js";
+import { E2E_SHAPES, isE2EShape, type E2EShape } from "../bench/shapes.js";
 import { JSON_CONFIG_FILE } from "../files/limits.js";
 import { readTextFileWithin } from "../files/read.js";
 import { writeFileSafely } from "../files/write.js";
 import type { DType } from "../tensor/dtype.js";
 import { Gpu } from "../tensor/gpu.js";
 import { measureServeLoad, serveLoadMarkdown } from "../bench/serve_load.js";
+import { DEFAULT_SHARD_BYTES, loadMarkdown, measureLoad, temporaryShapeCheckpoint } from "../bench/load.js";
 import { MAX_BATCH } from "../models/llava.js";
 import { UsageError, type Command } from "./command.js";
 import { loadModelFrom, MODEL_OPTIONS } from "./model_options.js";
@@ -54,6 +55,7 @@ const USAGE = `usage: wgsl-vlm bench limits [--sizes real|tiny] [options]
        wgsl-vlm bench kernels [--only NAME[,NAME...]] [--dtype f16|f32] [--sizes real|tiny] [options]
        wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} | --model DIR [--dtype f16|f32] [e2e options] [options]
        wgsl-vlm bench serve --model DIR [--clients LIST] [--requests N] [--max-tokens N] [--json] [--out DIR]
+       wgsl-vlm bench load --model DIR | --shape ${Object.keys(E2E_SHAPES).join("|")} [--checkpoint-dtype bf16|f16|f32] [--shard-mb N] [--dtype f16|f32] [--json] [--out DIR]
 
 limits    the device's memory bandwidth (a buffer copy; a read-only kernel) and arithmetic rate
           (FMA-bound kernels in f32, and f16 where available)
@@ -73,6 +75,11 @@ serve     the OpenAI server under load: for each number of concurrent clients (-
           level, default 16; --max-tokens, default 32): requests/s, time to first token p50/p99,
           aggregate tokens/s; the model is loaded with --max-batch the most clients and takes
           generate's --dtype and --context
+load      loading a checkpoint against reading its files: with the page cache dropped first (needs
+          root: it drops the whole machine's clean cache) and again warm, a plain read of the
+          files and loadModel() (seconds, GB/s, their ratio) and the first token after; --shape
+          writes a random checkpoint of that shape to a temporary folder first, in
+          --checkpoint-dtype (default bf16) and shards of at most --shard-mb (default 2000)
 
   --only NAME      kernels matching all of the names: an op (matmul), a version (v2_tiled), a
                    model (tinyllama), a phase (decode) or a part (gate_proj); comma-separated
@@ -302,11 +309,43 @@ async function serveCommand(argv: string[]): Promise<number> {
   }
 }
 
+async function loadCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...GPU_OPTIONS, model: { type: "string" }, shape: { type: "string" }, "checkpoint-dtype": { type: "string" }, "shard-mb": { type: "string" }, dtype: { type: "string" }, json: { type: "boolean" }, out: { type: "string" } },
+  });
+  if ((values.shape === undefined) === (values.model === undefined)) throw new UsageError("give either --shape or --model");
+  if (values.shape !== undefined && !isE2EShape(values.shape)) throw new UsageError(`--shape must be one of ${Object.keys(E2E_SHAPES).join(", ")}, not '${values.shape}'`);
+  const sourceDtype = (values["checkpoint-dtype"] ?? "bf16").toUpperCase();
+  if (sourceDtype !== "BF16" && sourceDtype !== "F16" && sourceDtype !== "F32") throw new UsageError(`--checkpoint-dtype must be bf16, f16 or f32, not '${values["checkpoint-dtype"]}'`);
+  if (values.dtype !== undefined && values.dtype !== "f16" && values.dtype !== "f32") throw new UsageError(`--dtype must be f16 or f32, not '${values.dtype}'`);
+  const shardMb = numberOption(values["shard-mb"], "shard-mb", DEFAULT_SHARD_BYTES / 1e6, (n) => n > 0);
+  const made = values.shape !== undefined ? await temporaryShapeCheckpoint(values.shape as E2EShape, sourceDtype, shardMb * 1e6) : null;
+  try {
+    const dir = made?.dir ?? values.model!;
+    const name = made ? `${values.shape} (random ${sourceDtype})` : basename(dir);
+    if (made) progress(`wrote a random ${values.shape} checkpoint in ${sourceDtype} to ${dir}`);
+    const probe = await Gpu.create(gpuOptions(values));
+    const env = environment(probe);
+    probe.destroy();
+    const result = await measureLoad(dir, name, { ...gpuOptions(values), dtype: values.dtype as DType | undefined, onProgress: (line) => progress(`  ${line}`) });
+    const document = { kind: "load", environment: env, result };
+    const markdown = `## Loading: ${name}\n\n${environmentMarkdown(env)}\n\n${loadMarkdown(result)}\n`;
+    const stem = `load-${values.shape ? `${values.shape}-${sourceDtype.toLowerCase()}` : basename(dir)}`;
+    await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown });
+    process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
+    return 0;
+  } finally {
+    await made?.remove();
+  }
+}
+
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   limits: limitsCommand,
   kernels: kernelsCommand,
   e2e: e2eCommand,
   serve: serveCommand,
+  load: loadCommand,
 };
 
 const command: Command = {
@@ -315,7 +354,7 @@ const command: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     const run = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-    if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels, e2e or serve" : `unknown benchmark '${sub}' (limits, kernels, e2e or serve)`);
+    if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels, e2e, serve or load" : `unknown benchmark '${sub}' (limits, kernels, e2e, serve or load)`);
     return run(rest);
   },
 };
