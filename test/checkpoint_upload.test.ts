@@ -8,6 +8,7 @@ import { bf16ToF16, bf16ToF32, f16ToF32, f32ToF16 } from "../src/weights/convert
 import { SafetensorsFile, type SafetensorsDType } from "../src/weights/safetensors.js";
 import { writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
 import { WeightUploader, WeightUploadError, type TensorSource } from "../src/weights/upload.js";
+import { toF16 } from "../src/kernels/to_f16.js";
 import { randn, rng, SEED, testGpu } from "./helpers.js";
 
 const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-upload-"));
@@ -91,6 +92,27 @@ describe("uploading checkpoint tensors", async () => {
   /** What the GPU holds for `values` stored as `to`. */
   const stored = (values: Float64Array, to: "f32" | "f16") =>
     to === "f32" ? Float32Array.from(values) : Float32Array.from(values, (v) => f16BitsToF32(f32ToF16Bits(v)));
+
+  it.skipIf(!gpu.hasF16)("converts BF16 and F32 to f16 on the GPU exactly as on the CPU, odd counts included", async () => {
+    for (const shape of [[37, 14], [37, 13], [1]]) {
+      const sources = { F32: sourceTensor("F32", shape), BF16: sourceTensor("BF16", shape) };
+      const path = join(dir, `gpu-${shape.join("x")}.safetensors`);
+      await writeSafetensors(path, Object.fromEntries(Object.entries(sources).map(([k, v]) => [k, v.tensor])));
+      const file = await SafetensorsFile.open(path);
+      for (const chunkBytes of [16, 72, 1 << 20]) {
+        let launches = 0;
+        const uploader = new WeightUploader(gpu, chunkBytes, (...args) => (launches++, toF16(...args)));
+        for (const [name, { values }] of Object.entries(sources)) {
+          const t = await uploader.upload(file, name, { dtype: "f16" });
+          expect(Array.from(await t.read()), `${name} → f16 on the GPU, ${shape.join("×")}, chunks of ${chunkBytes} bytes`).toEqual(Array.from(stored(values, "f16")));
+          t.dispose();
+        }
+        const count = shape.reduce((n, d) => n * d, 1);
+        expect(launches > 0, `${count} elements: converted on the GPU`).toBe(count % 2 === 0);
+        uploader.dispose();
+      }
+    }
+  });
 
   it("uploads F32, F16 and BF16 as f32 and f16, exactly, in chunks of every size", async () => {
     const shape = [37, 13]; // 481 elements: no chunk size divides it

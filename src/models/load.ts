@@ -18,7 +18,8 @@ import type { Tensor } from "../tensor/tensor.js";
 import { Checkpoint } from "../weights/checkpoint.js";
 import type { ResolvedWeights } from "../weights/names.js";
 import { SAFETENSORS_DTYPES } from "../weights/safetensors.js";
-import { WeightUploader } from "../weights/upload.js";
+import { DEFAULT_CHUNK_BYTES, WeightUploader } from "../weights/upload.js";
+import { toF16 } from "../kernels/to_f16.js";
 import { WeightStore } from "./weights.js";
 
 export interface LoadProgress {
@@ -87,7 +88,7 @@ export async function loadWeights(
   partBytes = gpu.limits.maxStorageBufferBindingSize,
 ): Promise<LoadedWeights> {
   const storage = dtype === "f16" ? "f16" : "f32";
-  const uploader = new WeightUploader(gpu);
+  const uploader = new WeightUploader(gpu, DEFAULT_CHUNK_BYTES, toF16);
   const limit = Math.min(partBytes, gpu.limits.maxStorageBufferBindingSize);
   const entries = [...resolved.tensors.values()];
   const totalBytes = entries.reduce((sum, t) => {
@@ -117,6 +118,8 @@ export async function loadWeights(
   } catch (error) {
     for (const parts of weights.values()) for (const p of parts) p.weight.dispose();
     throw error;
+  } finally {
+    uploader.dispose();
   }
   const bytes = [...weights.values()].flat().reduce((sum, p) => sum + p.weight.byteLength, 0);
   return { store: new WeightStore(weights), splitTensors, bytes };

@@ -8,6 +8,12 @@
  * so reading and converting overlap. JavaScript memory stays at a few chunks whatever the
  * size of the checkpoint.
  *
+ * With a GPU conversion given (the loader passes kernels/to_f16.ts's toF16; weights/ sits below
+ * kernels/ and cannot import it), BF16 and F32 tensors bound for f16 skip the JavaScript loop:
+ * each chunk's raw bytes go to a staging buffer on the GPU and one launch converts them into
+ * the weight at their place. (Gpu.write submits the launches recorded before it, so the next
+ * chunk cannot overwrite the staging buffer before the previous one is converted.)
+ *
  * Floats only: F32, F16 and BF16 become f32 or f16. Any other dtype is refused with an error
  * naming the tensor; so is a tensor larger than one GPU buffer can hold, for which the caller
  * uploads row ranges (`rows`) into separate tensors.
@@ -35,6 +41,9 @@ export interface UploadOptions {
   name?: string;
 }
 
+/** Converts `2 * words` raw BF16 or F32 elements (u32 words in `raw`) to f16 into `out` from its element `2 * outWord`. */
+export type GpuToF16 = (raw: Tensor, out: Tensor, from: "BF16" | "F32", words: number, outWord: number) => void;
+
 export class WeightUploadError extends Error {
   override name = "WeightUploadError";
 }
@@ -53,6 +62,8 @@ export class WeightUploader {
   private readonly reads: [Uint8Array, Uint8Array];
   private readonly converted: Uint8Array;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Where a chunk's raw bytes wait for the GPU conversion (made at its first use). */
+  private staging: Tensor | null = null;
   /** Bytes read from files and bytes written to the GPU so far. */
   bytesRead = 0;
   bytesUploaded = 0;
@@ -60,6 +71,7 @@ export class WeightUploader {
   constructor(
     private readonly gpu: Gpu,
     private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
+    private readonly toF16?: GpuToF16,
   ) {
     if (!Number.isInteger(chunkBytes) || chunkBytes < 16 || chunkBytes % 8 !== 0) {
       throw new RangeError(`WeightUploader: chunk size ${chunkBytes} is not a multiple of 8 bytes of at least 16`);
@@ -111,6 +123,8 @@ export class WeightUploader {
 
     const label = options.name ?? (options.rows ? `${name}[${rowStart}:${rowEnd}]` : name);
     const tensor = this.gpu.empty(outShape, to, { name: label, persistent: true });
+    // (An odd count would leave a half word at the end: those few tensors convert on the CPU.)
+    const onGpu = this.toF16 !== undefined && to === "f16" && (from === "BF16" || from === "F32") && count % 2 === 0;
     let next: Promise<Uint8Array> | undefined;
     try {
       // An even number of elements per chunk keeps every f16 write at a multiple of 4 bytes.
@@ -127,10 +141,18 @@ export class WeightUploader {
       for (let chunk = 0; chunk < chunks; chunk++) {
         const bytes = await next!;
         next = chunk + 1 < chunks ? read(chunk + 1) : undefined;
-        const out = this.convert(bytes, from, to);
-        this.gpu.write(tensor, out, chunk * chunkElements * outSize);
         this.bytesRead += bytes.byteLength;
-        this.bytesUploaded += out.byteLength;
+        if (onGpu) {
+          this.staging ??= this.gpu.empty([this.chunkBytes / 4], "u32", { name: "weight upload staging", persistent: true });
+          this.gpu.write(this.staging, bytes);
+          const elements = bytes.byteLength / inSize;
+          this.toF16!(this.staging, tensor, from as "BF16" | "F32", elements / 2, (chunk * chunkElements) / 2);
+          this.bytesUploaded += bytes.byteLength;
+        } else {
+          const out = this.convert(bytes, from, to);
+          this.gpu.write(tensor, out, chunk * chunkElements * outSize);
+          this.bytesUploaded += out.byteLength;
+        }
       }
     } catch (error) {
       await next?.catch(() => undefined); // a read still in flight must not fail unobserved
@@ -138,6 +160,12 @@ export class WeightUploader {
       throw error;
     }
     return tensor;
+  }
+
+  /** Frees the staging buffer (conversions already recorded still run). */
+  dispose(): void {
+    this.staging?.dispose();
+    this.staging = null;
   }
 
   /** Converts one chunk; when the dtypes already match, the read buffer itself is the result. */
