@@ -1,6 +1,8 @@
 /** Options and helpers shared by the commands that load a model (generate, chat, eval, bench e2e). */
 import { UsageError } from "./command.js";
 import { GPU_OPTIONS, GPU_USAGE, numberOption } from "./options.js";
+import { performance } from "node:perf_hooks";
+import { SingleBar } from "cli-progress";
 import { loadModel, type ModelOptions, type VisionLanguageModel } from "../generate/model.js";
 import type { LoadProgress } from "../models/load.js";
 
@@ -52,19 +54,38 @@ export function samplingFrom(values: Values) {
   };
 }
 
-/** A progress line on stderr: rewritten in place on a terminal, a line per 10% otherwise. */
-function progressReporter(): (p: LoadProgress) => void {
-  let lastDecile = -1;
-  return ({ loadedBytes, totalBytes }) => {
-    const fraction = totalBytes ? loadedBytes / totalBytes : 1;
-    // Rounded down, so that the line printed once per tenth never shows the same percentage twice.
-    const line = `loading weights ${String(Math.floor(fraction * 100)).padStart(3)}% (${mb(loadedBytes)} of ${mb(totalBytes)})`;
-    if (process.stderr.isTTY) {
-      process.stderr.write(`\r${line}`);
-    } else if (Math.floor(fraction * 10) > lastDecile) {
-      lastDecile = Math.floor(fraction * 10);
-      process.stderr.write(`${line}\n`);
-    }
+/**
+ * The loading progress bar on stderr (cli-progress): percentage, GB loaded, GB/s and the time
+ * left; redrawn in place on a terminal, a plain line a second otherwise (a log, CI).
+ */
+function loadingBar(): { update: (p: LoadProgress) => void; stop: () => void } {
+  const bar = new SingleBar({
+    stream: process.stderr,
+    format: "loading weights {bar} {percentage}% | {loadedGB} of {totalGB} GB | {rate} GB/s | {eta_formatted} left",
+    noTTYOutput: true,
+    notTTYSchedule: 1000,
+    hideCursor: false,
+    etaBuffer: 64,
+  });
+  const started = performance.now();
+  let running = false;
+  return {
+    update: ({ loadedBytes, totalBytes }) => {
+      const payload = {
+        loadedGB: (loadedBytes / 1e9).toFixed(2),
+        totalGB: (totalBytes / 1e9).toFixed(2),
+        rate: (loadedBytes / 1e6 / Math.max(performance.now() - started, 1)).toFixed(2), // bytes/ms/1e6 = GB/s
+      };
+      if (!running) {
+        bar.start(totalBytes, loadedBytes, payload);
+        running = true;
+      } else {
+        bar.update(loadedBytes, payload);
+      }
+    },
+    stop: () => {
+      if (running) bar.stop();
+    },
   };
 }
 
@@ -82,16 +103,21 @@ export async function loadModelFrom(values: Values, extra: Pick<ModelOptions, "m
   const contextText = text(values, "context") ?? text(values, "ctx");
   const contextLength = contextText === undefined ? undefined : numberOption(contextText, "context", 0, (n) => Number.isInteger(n) && n >= 1);
   const quiet = values.quiet === true;
-  const model = await loadModel(path, {
-    ...extra,
-    dtype,
-    contextLength,
-    adapter: text(values, "adapter"),
-    backend: text(values, "backend"),
-    onProgress: quiet ? undefined : progressReporter(),
-  });
+  const bar = quiet ? null : loadingBar();
+  let model: VisionLanguageModel;
+  try {
+    model = await loadModel(path, {
+      ...extra,
+      dtype,
+      contextLength,
+      adapter: text(values, "adapter"),
+      backend: text(values, "backend"),
+      onProgress: bar?.update,
+    });
+  } finally {
+    bar?.stop();
+  }
   // Warnings are not statistics: --quiet does not silence them.
-  if (!quiet && process.stderr.isTTY) process.stderr.write("\n");
   for (const warning of model.loadReport.warnings) process.stderr.write(`warning: ${warning}\n`);
   if (!quiet) {
     const r = model.loadReport;
