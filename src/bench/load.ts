@@ -10,7 +10,7 @@
  * shards them (model-0000i-of-0000n.safetensors and model.safetensors.index.json).
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, open, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -63,31 +63,36 @@ export async function writeShapeCheckpoint(dir: string, shape: E2EShape, dtype: 
   const size = SAFETENSORS_DTYPES[dtype];
   // Random bytes are made once and tiled: what a file's bytes are does not change how fast it reads.
   const noise = randomValues(dtype, 1 << 20);
-  const shards: Record<string, TensorToWrite>[] = [{}];
+  // Shards are written as they fill (their files numbered once the count is known), so at
+  // most one shard's bytes are in memory at a time.
+  const files: string[] = [];
+  const weightMap: Record<string, string> = {};
+  let shard: Record<string, TensorToWrite> = {};
   let inShard = 0;
+  let total = 0;
+  const flush = async () => {
+    const file = `shard-${files.length}.tmp`;
+    await writeSafetensors(join(dir, file), shard, { format: "pt" });
+    for (const name of Object.keys(shard)) weightMap[name] = file;
+    files.push(file);
+    shard = {};
+    inShard = 0;
+  };
   for (const { name, shape: dims } of expectedTensors(config)) {
     const bytes = dims.reduce((n, d) => n * d, 1) * size;
-    if (inShard > 0 && inShard + bytes > shardBytes) {
-      shards.push({});
-      inShard = 0;
-    }
+    if (inShard > 0 && inShard + bytes > shardBytes) await flush();
     const data = new Uint8Array(bytes);
     if (/norm[^.]*\.weight$/.test(name)) data.set(fill(dtype, 1, bytes / size));
     else for (let at = 0; at < bytes; at += noise.byteLength) data.set(noise.subarray(0, Math.min(noise.byteLength, bytes - at)), at);
-    shards.at(-1)![checkpointNameFor(config, name, 0)] = { dtype, shape: dims, data };
+    shard[checkpointNameFor(config, name, 0)] = { dtype, shape: dims, data };
     inShard += bytes;
+    total += bytes;
   }
-  const weightMap: Record<string, string> = {};
-  let total = 0;
-  for (const [i, tensors] of shards.entries()) {
-    const file = `model-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`;
-    await writeSafetensors(join(dir, file), tensors, { format: "pt" });
-    for (const [name, t] of Object.entries(tensors)) {
-      weightMap[name] = file;
-      total += t.data.byteLength;
-    }
-    shards[i] = {}; // let the shard's bytes go before the next is made
-  }
+  if (inShard > 0) await flush();
+  // The Hub's names: model-0000i-of-0000n.safetensors.
+  const names = new Map(files.map((file, i) => [file, `model-${String(i + 1).padStart(5, "0")}-of-${String(files.length).padStart(5, "0")}.safetensors`]));
+  for (const [file, final] of names) await rename(join(dir, file), join(dir, final));
+  for (const name of Object.keys(weightMap)) weightMap[name] = names.get(weightMap[name])!;
   await writeFile(join(dir, "model.safetensors.index.json"), `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`);
 }
 
@@ -156,8 +161,8 @@ async function plainRead(files: readonly { path: string }[]): Promise<number> {
   return (performance.now() - start) / 1000;
 }
 
+/** A plain read, then a load (the page cache dropped between them when `cold`: the caller dropped it before). */
 async function pass(dir: string, bytes: number, files: readonly { path: string }[], options: LoadBenchOptions, cold: boolean): Promise<{ pass: LoadPass; stored: DType }> {
-  if (cold) dropPageCache();
   const readSeconds = await plainRead(files);
   if (cold) dropPageCache();
   const started = performance.now();
@@ -185,7 +190,7 @@ export interface LoadBenchOptions extends GpuOptions {
 export async function measureLoad(dir: string, name: string, options: LoadBenchOptions = {}): Promise<LoadResult> {
   const files = await weightFiles(dir);
   const bytes = files.reduce((n, f) => n + f.bytes, 0);
-  const coldSkipped = dropPageCache();
+  const coldSkipped = dropPageCache(); // the cold pass's first drop, or why there is none
   let cold: LoadPass | null = null;
   if (coldSkipped === null) {
     options.onProgress?.(`cold: reading ${files.length} file(s) (${(bytes / 1e9).toFixed(2)} GB), then loading them`);

@@ -56,9 +56,11 @@ const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, "prompt", ...Object.keys(DE
 
 export async function parseChatRequest(body: unknown, remote: RemoteImageOptions): Promise<ServedRequest> {
   const b = object(body, CHAT_FIELDS);
-  const messages = await chatMessages(b.messages, remote);
   const maxTokens = b.max_completion_tokens !== undefined ? integerAtLeast(b.max_completion_tokens, "max_completion_tokens", 1) : optionalMaxTokens(b);
-  return served(b, { messages }, maxTokens, messages.reduce((n, m) => n + (m.images?.length ?? 0), 0));
+  // Every other field is checked before the images are decoded (or fetched).
+  const request = served(b, maxTokens);
+  const messages = await chatMessages(b.messages, remote);
+  return { ...request, generate: { ...request.generate, messages }, imageCount: messages.reduce((n, m) => n + (m.images?.length ?? 0), 0) };
 }
 
 export function parseCompletionRequest(body: unknown): ServedRequest {
@@ -69,12 +71,13 @@ export function parseCompletionRequest(body: unknown): ServedRequest {
     prompt = prompt[0];
   }
   if (typeof prompt !== "string") throw badRequest("prompt", `must be a string, not ${describeValue(prompt)}`);
-  return served(b, { prompt }, optionalMaxTokens(b) ?? COMPLETIONS_DEFAULT_MAX_TOKENS, 0);
+  const request = served(b, optionalMaxTokens(b) ?? COMPLETIONS_DEFAULT_MAX_TOKENS);
+  return { ...request, generate: { ...request.generate, prompt } };
 }
 
-function served(b: Body, prompt: Pick<GenerateRequest, "messages" | "prompt">, maxTokens: number | undefined, imageCount: number): ServedRequest {
+/** The fields both endpoints share, checked: the request without its prompt. */
+function served(b: Body, maxTokens: number | undefined): ServedRequest {
   const generate: GenerateRequest = {
-    ...prompt,
     // No limit asked: until the context is full (generate() cuts the budget to the context).
     maxNewTokens: maxTokens ?? Number.MAX_SAFE_INTEGER,
     temperature: b.temperature === undefined || b.temperature === null ? 1 : numberIn(b.temperature, "temperature", 0, 2),
@@ -99,7 +102,7 @@ function served(b: Body, prompt: Pick<GenerateRequest, "messages" | "prompt">, m
       throw badRequest(field, `${describeValue(b[field])} is not supported by this server (${field === "n" ? "one choice per request" : `only ${describeValue(allowed[0])}`})`, "unsupported_value");
     }
   }
-  return { generate, stream, includeUsage, imageCount };
+  return { generate, stream, includeUsage, imageCount: 0 };
 }
 
 function optionalMaxTokens(b: Body): number | undefined {

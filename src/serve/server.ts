@@ -138,15 +138,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   });
 
   app.get("/health", async (_request, reply) => {
-    if (loadError) return reply.code(503).send({ status: "error", message: `loading the model failed: ${(loadError as Error).message}` });
+    if (loadError) return reply.code(503).send({ status: "error", message: `loading the model failed: ${loadError.message}` });
     if (!model) return reply.code(503).header("retry-after", RETRY_AFTER_S).send({ status: "loading" });
     return { status: closing ? "closing" : "ok" };
   });
 
   app.get("/metrics", async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
-  const modelEntry = () => ({ id: modelName, object: "model", created: Math.floor(startedAt / 1000), owned_by: "wgsl-vlm" });
   const startedAt = Date.now();
+  const modelEntry = () => ({ id: modelName, object: "model", created: Math.floor(startedAt / 1000), owned_by: "wgsl-vlm" });
   app.get("/v1/models", async () => ({ object: "list", data: [modelEntry()] }));
   app.get<{ Params: { id: string } }>("/v1/models/:id", async (request) => {
     if (request.params.id !== modelName) throw modelNotFound(request.params.id, modelName);
@@ -167,11 +167,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const current = usableModel(model, loadError, closing);
     const body = request.body as Record<string, unknown> | null;
     if (body && typeof body === "object" && body.model !== undefined && body.model !== null && body.model !== modelName) throw modelNotFound(body.model, modelName);
-    const served = endpoint === "chat" ? await parseChatRequest(body, remote) : parseCompletionRequest(body);
+    // Refused before its images are decoded or fetched: a busy server spends nothing on it.
     if (active.size >= current.maxBatch + maxQueue) {
       const { running, waiting } = current.load;
       throw new ApiError(429, `the server is busy: ${running} generations running and ${waiting} waiting; try again shortly`, null, "rate_limit_exceeded", "rate_limit_error", RETRY_AFTER_S);
     }
+    const served = endpoint === "chat" ? await parseChatRequest(body, remote) : parseCompletionRequest(body);
     await answer(endpoint, current, served, request, reply, started);
   };
   app.post("/v1/chat/completions", generation("chat"));
