@@ -1,10 +1,11 @@
 /**
  * Raw BF16 and F32 checkpoint bytes → f16 on the GPU (src/kernels/to_f16.ts): bit for bit the
  * CPU's rounding (to nearest even, overflow to ±Infinity, NaN kept a NaN) on every BF16 value
- * and on F32 values around every boundary, written at an offset without touching the rest.
+ * and on F32 values around every boundary, written at an offset without touching the rest;
+ * and BF16 converted where it lies, every value, in tensors of every length modulo a vector.
  */
 import { describe, expect, it } from "vitest";
-import { toF16, toF16Reference } from "../src/kernels/to_f16.js";
+import { bf16ToF16InPlace, toF16, toF16Reference } from "../src/kernels/to_f16.js";
 import { bf16ToF16, f32ToF16 } from "../src/weights/convert.js";
 import { f16BitsToF32 } from "../src/tensor/dtype.js";
 import { rng, testGpu } from "./helpers.js";
@@ -66,5 +67,43 @@ describe("toF16", async () => {
     expect(() => toF16(raw, gpu.empty([8], "f32"), "BF16", 4)).toThrow(/must be f16/);
     expect(() => toF16(raw, out, "F32", 4)).toThrow(/overrun raw/); // 8 F32 values are 8 words
     expect(() => toF16(raw, out, "BF16", 4, 1)).toThrow(/overrun out/);
+  });
+
+  describe("bf16ToF16InPlace", () => {
+    /** A persistent f16 tensor holding `bits` as raw BF16, converted in place and read back. */
+    async function convertInPlace(bits: Uint16Array): Promise<ArrayLike<number>> {
+      const x = gpu.empty([bits.length], "f16", { name: "weight", persistent: true });
+      gpu.write(x, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+      bf16ToF16InPlace(x);
+      const got = await x.read();
+      x.dispose();
+      return got;
+    }
+
+    it("gives every BF16 value the CPU's f16", async () => {
+      // Shuffled, so every vector mixes normal values with zeros, subnormals, Inf and NaN.
+      const all = new Uint16Array(65536).map((_, i) => i);
+      for (let i = all.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [all[i], all[j]] = [all[j], all[i]];
+      }
+      const got = await convertInPlace(all);
+      const cpu = new Uint16Array(all.length);
+      bf16ToF16(all, cpu);
+      expectHalves(got, toF16Reference(new Uint8Array(all.buffer), "BF16", all.length), "against the reference");
+      expectHalves(got, cpu, "against the loader's CPU conversion");
+    });
+
+    it("converts tensors of every length modulo a vector", async () => {
+      for (const length of [1, 2, 3, 7, 8, 9, 15, 16, 17, 1001]) {
+        const bits = Uint16Array.from({ length }, () => Math.floor(random() * 65536));
+        const want = toF16Reference(new Uint8Array(bits.buffer), "BF16", length);
+        expectHalves(await convertInPlace(bits), want, `${length} values`);
+      }
+    });
+
+    it("refuses what it cannot do", () => {
+      expect(() => bf16ToF16InPlace(gpu.empty([8], "f32"))).toThrow(/must be an f16 tensor holding BF16 bytes/);
+    });
   });
 });

@@ -19,7 +19,7 @@ import { Checkpoint } from "../weights/checkpoint.js";
 import type { ResolvedWeights } from "../weights/names.js";
 import { SAFETENSORS_DTYPES } from "../weights/safetensors.js";
 import { DEFAULT_CHUNK_BYTES, WeightUploader } from "../weights/upload.js";
-import { toF16 } from "../kernels/to_f16.js";
+import { bf16ToF16InPlace, toF16 } from "../kernels/to_f16.js";
 import { WeightStore } from "./weights.js";
 
 export interface LoadProgress {
@@ -88,9 +88,19 @@ export async function loadWeights(
   partBytes = gpu.limits.maxStorageBufferBindingSize,
 ): Promise<LoadedWeights> {
   const storage = dtype === "f16" ? "f16" : "f32";
-  const uploader = new WeightUploader(gpu, DEFAULT_CHUNK_BYTES, toF16);
+  const uploader = new WeightUploader(gpu, DEFAULT_CHUNK_BYTES, { toF16, bf16ToF16InPlace });
   const limit = Math.min(partBytes, gpu.limits.maxStorageBufferBindingSize);
-  const entries = [...resolved.tensors.values()];
+  // In the order the files hold them, so that a cold read goes through each file once, front to back.
+  const fileOrder = new Map(checkpoint.files.map((f, i) => [f, i]));
+  const place = (t: { checkpointName: string }) => {
+    const entry = checkpoint.entry(t.checkpointName);
+    return [fileOrder.get(entry.file)!, entry.begin];
+  };
+  const entries = [...resolved.tensors.values()].sort((a, b) => {
+    const [fa, ba] = place(a);
+    const [fb, bb] = place(b);
+    return fa - fb || ba - bb;
+  });
   const totalBytes = entries.reduce((sum, t) => {
     const entry = checkpoint.entry(t.checkpointName);
     return sum + entry.shape.reduce((n, d) => n * d, 1) * SAFETENSORS_DTYPES[entry.dtype];

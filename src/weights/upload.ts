@@ -2,17 +2,22 @@
  * Checkpoint tensors → GPU tensors.
  *
  * A tensor is streamed in chunks of a few MiB: a positioned read from the file into a reused
- * buffer, a conversion to the storage dtype into a second reused buffer, and a
- * `queue.writeBuffer` (which copies the bytes at once, so the buffers can be refilled
- * straight away). The read of the next chunk runs on libuv's threads while this one converts,
- * so reading and converting overlap. JavaScript memory stays at a few chunks whatever the
- * size of the checkpoint.
+ * buffer, a conversion to the storage dtype into a second reused buffer when one is needed,
+ * and a `queue.writeBuffer` (which copies the bytes at once, so the buffers can be refilled
+ * straight away). Tensors go in the order the files hold them, and the reads of the next
+ * READS_AHEAD chunks run on libuv's threads while this one is written, so the disk streams
+ * while the GPU takes in what came before. JavaScript memory stays at a few chunks whatever
+ * the size of the checkpoint. (Staging buffers of our own, mapped and read into, or weights
+ * made mapped at creation, were measured no faster: bench/RESULTS.md, "Loading a checkpoint".)
  *
- * With a GPU conversion given (the loader passes kernels/to_f16.ts's toF16; weights/ sits below
- * kernels/ and cannot import it), BF16 and F32 tensors bound for f16 skip the JavaScript loop:
- * each chunk's raw bytes go to a staging buffer on the GPU and one launch converts them into
- * the weight at their place. (Gpu.write submits the launches recorded before it, so the next
- * chunk cannot overwrite the staging buffer before the previous one is converted.)
+ * With the GPU conversions given (the loader passes kernels/to_f16.ts's; weights/ sits below
+ * kernels/ and cannot import them), BF16 and F32 tensors bound for f16 skip the JavaScript loop:
+ * - BF16 and f16 are both two bytes, so the raw BF16 bytes are written into the weight as they
+ *   are and one launch converts them where they lie, once the tensor is in;
+ * - F32's raw bytes are twice the weight's: each chunk goes to a staging buffer on the GPU and
+ *   a launch converts it into the weight at its place. (Gpu.write submits the launches recorded
+ *   before it, so the next chunk cannot overwrite the staging buffer before the previous one is
+ *   converted.)
  *
  * Floats only: F32, F16 and BF16 become f32 or f16. Any other dtype is refused with an error
  * naming the tensor; so is a tensor larger than one GPU buffer can hold, for which the caller
@@ -41,8 +46,13 @@ export interface UploadOptions {
   name?: string;
 }
 
-/** Converts `2 * words` raw BF16 or F32 elements (u32 words in `raw`) to f16 into `out` from its element `2 * outWord`. */
-export type GpuToF16 = (raw: Tensor, out: Tensor, from: "BF16" | "F32", words: number, outWord: number) => void;
+/** Conversions to f16 done by the GPU (kernels/to_f16.ts). */
+export interface GpuConversions {
+  /** Converts `2 * words` raw F32 elements (u32 words in `raw`) to f16 into `out` from its element `2 * outWord`. */
+  toF16(raw: Tensor, out: Tensor, from: "F32", words: number, outWord: number): void;
+  /** Converts the f16 tensor `x`, which holds raw BF16 bytes, to f16 where it lies. */
+  bf16ToF16InPlace(x: Tensor): void;
+}
 
 export class WeightUploadError extends Error {
   override name = "WeightUploadError";
@@ -57,9 +67,15 @@ const UPLOADABLE: readonly SafetensorsDType[] = ["F32", "F16", "BF16"];
  */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
+/**
+ * Chunks read ahead of the one being written: from a cold page cache the disk then always has
+ * reads queued, so it streams while the GPU takes in what came before.
+ */
+const READS_AHEAD = 4;
+
 export class WeightUploader {
-  /** Two read buffers (one being filled while the other converts) and one conversion output. */
-  private readonly reads: [Uint8Array, Uint8Array];
+  /** A read buffer per read in flight, and one conversion output. */
+  private readonly reads: Uint8Array[];
   private readonly converted: Uint8Array;
   private queue: Promise<unknown> = Promise.resolve();
   /** Where a chunk's raw bytes wait for the GPU conversion (made at its first use). */
@@ -71,12 +87,12 @@ export class WeightUploader {
   constructor(
     private readonly gpu: Gpu,
     private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
-    private readonly toF16?: GpuToF16,
+    private readonly conversions?: GpuConversions,
   ) {
     if (!Number.isInteger(chunkBytes) || chunkBytes < 16 || chunkBytes % 8 !== 0) {
       throw new RangeError(`WeightUploader: chunk size ${chunkBytes} is not a multiple of 8 bytes of at least 16`);
     }
-    this.reads = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
+    this.reads = Array.from({ length: READS_AHEAD }, () => new Uint8Array(chunkBytes));
     // The widest conversion, 2-byte source to 4-byte f32, doubles the bytes.
     this.converted = new Uint8Array(chunkBytes * 2);
   }
@@ -123,42 +139,49 @@ export class WeightUploader {
 
     const label = options.name ?? (options.rows ? `${name}[${rowStart}:${rowEnd}]` : name);
     const tensor = this.gpu.empty(outShape, to, { name: label, persistent: true });
+    const inPlace = this.conversions !== undefined && to === "f16" && from === "BF16";
     // (An odd count would leave a half word at the end: those few tensors convert on the CPU.)
-    const onGpu = this.toF16 !== undefined && to === "f16" && (from === "BF16" || from === "F32") && count % 2 === 0;
-    let next: Promise<Uint8Array> | undefined;
+    const viaStaging = this.conversions !== undefined && to === "f16" && from === "F32" && count % 2 === 0;
+    const pending: Promise<Uint8Array>[] = [];
     try {
       // An even number of elements per chunk keeps every f16 write at a multiple of 4 bytes.
       const chunkElements = Math.floor(this.chunkBytes / inSize / 2) * 2;
       const firstByte = rowStart * rowElements * inSize;
-      const read = (chunk: number): Promise<Uint8Array> => {
+      const chunks = Math.ceil(count / chunkElements);
+      const read = (chunk: number): void => {
+        if (chunk >= chunks) return;
         const start = chunk * chunkElements;
         const elements = Math.min(chunkElements, count - start);
-        const target = this.reads[chunk % 2].subarray(0, elements * inSize);
-        return source.readInto(name, firstByte + start * inSize, target).then(() => target);
+        const target = this.reads[chunk % READS_AHEAD].subarray(0, elements * inSize);
+        pending[chunk] = source.readInto(name, firstByte + start * inSize, target).then(() => target);
       };
-      const chunks = Math.ceil(count / chunkElements);
-      next = chunks > 0 ? read(0) : undefined;
+      for (let chunk = 0; chunk < READS_AHEAD; chunk++) read(chunk);
       for (let chunk = 0; chunk < chunks; chunk++) {
-        const bytes = await next!;
-        next = chunk + 1 < chunks ? read(chunk + 1) : undefined;
+        const bytes = await pending[chunk];
         this.bytesRead += bytes.byteLength;
-        if (onGpu) {
+        if (inPlace) {
+          this.gpu.write(tensor, bytes, chunk * chunkElements * 2);
+          this.bytesUploaded += bytes.byteLength;
+        } else if (viaStaging) {
           this.staging ??= this.gpu.empty([this.chunkBytes / 4], "u32", { name: "weight upload staging", persistent: true });
           this.gpu.write(this.staging, bytes);
           const elements = bytes.byteLength / inSize;
-          this.toF16!(this.staging, tensor, from as "BF16" | "F32", elements / 2, (chunk * chunkElements) / 2);
+          this.conversions!.toF16(this.staging, tensor, "F32", elements / 2, (chunk * chunkElements) / 2);
           this.bytesUploaded += bytes.byteLength;
         } else {
           const out = this.convert(bytes, from, to);
           this.gpu.write(tensor, out, chunk * chunkElements * outSize);
           this.bytesUploaded += out.byteLength;
         }
+        // The chunk is written (Gpu.write copies it at once): its buffer takes the read READS_AHEAD on.
+        read(chunk + READS_AHEAD);
       }
     } catch (error) {
-      await next?.catch(() => undefined); // a read still in flight must not fail unobserved
+      await Promise.allSettled(pending); // a read still in flight must not fail unobserved
       tensor.dispose();
       throw error;
     }
+    if (inPlace) this.conversions!.bf16ToF16InPlace(tensor);
     return tensor;
   }
 
