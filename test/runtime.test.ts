@@ -118,6 +118,54 @@ describe("tensors and the runtime", async () => {
   });
 });
 
+describe("devices kept for the next load", () => {
+  it("gives a released device, pipelines and all, to the next acquire() with the same options", async () => {
+    const first = await Gpu.acquire({ poison: true });
+    const x = first.tensor([1, 2, 3], [3]);
+    const y = scale(x, 2);
+    expect(Array.from(await y.read())).toEqual([2, 4, 6]);
+    const compiled = first.pipelinesCreated;
+    x.dispose();
+    y.dispose();
+    first.release();
+    expect(first.memory().pooledBytes).toBe(0); // its pooled buffers freed while it waits
+
+    const other = await Gpu.acquire({ poison: false });
+    expect(other).not.toBe(first); // other options, another device
+    const again = await Gpu.acquire({ poison: true });
+    expect(again).toBe(first);
+    const z = scale(again.tensor([5], [1]), 3);
+    expect(Array.from(await z.read())).toEqual([15]);
+    expect(again.pipelinesCreated).toBe(compiled); // nothing compiled again
+    z.dispose();
+    other.destroy();
+    again.destroy();
+    expect((await Gpu.acquire({ poison: true })) === first).toBe(false); // a destroyed device is not kept
+  });
+
+  it("destroys instead of keeping a device something is still on, one made by create(), or a lost one", async () => {
+    const busy = await Gpu.acquire();
+    const left = busy.tensor([1], [1]);
+    busy.release();
+    expect(() => left.gpu.empty([1])).toThrow(DeviceLostError);
+    const next = await Gpu.acquire();
+    expect(next).not.toBe(busy);
+    next.destroy();
+
+    const made = await Gpu.create();
+    made.release();
+    expect(() => made.empty([1])).toThrow(DeviceLostError);
+
+    const lost = await Gpu.acquire({ onDeviceLost: () => undefined });
+    lost.device.destroy();
+    await lost.device.lost;
+    lost.release();
+    const fresh = await Gpu.acquire();
+    expect(fresh).not.toBe(lost);
+    fresh.destroy();
+  });
+});
+
 describe("device loss", () => {
   it("is reported once and makes every later call throw DeviceLostError", async () => {
     const reports: string[] = [];

@@ -120,6 +120,11 @@ export class LlamaDecoder {
     this.rope = ropeTable(gpu, { headDim: config.headDim, theta: config.ropeTheta, positions: contextLength });
   }
 
+  /** Frees what the decoder made itself (its weights belong to the WeightStore). */
+  dispose(): void {
+    this.rope.dispose();
+  }
+
   /** A KV-cache for this decoder, in the weights' dtype. */
   createCache(dtype: DType): KVCache {
     return new KVCache(this.gpu, this.config, this.contextLength, dtype);

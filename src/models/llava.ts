@@ -261,8 +261,9 @@ export class LlavaModel {
   /** Frees every GPU buffer of the model, and the device if loadModel created it. */
   dispose(): void {
     for (const cache of this.caches) cache.dispose();
+    this.decoder.dispose();
     this.weights.dispose();
-    if (this.ownsDevice) this.gpu.destroy();
+    if (this.ownsDevice) this.gpu.release();
   }
 }
 
@@ -288,7 +289,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
   let store: WeightStore | undefined;
   try {
     const resolved = resolveWeights(config, checkpoint);
-    gpu = options.gpu ?? (await Gpu.create(options));
+    gpu = options.gpu ?? (await Gpu.acquire(options));
     const dtype = chooseDtype(gpu, checkpoint, resolved, options.dtype);
     const contextLength = chooseContextLength(text, dtype, gpu.limits.maxStorageBufferBindingSize, options.contextLength);
     gpu.pool.resetPeak();
@@ -318,7 +319,7 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
     return model;
   } catch (error) {
     store?.dispose();
-    if (ownsDevice) gpu?.destroy();
+    if (ownsDevice) gpu?.release();
     throw error;
   } finally {
     await checkpoint.close();

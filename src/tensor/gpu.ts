@@ -83,6 +83,11 @@ export class Gpu {
 
   private lostInfo: GPUDeviceLostInfo | null = null;
   private destroyed = false;
+  private reportLoss: (message: string) => void;
+  /** The options acquire() made this device for, as a key (null: made by create(), never kept). */
+  private keptAs: string | null = null;
+  /** Settles once the memory freed by the last release() is given back. */
+  private released: Promise<void> = Promise.resolve();
   private uncaptured: string[] = [];
   private readonly pendingChecks: Promise<(GPUError | null)[]>[] = [];
 
@@ -104,6 +109,8 @@ export class Gpu {
   submitCount = 0;
   /** Bind groups made (each launch whose buffers were not bound together before makes one). */
   bindGroupsCreated = 0;
+  /** Compute pipelines compiled (one per kernel, specialization and dtypes, the first time each is launched). */
+  pipelinesCreated = 0;
   /** Sees every launch as it is recorded: how the benchmarks (src/bench) count dispatches and the weight bytes they read. */
   launchObserver: ((launch: LaunchRecord) => void) | null = null;
 
@@ -127,18 +134,62 @@ export class Gpu {
     device.addEventListener("uncapturederror", (event) => {
       this.uncaptured.push((event as GPUUncapturedErrorEvent).error.message);
     });
+    this.reportLoss = options.onDeviceLost ?? reportLossOnStderr;
     void device.lost.then((info) => {
       this.lostInfo = info;
-      if (!this.destroyed) {
-        const report = options.onDeviceLost ?? ((message: string) => process.stderr.write(`wgsl-vlm: ${message}\n`));
-        report(this.lostMessage());
-      }
+      keptDevices.forEach((gpu, key) => gpu === this && keptDevices.delete(key));
+      if (!this.destroyed) this.reportLoss(this.lostMessage());
     });
   }
 
+  /** A new device, the caller's to destroy. */
   static async create(options: GpuOptions = {}): Promise<Gpu> {
     const { device, summary } = await requestDevice(options);
     return new Gpu(device, summary, options);
+  }
+
+  /**
+   * A device for `options`: the one a release() with the same options kept, or a new one. It
+   * comes back with its compiled pipelines, so a second model loaded in the same process (a
+   * server reloading, one test after another) does not compile them again: the bundled
+   * model's first answer takes 190 ms on a new device, 13 ms on a kept one (lavapipe).
+   */
+  static async acquire(options: GpuOptions = {}): Promise<Gpu> {
+    const key = deviceKey(options);
+    const kept = keptDevices.get(key);
+    if (kept) {
+      keptDevices.delete(key);
+      await kept.released;
+      kept.reportLoss = options.onDeviceLost ?? reportLossOnStderr;
+      return kept;
+    }
+    const gpu = await Gpu.create(options);
+    gpu.keptAs = key;
+    return gpu;
+  }
+
+  /**
+   * Gives a device from acquire() back: kept for the next acquire() with the same options when
+   * nothing is left on it (one per set of options; its pooled buffers are freed), destroyed
+   * otherwise, as is a device from create().
+   */
+  release(): void {
+    if (this.destroyed) return;
+    const key = this.keptAs;
+    if (key === null || this.isLost || this.capturing || this.pool.stats().liveBytes > 0 || keptDevices.has(key)) {
+      this.destroy();
+      return;
+    }
+    this.submit();
+    this.pool.trim();
+    // Dawn frees a destroyed buffer's memory once a submission made after it has completed,
+    // on a tick of the device. Left to itself, the memory of the weights just freed would come
+    // back during the next load, unmapped while the new weights are written, which made a
+    // second load of a 5.6 GB checkpoint take twice as long (lavapipe). So: one empty
+    // submission now, and the next acquire() waits for it.
+    this.device.queue.submit([this.device.createCommandEncoder({ label: "wgsl-vlm release" }).finish()]);
+    this.released = waitForGpu(this.device.queue.onSubmittedWorkDone()).catch(() => undefined);
+    keptDevices.set(key, this);
   }
 
   // ---------------------------------------------------------------- tensors
@@ -409,6 +460,7 @@ export class Gpu {
       compute: { module, entryPoint: "main" },
     });
     this.pipelines.set(key, pipeline);
+    this.pipelinesCreated++;
     return pipeline;
   }
 
@@ -617,10 +669,27 @@ export class Gpu {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    keptDevices.forEach((gpu, key) => gpu === this && keptDevices.delete(key));
     this.encoder = null;
     this.pass = null;
     this.device.destroy();
   }
+}
+
+/** Devices release() kept, by the options they were made for (acquire). */
+const keptDevices = new Map<string, Gpu>();
+
+function deviceKey(options: GpuOptions): string {
+  return JSON.stringify([
+    options.adapter ?? process.env.WGSL_VLM_ADAPTER ?? "",
+    options.backend ?? process.env.WGSL_VLM_BACKEND ?? "",
+    [...(options.disableFeatures ?? [])].sort(),
+    options.poison ?? process.env.WGSL_VLM_POISON === "1",
+  ]);
+}
+
+function reportLossOnStderr(message: string): void {
+  process.stderr.write(`wgsl-vlm: ${message}\n`);
 }
 
 const kernelIds = new WeakMap<AnyKernel, number>();
