@@ -5,7 +5,8 @@
  * For each of a cold page cache (dropped first, which needs root) and a warm one (the files
  * just read): a plain sequential read of every file into one reused buffer, then loadModel()
  * on the folder, then the time to the first token of a one-word prompt (a prompt of two ids,
- * so no tokenizer is needed). With --shape, a random checkpoint of a real shape is written to a
+ * so no tokenizer is needed). The warm pass is a second load in the same process: it gets the
+ * cold pass's device back (Gpu.acquire), with its compiled pipelines. With --shape, a random checkpoint of a real shape is written to a
  * temporary folder first, in BF16, F16 or F32, in shards of at most --shard-mb as the Hub
  * shards them (model-0000i-of-0000n.safetensors and model.safetensors.index.json).
  */
