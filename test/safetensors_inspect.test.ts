@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import inspect from "../src/cli/inspect.js";
 import { UsageError } from "../src/cli/command.js";
+import { writeGguf } from "../src/weights/gguf_writer.js";
 import { writeSafetensors } from "../src/weights/safetensors_writer.js";
 import { runCommand } from "./helpers.js";
 
@@ -79,5 +80,54 @@ describe("wgsl-vlm inspect", () => {
     await expect(run([])).rejects.toThrow(UsageError);
     await expect(run(["a", "b"])).rejects.toThrow(/one PATH expected, got 2/);
     await expect(run(["--frobnicate", "x"])).rejects.toThrow(/frobnicate/);
+  });
+
+  it("prints a GGUF file's version, tensors in PyTorch's order of dimensions, and typed metadata", async () => {
+    const path = join(dir, "model.gguf");
+    await writeGguf(path, {
+      metadata: {
+        "general.architecture": { type: "STRING", value: "llama" },
+        "llama.context_length": { type: "UINT32", value: 4096 },
+        "tokenizer.ggml.tokens": { type: "ARRAY", value: { itemType: "STRING", values: Array.from({ length: 10 }, (_, i) => `t${i}`) } },
+        "big": { type: "UINT64", value: 2n ** 60n },
+      },
+      tensors: {
+        "blk.10.attn_q.weight": { type: "Q8_0", dims: [64, 2], data: new Uint8Array(2 * 2 * 34) },
+        "blk.2.attn_q.weight": { type: "F16", dims: [4], data: new Uint8Array(8) },
+      },
+    });
+    const { code, stdout: out, stderr: err } = await run([path]);
+    expect(err).toBe("");
+    expect(code).toBe(0);
+    expect(out).toBe(
+      [
+        "GGUF version 3, tensor data aligned to 32 bytes; shapes outermost first (ggml lists them the other way round)",
+        "",
+        "name                  type  shape    bytes",
+        "blk.2.attn_q.weight   F16   [4]          8",
+        "blk.10.attn_q.weight  Q8_0  [2, 64]    136",
+        "",
+        "metadata",
+        '  general.architecture: "llama" (STRING)',
+        "  llama.context_length: 4096 (UINT32)",
+        '  tokenizer.ggml.tokens: [STRING x 10: "t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", ... 2 more]',
+        "  big: 1152921504606846976 (UINT64)",
+        "",
+        "total: 2 tensors, 144 bytes (144 B)",
+        "",
+      ].join("\n"),
+    );
+    const json = JSON.parse((await run([path, "--json"])).stdout);
+    expect(json).toMatchObject({ format: "gguf", version: 3, alignment: 32, totalTensors: 2, totalBytes: 144 });
+    expect(json.tensors[1]).toEqual({ name: "blk.10.attn_q.weight", type: "Q8_0", shape: [2, 64], bytes: 136, offset: 0 });
+    expect(json.tensors[0].offset).toBe(160); // after the first one, aligned
+    expect(json.metadata["big"]).toEqual({ type: "UINT64", value: "1152921504606846976" });
+    expect(json.metadata["tokenizer.ggml.tokens"].value.values).toHaveLength(10);
+
+    // A damaged one is one line on stderr and exit status 1.
+    await writeFile(path, Buffer.from("GGUF\x03\x00\x00\x00"));
+    const broken = await run([path]);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toMatch(/^wgsl-vlm inspect: .*model\.gguf: the tensor and metadata counts: the file ends at byte 8/);
   });
 });

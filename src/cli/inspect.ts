@@ -1,33 +1,55 @@
 /**
- * `wgsl-vlm inspect PATH`: what a safetensors file or model folder holds, read from the headers
- * alone (no tensor data is read). PATH is a .safetensors file, a model folder (single file or
- * sharded), or a model.safetensors.index.json.
+ * `wgsl-vlm inspect PATH`: what a safetensors file, a model folder or a GGUF file holds, read
+ * from the headers alone (no tensor data is read). PATH is a .safetensors file, a model folder
+ * (single file or sharded), a model.safetensors.index.json, or a GGUF file (llama.cpp's).
  *
  * Prints each tensor's name, dtype, shape and bytes (and its shard, when sharded), then the
- * metadata and the totals. A malformed file ends the command with exit code 1 and one line
- * saying what is wrong and where.
+ * metadata and the totals; for GGUF, its version and alignment first and each metadata value
+ * with its type (long arrays shortened in the table, whole in --json). A malformed file ends
+ * the command with exit code 1 and one line saying what is wrong and where.
  */
+import { open } from "node:fs/promises";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { Checkpoint, CheckpointError } from "../weights/checkpoint.js";
+import { GgufError, GgufFile } from "../weights/gguf.js";
+import { GGUF_MAGIC, type GgufArray, type GgufValue } from "../weights/gguf_types.js";
 import { SafetensorsError } from "../weights/safetensors.js";
 import { UsageError, type Command } from "./command.js";
 
 const command: Command = {
-  summary: "list the tensors of a safetensors file or model folder",
+  summary: "list the tensors of a safetensors file, model folder or GGUF file",
   usage: `usage: wgsl-vlm inspect PATH [--json]
-  PATH     a .safetensors file, a model folder, or a model.safetensors.index.json
+  PATH     a .safetensors file, a model folder, a model.safetensors.index.json, or a .gguf file
   --json   print JSON instead of a table`,
   async run(argv) {
     const { values, positionals } = parseArgs({ args: argv, options: { json: { type: "boolean" } }, allowPositionals: true });
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? "PATH is missing" : `one PATH expected, got ${positionals.length}`);
+    const fail = (error: Error) => {
+      process.stderr.write(`wgsl-vlm inspect: ${error.message.replace(/\s*\n\s*/g, "; ")}\n`);
+      return 1;
+    };
+    if (await startsWithGgufMagic(positionals[0])) {
+      let gguf: GgufFile;
+      try {
+        gguf = await GgufFile.open(positionals[0]);
+      } catch (error) {
+        if (!(error instanceof GgufError)) throw error;
+        return fail(error);
+      }
+      try {
+        process.stdout.write(values.json ? `${JSON.stringify(ggufReport(gguf), jsonBigInts, 2)}\n` : ggufTable(gguf));
+      } finally {
+        await gguf.close();
+      }
+      return 0;
+    }
     let checkpoint: Checkpoint;
     try {
       checkpoint = await Checkpoint.open(positionals[0]);
     } catch (error) {
       if (!(error instanceof SafetensorsError || error instanceof CheckpointError)) throw error;
-      process.stderr.write(`wgsl-vlm inspect: ${error.message.replace(/\s*\n\s*/g, "; ")}\n`);
-      return 1;
+      return fail(error);
     }
     try {
       process.stdout.write(values.json ? `${JSON.stringify(report(checkpoint), null, 2)}\n` : table(checkpoint));
@@ -61,14 +83,17 @@ function report(checkpoint: Checkpoint) {
   };
 }
 
+/** Columns padded to their widest cell, the bytes (column 3) right-aligned. */
+function columns(rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((cell, i) => (i === 3 ? cell.padStart(widths[i]) : i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join("  "));
+}
+
 function table(checkpoint: Checkpoint): string {
   const { tensors, metadata, totalTensors, totalBytes, files } = report(checkpoint);
   const rows = [["name", "dtype", "shape", "bytes", ...(checkpoint.index ? ["file"] : [])]];
   for (const t of tensors) rows.push([t.name, t.dtype, `[${t.shape.join(", ")}]`, String(t.bytes), ...(t.file ? [t.file] : [])]);
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const lines = rows.map((r) =>
-    r.map((cell, i) => (i === 3 ? cell.padStart(widths[i]) : i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join("  "),
-  );
+  const lines = columns(rows);
   lines.push("", "metadata");
   const entries = Object.entries(metadata);
   if (entries.length === 0) lines.push("  (none)");
@@ -78,6 +103,67 @@ function table(checkpoint: Checkpoint): string {
     `total: ${totalTensors} tensor${totalTensors === 1 ? "" : "s"}, ${totalBytes} bytes (${humanBytes(totalBytes)})` +
       (files.length > 1 ? ` in ${files.length} files` : ""),
   );
+  return `${lines.join("\n")}\n`;
+}
+
+/** Whether `path` is a regular file whose first bytes are GGUF's magic (anything else goes to the safetensors reader). */
+async function startsWithGgufMagic(path: string): Promise<boolean> {
+  const handle = await open(path, "r").catch(() => null);
+  if (!handle) return false;
+  try {
+    if (!(await handle.stat()).isFile()) return false;
+    const head = new Uint8Array(4);
+    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    return bytesRead === 4 && GGUF_MAGIC.every((b, i) => head[i] === b);
+  } finally {
+    await handle.close();
+  }
+}
+
+function ggufReport(gguf: GgufFile) {
+  const collator = new Intl.Collator("en", { numeric: true });
+  const tensors = [...gguf.tensors.values()].sort((a, b) => collator.compare(a.name, b.name));
+  return {
+    path: gguf.path,
+    format: "gguf",
+    version: gguf.version,
+    alignment: gguf.alignment,
+    metadata: Object.fromEntries([...gguf.metadata].map(([key, v]) => [key, v])),
+    tensors: tensors.map((t) => ({ name: t.name, type: t.type.name, shape: t.shape, bytes: t.bytes, offset: t.begin - gguf.dataStart })),
+    totalTensors: tensors.length,
+    totalBytes: tensors.reduce((n, t) => n + t.bytes, 0),
+  };
+}
+
+/** 64-bit integers as JSON numbers when exact, as strings beyond 2^53. */
+function jsonBigInts(_key: string, value: unknown): unknown {
+  if (typeof value !== "bigint") return value;
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+}
+
+/** Items shown of an array in the table. */
+const SHOWN_ITEMS = 8;
+
+function describeGgufArray(array: GgufArray): string {
+  const shown = array.values.slice(0, SHOWN_ITEMS).map((v) => (typeof v === "object" ? describeGgufArray(v) : JSON.stringify(v, jsonBigInts)));
+  const more = array.values.length > SHOWN_ITEMS ? `, ... ${array.values.length - SHOWN_ITEMS} more` : "";
+  return `[${array.itemType} x ${array.values.length}: ${shown.join(", ")}${more}]`;
+}
+
+function describeGgufValue(v: GgufValue): string {
+  if (v.type === "ARRAY") return describeGgufArray(v.value);
+  return `${v.type === "STRING" ? JSON.stringify(v.value) : String(v.value)} (${v.type})`;
+}
+
+function ggufTable(gguf: GgufFile): string {
+  const { tensors, totalTensors, totalBytes } = ggufReport(gguf);
+  const lines = [`GGUF version ${gguf.version}, tensor data aligned to ${gguf.alignment} bytes; shapes outermost first (ggml lists them the other way round)`, ""];
+  const rows = [["name", "type", "shape", "bytes"]];
+  for (const t of tensors) rows.push([t.name, t.type, `[${t.shape.join(", ")}]`, String(t.bytes)]);
+  lines.push(...columns(rows), "", "metadata");
+  if (gguf.metadata.size === 0) lines.push("  (none)");
+  for (const [key, value] of gguf.metadata) lines.push(`  ${key}: ${describeGgufValue(value)}`);
+  lines.push("", `total: ${totalTensors} tensor${totalTensors === 1 ? "" : "s"}, ${totalBytes} bytes (${humanBytes(totalBytes)})`);
   return `${lines.join("\n")}\n`;
 }
 
