@@ -1,5 +1,5 @@
 /**
- * The quantized matvec (src/kernels/quant/matvec_v1_blocks.ts) against the float64 reference
+ * The quantized matvecs (src/kernels/quant/matvec_v*.ts), every version, against the float64 reference
  * (blocks.ts's dequantize, then the products in float64): every type, 1 to 4 rows, an odd
  * number of outputs, rows of one block and of several, random blocks and ggml's own, with the
  * output poisoned first.
@@ -11,7 +11,15 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BLOCK_LAYOUT, dequantize, QUANTIZED_TYPES, type QuantizedType } from "../src/kernels/quant/blocks.js";
-import { QMATVEC_MAX_ROWS, quantizedMatvec, quantizedRowBytes } from "../src/kernels/quant/matvec_v1_blocks.js";
+import { QMATVEC_MAX_ROWS, quantizedMatvec, quantizedRowBytes, type QuantizedMatrix } from "../src/kernels/quant/matvec_v1_blocks.js";
+import { quantizedMatvecWords } from "../src/kernels/quant/matvec_v2_words.js";
+import type { Gpu } from "../src/tensor/gpu.js";
+import type { Tensor } from "../src/tensor/tensor.js";
+
+const VERSIONS: Record<string, (gpu: Gpu, a: Tensor, w: QuantizedMatrix) => Tensor> = {
+  v1_blocks: quantizedMatvec,
+  v2_words: quantizedMatvecWords,
+};
 import { f32ToF16Bits } from "../src/tensor/dtype.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { rng, testGpu } from "./helpers.js";
@@ -31,7 +39,7 @@ function randomBlocks(type: QuantizedType, rows: number, cols: number, random: (
   return out;
 }
 
-describe("quantized matvec v1", async () => {
+describe.each(Object.entries(VERSIONS))("quantized matvec %s", async (_version, run) => {
   const gpu = await testGpu();
   const random = rng();
 
@@ -40,7 +48,7 @@ describe("quantized matvec v1", async () => {
     new Uint8Array(words.buffer).set(blocks);
     const data = gpu.tensor(words, [words.length], "u32", { name: `${type} weight` });
     const a = Float32Array.from({ length: M * K }, () => random() * 2 - 1);
-    const got = await quantizedMatvec(gpu, gpu.tensor(a, [M, K]), { type, rows: N, cols: K, data }).read();
+    const got = await run(gpu, gpu.tensor(a, [M, K]), { type, rows: N, cols: K, data }).read();
     const w = dequantize(type, blocks, N * K);
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
@@ -76,9 +84,9 @@ describe("quantized matvec v1", async () => {
   it("refuses mismatched shapes", () => {
     const data = gpu.empty([17], "u32");
     const a = gpu.empty([1, 64], "f32");
-    expect(() => quantizedMatvec(gpu, a, { type: "Q8_0", rows: 1, cols: 64, data: gpu.empty([16], "u32") })).toThrow(/Q8_0 \[1, 64\] is 68 bytes, 17 u32 words, not u32\[16\]/);
-    expect(() => quantizedMatvec(gpu, gpu.empty([1, 32], "f32"), { type: "Q8_0", rows: 2, cols: 64, data })).toThrow(/must be f32 \[M, 64\]/);
-    expect(() => quantizedMatvec(gpu, gpu.empty([5, 64], "f32"), { type: "Q8_0", rows: 2, cols: 64, data })).toThrow(/has 5 rows; it takes 1 to 4/);
-    expect(() => quantizedMatvec(gpu, gpu.empty([1, 128], "f32"), { type: "Q4_K", rows: 1, cols: 128, data })).toThrow(/rows of 128 are not whole Q4_K blocks of 256/);
+    expect(() => run(gpu, a, { type: "Q8_0", rows: 1, cols: 64, data: gpu.empty([16], "u32") })).toThrow(/Q8_0 \[1, 64\] is 68 bytes, 17 u32 words, not u32\[16\]/);
+    expect(() => run(gpu, gpu.empty([1, 32], "f32"), { type: "Q8_0", rows: 2, cols: 64, data })).toThrow(/must be f32 \[M, 64\]/);
+    expect(() => run(gpu, gpu.empty([5, 64], "f32"), { type: "Q8_0", rows: 2, cols: 64, data })).toThrow(/has 5 rows; it takes 1 to 4/);
+    expect(() => run(gpu, gpu.empty([1, 128], "f32"), { type: "Q4_K", rows: 1, cols: 128, data })).toThrow(/rows of 128 are not whole Q4_K blocks of 256/);
   });
 });

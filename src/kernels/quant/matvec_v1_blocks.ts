@@ -153,8 +153,8 @@ export function quantizedRowBytes(type: QuantizedType, cols: number): number {
   return (cols / elements) * bytes;
 }
 
-/** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] quantized matrix, 1 ≤ M ≤ 4. */
-export function quantizedMatvec(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor {
+/** Checks A [M, K] f32 against W [N, K]; returns M, N, K and W's bytes per row (shared by the versions). */
+export function planQuantizedMatvec(a: Tensor, w: QuantizedMatrix): { M: number; N: number; K: number; rowBytes: number } {
   const { type, rows: N, cols: K } = w;
   const { elements } = BLOCK_LAYOUT[type];
   check(a.dtype === "f32" && a.rank === 2 && a.dim(1) === K, () => `quantizedMatvec: A ${a.describe()} must be f32 [M, ${K}]`);
@@ -166,6 +166,13 @@ export function quantizedMatvec(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor
     w.data.dtype === "u32" && w.data.size === Math.ceil((N * rowBytes) / 4),
     () => `quantizedMatvec: ${type} [${N}, ${K}] is ${N * rowBytes} bytes, ${Math.ceil((N * rowBytes) / 4)} u32 words, not ${w.data.describe()}`,
   );
+  return { M, N, K, rowBytes };
+}
+
+/** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] quantized matrix, 1 ≤ M ≤ 4. */
+export function quantizedMatvec(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor {
+  const { M, N, K, rowBytes } = planQuantizedMatvec(a, w);
+  const type = w.type;
   const c = gpu.empty([M, N], "f32", { name: "qmatvec out" });
   gpu.record(kernel, {
     params: { M, N, K, row_bytes: rowBytes },
