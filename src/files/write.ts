@@ -74,3 +74,12 @@ async function moveIntoPlace(temporary: string, path: string, force: boolean): P
   }
   await unlink(temporary);
 }
+
+/** A write may take fewer bytes than given (and one call takes at most 2 GiB): loop until done. */
+export async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  const chunk = 1 << 30;
+  for (let done = 0; done < bytes.byteLength; ) {
+    const { bytesWritten } = await handle.write(bytes, done, Math.min(chunk, bytes.byteLength - done));
+    done += bytesWritten;
+  }
+}

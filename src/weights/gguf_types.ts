@@ -1,8 +1,10 @@
 /**
  * The vocabulary of GGUF, llama.cpp's file format: its metadata value types and ggml's tensor
  * types, with each tensor type's block layout (elements per block, bytes per block), as
- * ggml's `ggml.h`/`ggml-common.h` and gguf-py's GGML_QUANT_SIZES define them. Shared by the
- * reader (gguf.ts) and the writer (gguf_writer.ts).
+ * ggml's `ggml.h`/`ggml-common.h` and gguf-py's GGML_QUANT_SIZES define them. Where the two
+ * differ, ggml's block structs win: gguf-py still gives Q8_1 the 40 bytes it had before its
+ * d and s became halves, where ggml-common.h asserts 36. Shared by the reader (gguf.ts) and
+ * the writer (gguf_writer.ts).
  */
 
 /** Metadata value types, by their id in the file. */
@@ -74,7 +76,7 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map(
       [6, "Q5_0", 32, 2 + 4 + 16],
       [7, "Q5_1", 32, 2 + 2 + 4 + 16],
       [8, "Q8_0", 32, 2 + 32],
-      [9, "Q8_1", 32, 4 + 4 + 32],
+      [9, "Q8_1", 32, 2 + 2 + 32],
       [10, "Q2_K", QK_K, 2 + 2 + QK_K / 16 + QK_K / 4],
       [11, "Q3_K", QK_K, 2 + QK_K / 4 + QK_K / 8 + 12],
       [12, "Q4_K", QK_K, 2 + 2 + QK_K / 2 + 12],

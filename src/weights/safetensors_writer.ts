@@ -10,8 +10,7 @@
  * The header is built first, then each tensor's bytes are written straight from the caller's
  * array: nothing is concatenated in memory.
  */
-import type { FileHandle } from "node:fs/promises";
-import { writeFileSafely, type WriteOptions } from "../files/write.js";
+import { writeAll, writeFileSafely, type WriteOptions } from "../files/write.js";
 import { SAFETENSORS_DTYPES, SafetensorsError, isSafetensorsDType, type SafetensorsDType } from "./safetensors.js";
 
 export interface TensorToWrite {
@@ -99,11 +98,3 @@ export async function writeSafetensors(
   );
 }
 
-/** A write may take fewer bytes than given (and one call takes at most 2 GiB): loop until done. */
-async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  const chunk = 1 << 30;
-  for (let done = 0; done < bytes.byteLength; ) {
-    const { bytesWritten } = await handle.write(bytes, done, Math.min(chunk, bytes.byteLength - done));
-    done += bytesWritten;
-  }
-}
