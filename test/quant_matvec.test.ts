@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BLOCK_LAYOUT, dequantize, QUANTIZED_TYPES, type QuantizedType } from "../src/kernels/quant/blocks.js";
-import { QMATVEC_MAX_ROWS, quantizedMatvec, quantizedRowBytes, type QuantizedMatrix } from "../src/kernels/quant/matvec_v1_blocks.js";
+import { QMATVEC_MAX_ROWS, quantizedMatvec, type QuantizedMatrix } from "../src/kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../src/kernels/quant/matvec_v2_words.js";
 import type { Gpu } from "../src/tensor/gpu.js";
 import type { Tensor } from "../src/tensor/tensor.js";
@@ -20,24 +20,9 @@ const VERSIONS: Record<string, (gpu: Gpu, a: Tensor, w: QuantizedMatrix) => Tens
   v1_blocks: quantizedMatvec,
   v2_words: quantizedMatvecWords,
 };
-import { f32ToF16Bits } from "../src/tensor/dtype.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
+import { randomQuantizedBlocks } from "./quant_helpers.js";
 import { rng, testGpu } from "./helpers.js";
-
-/** Random blocks of `type` with small finite scales (the other bytes random). */
-function randomBlocks(type: QuantizedType, rows: number, cols: number, random: () => number): Uint8Array {
-  const { elements, bytes } = BLOCK_LAYOUT[type];
-  const out = Uint8Array.from({ length: rows * quantizedRowBytes(type, cols) }, () => Math.floor(random() * 256));
-  const view = new DataView(out.buffer);
-  const setHalf = (at: number) => view.setUint16(at, f32ToF16Bits((random() - 0.5) * 0.02), true);
-  for (let b = 0; b < (rows * cols) / elements; b++) {
-    const at = b * bytes;
-    if (type === "Q6_K") setHalf(at + 208);
-    else setHalf(at);
-    if (type === "Q4_1" || type === "Q5_1" || type === "Q4_K" || type === "Q5_K") setHalf(at + 2);
-  }
-  return out;
-}
 
 describe.each(Object.entries(VERSIONS))("quantized matvec %s", async (_version, run) => {
   const gpu = await testGpu();
@@ -69,7 +54,7 @@ describe.each(Object.entries(VERSIONS))("quantized matvec %s", async (_version, 
     it(`${type}: matches the float64 reference on random blocks`, async () => {
       const { elements } = BLOCK_LAYOUT[type];
       for (const [N, K] of [[13, elements], [9, 4 * elements], [1, 2 * Math.max(elements, 256)]]) {
-        for (const M of [1, 3, QMATVEC_MAX_ROWS]) await check(type, randomBlocks(type, N, K, random), N, K, M);
+        for (const M of [1, 3, QMATVEC_MAX_ROWS]) await check(type, randomQuantizedBlocks(type, N, K, random), N, K, M);
       }
     });
   }

@@ -4,90 +4,20 @@
  * v1 fetched every byte of a block with a load of its own, and the activations one float at a
  * time: on lavapipe each of those loads is done lane by lane, so Q8_0 cost 33 weight loads and
  * 32 activation loads per 32 weights. Here a lane first copies the words that hold the bytes
- * it needs into registers (a window: the whole block for the 32-element types, the header,
- * the 32 quant bytes and the 32 high-bit bytes of a K-quant sub-block), then picks the bytes
- * out of the window, and reads the activations as vec4s: 9 weight loads and 8 activation
- * loads for the same 32 Q8_0 weights. The arithmetic, and so the result, is v1's.
+ * it needs into registers (unpack_wgsl.ts: the whole block for the 32-element types, the
+ * header, the 32 quant bytes and the 32 high-bit bytes of a K-quant sub-block), then picks
+ * the bytes out of that window, and reads the activations as vec4s: 9 weight loads and 8
+ * activation loads for the same 32 Q8_0 weights. The arithmetic, and so the result, is v1's.
  */
 import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
+import type { QuantizedType } from "./blocks.js";
 import { planQuantizedMatvec, type QuantizedMatrix } from "./matvec_v1_blocks.js";
+import { unitWeightsWgsl, windowWgsl } from "./unpack_wgsl.js";
 
 const LANES = 32;
 const OUTPUTS = 8;
-/** Words of one window: 34 bytes starting 2 bytes into a word span 9. */
-const WINDOW_WORDS = 10;
-
-/** WGSL: windows filled, then the 32 weights of unit `unit` of the row starting at byte `row` into w. */
-function unitWeightWgsl(type: QuantizedType): string {
-  switch (type) {
-    case "Q8_0":
-      return `let base = row + unit * 34u;
-    fill(0u, base, 34u);
-    let d = whalf(0u, base);
-    for (var l = 0u; l < 32u; l++) { w[l] = d * f32(wsbyte(0u, base + 2u + l)); }`;
-    case "Q4_0":
-    case "Q4_1":
-    case "Q5_0":
-    case "Q5_1": {
-      const withMin = type === "Q4_1" || type === "Q5_1";
-      const five = type === "Q5_0" || type === "Q5_1";
-      const { bytes } = BLOCK_LAYOUT[type];
-      const high = withMin ? 4 : 2;
-      const qs = high + (five ? 4 : 0);
-      const offset = withMin ? 0 : five ? 16 : 8;
-      return `let base = row + unit * ${bytes}u;
-    fill(0u, base, ${bytes}u);
-    let d = whalf(0u, base);
-    let m = ${withMin ? "whalf(0u, base + 2u)" : "0.0"};
-    let qh = ${five ? `wbyte(0u, base + ${high}u) | (wbyte(0u, base + ${high + 1}u) << 8u) | (wbyte(0u, base + ${high + 2}u) << 16u) | (wbyte(0u, base + ${high + 3}u) << 24u)` : "0u"};
-    for (var l = 0u; l < 16u; l++) {
-      let q = wbyte(0u, base + ${qs}u + l);
-      let lo = (q & 15u) | (((qh >> l) & 1u) << 4u);
-      let hi = (q >> 4u) | (((qh >> (l + 16u)) & 1u) << 4u);
-      w[l] = d * (f32(lo) - ${offset}.0) + m;
-      w[l + 16u] = d * (f32(hi) - ${offset}.0) + m;
-    }`;
-    }
-    case "Q4_K":
-    case "Q5_K": {
-      const five = type === "Q5_K";
-      return `let base = row + (unit / 8u) * ${BLOCK_LAYOUT[type].bytes}u;
-    let s = unit % 8u;
-    let g = s / 2u;
-    fill(0u, base, 16u);
-    fill(1u, base + ${five ? 48 : 16}u + 32u * g, 32u);
-    ${five ? "fill(2u, base + 16u, 32u);" : ""}
-    let sm = k_scale_min(base + 4u, s);
-    let scale = whalf(0u, base) * f32(sm.x);
-    let minimum = whalf(0u, base + 2u) * f32(sm.y);
-    let shift = (s % 2u) * 4u;
-    for (var l = 0u; l < 32u; l++) {
-      var q = (wbyte(1u, base + ${five ? 48 : 16}u + 32u * g + l) >> shift) & 15u;
-      ${five ? "q += ((wbyte(2u, base + 16u + l) >> s) & 1u) << 4u;" : ""}
-      w[l] = scale * f32(q) - minimum;
-    }`;
-    }
-    case "Q6_K":
-      return `let base = row + (unit / 8u) * 210u;
-    let s = unit % 8u;
-    let n = s / 4u;
-    let r = s % 4u;
-    let low = base + 64u * n + (r % 2u) * 32u;
-    fill(0u, low, 32u);
-    fill(1u, base + 128u + 32u * n, 32u);
-    fill(2u, base + 192u, 18u);
-    let d = whalf(2u, base + 208u);
-    let shift = (r / 2u) * 4u;
-    for (var l = 0u; l < 32u; l++) {
-      let q = ((wbyte(0u, low + l) >> shift) & 15u) | (((wbyte(1u, base + 128u + 32u * n + l) >> (2u * r)) & 3u) << 4u);
-      let sc = f32(wsbyte(2u, base + 192u + 8u * n + l / 16u + 2u * r));
-      w[l] = d * sc * (f32(q) - 32.0);
-    }`;
-  }
-}
 
 const kernel = defineKernel({
   name: "qmatvec_v2_words",
@@ -101,29 +31,7 @@ const ROWS = ${rows}u;
 const LANES = ${LANES}u;
 var<workgroup> partial: array<array<f32, ${LANES}>, ${OUTPUTS * rows}>;
 
-// Up to three windows of a row's bytes, copied word by word into registers.
-var<private> window: array<array<u32, ${WINDOW_WORDS}>, 3>;
-var<private> window_start: array<u32, 3>;
-fn fill(slot: u32, start: u32, bytes: u32) {
-  let first = start >> 2u;
-  window_start[slot] = first << 2u;
-  for (var i = 0u; i < ((start + bytes + 3u) >> 2u) - first; i++) { window[slot][i] = b[first + i]; }
-}
-fn wbyte(slot: u32, i: u32) -> u32 {
-  let o = i - window_start[slot];
-  return (window[slot][o >> 2u] >> ((o & 3u) * 8u)) & 255u;
-}
-fn wsbyte(slot: u32, i: u32) -> i32 { return (i32(wbyte(slot, i)) << 24u) >> 24u; }
-fn whalf(slot: u32, i: u32) -> f32 {
-  let o = i - window_start[slot];
-  return unpack2x16float(window[slot][o >> 2u] >> ((o & 2u) * 8u)).x;
-}
-fn k_scale_min(at: u32, j: u32) -> vec2u {
-  if (j < 4u) { return vec2u(wbyte(0u, at + j) & 63u, wbyte(0u, at + j + 4u) & 63u); }
-  return vec2u((wbyte(0u, at + j + 4u) & 15u) | ((wbyte(0u, at + j - 4u) >> 6u) << 4u),
-               (wbyte(0u, at + j + 4u) >> 4u) | ((wbyte(0u, at + j) >> 6u) << 4u));
-}
-
+${windowWgsl("b")}
 @compute @workgroup_size(${LANES}, ${OUTPUTS})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let out = flat_workgroup(wid, nwg) * ${OUTPUTS}u + lid.y;
@@ -133,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let row = out * params.row_bytes;
     var w: array<f32, 32>;
     for (var unit = lane; unit < params.K / 32u; unit += LANES) {
-      ${unitWeightWgsl(type)}
+      ${unitWeightsWgsl(type)}
       for (var m = 0u; m < ROWS; m++) {
         var sum = 0.0;
         let a_at = (m * params.K + unit * 32u) / 4u;
