@@ -3,6 +3,8 @@
  * float64 reference at a sample of its outputs, within the tests' bound for that kernel.
  *
  *   matmul          MATMUL_ROWS rows × MATMUL_COLUMNS columns of C, Higham's dot-product bound
+ *   quantized matvec  every row of A at MATMUL_COLUMNS outputs, the weights dequantized in float64
+ *                   (kernels/quant/blocks.ts): (K + 8)·2^-24·Σ|a·w|, as in the tests
  *                   (a worst case growing with K: ~1% of a typical output at K = 4096, where it
  *                   catches misplaced, missing or scaled blocks but not one dropped term)
  *   gatedLinear     the same sample of silu(x·gateᵀ)·(x·upᵀ), that bound carried through
@@ -22,6 +24,8 @@ import { writeKVReference } from "../kernels/kv_cache.js";
 import { gatedErrorBounds, gatedReference } from "../kernels/matmul/gated_matvec.js";
 import { matmulErrorBounds, matmulReference, type MatmulShape } from "../kernels/matmul/reference.js";
 import { patchEmbedReference, type PatchEmbedWeights } from "../kernels/patch_embed.js";
+import { dequantize, type QuantizedType } from "../kernels/quant/blocks.js";
+import { quantizedRowBytes } from "../kernels/quant/matvec_v1_blocks.js";
 import { ropeReference, ropeTolerance } from "../kernels/rope.js";
 import { drawReference, sampleProbabilitiesReference, sampleReference, uniform, type SampleOptions } from "../kernels/sample/index.js";
 import { EXACT, TOLERANCE, toleranceBounds, type Tolerance } from "../kernels/tolerance.js";
@@ -77,6 +81,34 @@ export async function checkMatmul(a: Tensor, parts: readonly RowPart[], out: Ten
   const expected = matmulReference(aRows, bRows, bias, shape);
   const bounds = matmulErrorBounds(aRows, bRows, bias, shape, out.dtype);
   return compareOutput(actual, expected, bounds, (i) => `[${rows[Math.floor(i / columns.length)]}, ${columns[i % columns.length]}]`);
+}
+
+/** C = A·Wᵀ with W quantized (its bytes kept on the CPU, row after row): every row of C at sampled columns. */
+export async function checkQuantizedMatvec(a: Tensor, type: QuantizedType, bytes: Uint8Array, out: Tensor): Promise<OutputCheck> {
+  const [M, K] = [a.dim(0), a.dim(1)];
+  const N = out.dim(1);
+  const columns = sampleIndices(N, MATMUL_COLUMNS);
+  const as = await readAll(a);
+  const cs = await readAll(out);
+  const rowBytes = quantizedRowBytes(type, K);
+  const expected = new Float64Array(M * columns.length);
+  const bounds = new Float64Array(M * columns.length);
+  const actual = new Float64Array(M * columns.length);
+  columns.forEach((n, j) => {
+    const w = dequantize(type, bytes.subarray(n * rowBytes, (n + 1) * rowBytes), K);
+    for (let m = 0; m < M; m++) {
+      let sum = 0;
+      let magnitude = 0;
+      for (let k = 0; k < K; k++) {
+        sum += as[m * K + k] * w[k];
+        magnitude += Math.abs(as[m * K + k] * w[k]);
+      }
+      expected[m * columns.length + j] = sum;
+      bounds[m * columns.length + j] = (K + 8) * 2 ** -24 * magnitude;
+      actual[m * columns.length + j] = cs[m * N + n];
+    }
+  });
+  return compareOutput(actual, expected, bounds, (i) => `[${Math.floor(i / columns.length)}, ${columns[i % columns.length]}]`);
 }
 
 /** Sampled rows and columns of out [M, N] as one array, with their names. */

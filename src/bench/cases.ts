@@ -26,6 +26,9 @@ import { GATED_VERSIONS, gatedLinear } from "../kernels/matmul/gated_matvec.js";
 import { fixedSubgroupSize, MATMUL_VERSIONS, matmulVersionSupported, type MatmulVersion } from "../kernels/matmul/index.js";
 import { QKV_VERSIONS, qkvLinear } from "../kernels/matmul/qkv_matvec.js";
 import { patchEmbed } from "../kernels/patch_embed.js";
+import { BLOCK_LAYOUT, type QuantizedType } from "../kernels/quant/blocks.js";
+import { quantizedMatvec, quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec_v1_blocks.js";
+import { quantizedMatvecWords } from "../kernels/quant/matvec_v2_words.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
@@ -34,7 +37,7 @@ import { softmax, softmaxReference } from "../kernels/softmax.js";
 import { storageTolerance, TOLERANCE } from "../kernels/tolerance.js";
 import { EmbeddingTable, Linear, type RowPart } from "../models/linear.js";
 import { partRows } from "../models/load.js";
-import { bytesPerElement, type DType } from "../tensor/dtype.js";
+import { bytesPerElement, f32ToF16Bits, type DType } from "../tensor/dtype.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { Tensor } from "../tensor/tensor.js";
 import {
@@ -45,6 +48,7 @@ import {
   checkMatmul,
   checkPatchEmbed,
   checkQkv,
+  checkQuantizedMatvec,
   checkRope,
   checkRows,
   checkSample,
@@ -264,6 +268,70 @@ function matmulCase(model: string, phase: Phase, what: string, M: number, N: num
     supports: matmulVersionSupported,
     check: ({ a, parts }, out) => checkMatmul(a, parts, out),
   });
+}
+
+// ------------------------------------------------------------------ quantized weights
+
+/** The quantized matvec's versions (kernels/quant): none is the runtime's yet. */
+const QUANTIZED_MATVEC_VERSIONS = { qmatvec_v1_blocks: quantizedMatvec, qmatvec_v2_words: quantizedMatvecWords };
+
+/**
+ * Random blocks of `type` for an [N, K] matrix: random bytes, with every scale and minimum a
+ * half of transformers' weight scale (random half bits would hold NaN and Inf).
+ */
+function randomBlocks(type: QuantizedType, N: number, K: number): Uint8Array {
+  const { elements, bytes } = BLOCK_LAYOUT[type];
+  const length = N * quantizedRowBytes(type, K);
+  const words = new Uint32Array(Math.ceil(length / 4));
+  let state = Math.imul(nextSeed++, 0x9e3779b1);
+  for (let i = 0; i < words.length; i++) {
+    state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
+    words[i] = state;
+  }
+  const view = new DataView(words.buffer);
+  const scale = f32ToF16Bits(0.001); // a weight scale of 0.02 over a 5-bit range of quants
+  for (let b = 0; b < (N * K) / elements; b++) {
+    const at = b * bytes;
+    view.setUint16(type === "Q6_K" ? at + 208 : at, scale, true);
+    if (type === "Q4_1" || type === "Q5_1" || type === "Q4_K" || type === "Q5_K") view.setUint16(at + 2, scale, true);
+  }
+  return new Uint8Array(words.buffer, 0, length);
+}
+
+/** One row of activations against an [N, K] weight in ggml's blocks, read where it lies (decoding from a GGUF file). */
+function quantizedMatvecCase(model: string, what: string, type: QuantizedType, N: number, K: number, quick = false): KernelCase {
+  type Inputs = { a: Tensor; weight: QuantizedMatrix; bytes: Uint8Array };
+  const packed = N * quantizedRowBytes(type, K);
+  return defineCase<Inputs>({
+    op: "quantizedMatvec",
+    model,
+    phase: "decode",
+    what: `${what}, ${type}`,
+    shape: `1×${N}×${K}`,
+    cost: { flops: 2 * N * K, bytes: K * 4 + packed + N * 4 },
+    inputBytes: K * 4 + packed,
+    quick,
+    inputs: (gpu) => {
+      const bytes = randomBlocks(type, N, K);
+      const words = new Uint32Array(bytes.buffer); // (padded to whole words)
+      const data = gpu.tensor(words, [words.length], "u32", { name: `${what} ${type}`, persistent: true });
+      return { a: random(gpu, [1, K], "f32"), weight: { type, rows: N, cols: K, data }, bytes };
+    },
+    versions: Object.fromEntries(
+      Object.entries(QUANTIZED_MATVEC_VERSIONS).map(([name, run]) => [name, ({ a, weight }: Inputs) => run(a.gpu, a, weight)]),
+    ),
+    check: ({ a, bytes }, out) => checkQuantizedMatvec(a, type, bytes, out),
+  });
+}
+
+/** The decoder projections of decoding in the weight types of llama.cpp's common files (Q4_K_M mixes Q4_K and Q6_K). */
+function quantizedCases(size: ModelSize, quick: boolean): KernelCase[] {
+  const types: QuantizedType[] = ["Q8_0", "Q4_0", "Q4_K", "Q6_K"];
+  return types.flatMap((type) => [
+    quantizedMatvecCase(size.name, "q, o_proj", type, size.hidden, size.hidden, quick),
+    quantizedMatvecCase(size.name, "mlp.gate_proj, up_proj", type, size.mlp, size.hidden),
+    quantizedMatvecCase(size.name, "mlp.down_proj", type, size.hidden, size.mlp),
+  ]);
 }
 
 // ------------------------------------------------------------------ fused projections
@@ -673,6 +741,7 @@ export function kernelCases(options: CaseOptions): KernelCase[] {
       ...clipCases(CLIP_TINY, DECODER_TINY.hidden, dtype),
       ...decoderCases(DECODER_TINY, "prefill", sizes, ["mlp.gate_proj, up_proj", "attention"]),
       ...decoderCases(DECODER_TINY, "decode", sizes, ["rmsnorm", "k_proj, v_proj", "attention", "lm_head", "sampleToken"]),
+      ...quantizedCases({ ...DECODER_TINY, hidden: 256, mlp: 512 }, true),
     ];
   }
   // --quick: every version at a few sizes of each kind, in a few minutes on a software GPU. The
@@ -684,6 +753,8 @@ export function kernelCases(options: CaseOptions): KernelCase[] {
     ...decoderCases(LLAMA_7B, "decode", sizes, ["rmsnorm", "attention", "mlp.gate_proj, up_proj"]),
     ...decoderCases(TINYLLAMA, "prefill", sizes, ["q_proj, o_proj", "attention"]),
     ...decoderCases(TINYLLAMA, "decode", sizes, ["k_proj, v_proj", "mlp.down_proj", "lm_head", "attention", "sampleToken"]),
+    ...quantizedCases(LLAMA_7B, false),
+    ...quantizedCases(TINYLLAMA, true),
     ...peerCases(),
   ];
 }
