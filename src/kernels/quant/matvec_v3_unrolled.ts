@@ -1,0 +1,110 @@
+/**
+ * Quantized matvec v3: v2 (matvec_v2_words.ts) with every byte position known when the
+ * shader is compiled, for the 32-element types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1).
+ *
+ * v2 picked a block's bytes out of a register array by a computed index, which a GPU compiler
+ * (and lavapipe's, lane by lane) turns into memory accesses. Here the code for a block is
+ * written out in full by the generator below: the block's words are loaded into named
+ * registers, shifted into place once (a block starts at an even byte, 2 bytes into a word half
+ * the time: each realigned word is two neighbours funnel-shifted by 0 or 16 bits), and every
+ * quant is then a constant shift and mask of a constant register. The 32 weights are dotted
+ * with the activations as eight vec4s. The arithmetic is v1's and v2's.
+ */
+import { check } from "../../tensor/errors.js";
+import type { Gpu } from "../../tensor/gpu.js";
+import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
+import { planQuantizedMatvec, type QuantizedMatrix } from "./matvec_v1_blocks.js";
+
+/** The types whose blocks are 32 weights: the ones v3 takes. */
+export const V3_TYPES: readonly QuantizedType[] = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"];
+
+const LANES = 32;
+const OUTPUTS = 8;
+
+/** WGSL: the block of unit `unit` of the row at byte `row` into registers r0.., and its 32 weights into w0..w31. */
+function blockWgsl(type: QuantizedType): string {
+  const { bytes } = BLOCK_LAYOUT[type];
+  const realigned = Math.ceil(bytes / 4);
+  const lines = [
+    `let base = row + unit * ${bytes}u;`,
+    "let first = base >> 2u;",
+    "let shift = (base & 2u) * 8u; // 0 or 16",
+  ];
+  for (let i = 0; i <= realigned; i++) lines.push(`let l${i} = b[min(first + ${i}u, arrayLength(&b) - 1u)];`);
+  for (let i = 0; i < realigned; i++) lines.push(`let r${i} = select((l${i} >> shift) | (l${i + 1} << (32u - shift)), l${i}, shift == 0u);`);
+  const byte = (j: number) => `((r${j >> 2} >> ${(j & 3) * 8}u) & 255u)`;
+  const half = (j: number) => `unpack2x16float(r${j >> 2} >> ${(j & 2) * 8}u).x`;
+  lines.push(`let d = ${half(0)};`);
+  if (type === "Q8_0") {
+    for (let j = 0; j < 32; j++) lines.push(`let w${j} = d * f32((i32(${byte(2 + j)}) << 24u) >> 24u);`);
+    return lines.join("\n      ");
+  }
+  const withMin = type === "Q4_1" || type === "Q5_1";
+  const five = type === "Q5_0" || type === "Q5_1";
+  const high = withMin ? 4 : 2;
+  const qs = high + (five ? 4 : 0);
+  const offset = withMin ? 0 : five ? 16 : 8;
+  lines.push(`let m = ${withMin ? half(2) : "0.0"};`);
+  if (five) lines.push(`let qh = ${byte(high)} | (${byte(high + 1)} << 8u) | (${byte(high + 2)} << 16u) | (${byte(high + 3)} << 24u);`);
+  for (let j = 0; j < 16; j++) {
+    const fifth = (bit: number) => (five ? ` | (((qh >> ${bit}u) & 1u) << 4u)` : "");
+    lines.push(`let w${j} = d * (f32((${byte(qs + j)} & 15u)${fifth(j)}) - ${offset}.0) + m;`);
+    lines.push(`let w${j + 16} = d * (f32((${byte(qs + j)} >> 4u)${fifth(j + 16)}) - ${offset}.0) + m;`);
+  }
+  return lines.join("\n      ");
+}
+
+const kernel = defineKernel({
+  name: "qmatvec_v3_unrolled",
+  params: { M: "u32", N: "u32", K: "u32", row_bytes: "u32" },
+  bindings: { a: "read", b: "read", c: "read_write" },
+  elementType: (binding) => (binding === "b" ? "u32" : binding === "a" ? "vec4<f32>" : "f32"),
+  wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) => /* wgsl */ `
+${FLAT_WORKGROUP_WGSL}
+
+const ROWS = ${rows}u;
+const LANES = ${LANES}u;
+var<workgroup> partial: array<array<f32, ${LANES}>, ${OUTPUTS * rows}>;
+
+@compute @workgroup_size(${LANES}, ${OUTPUTS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let out = flat_workgroup(wid, nwg) * ${OUTPUTS}u + lid.y;
+  let lane = lid.x;
+  var acc: array<f32, ${rows}>;
+  if (out < params.N) {
+    let row = out * params.row_bytes;
+    for (var unit = lane; unit < params.K / 32u; unit += LANES) {
+      ${blockWgsl(type)}
+      for (var m = 0u; m < ROWS; m++) {
+        let at = (m * params.K + unit * 32u) / 4u;
+        acc[m] += ${Array.from({ length: 8 }, (_, l) => `dot(a[at + ${l}u], vec4f(w${4 * l}, w${4 * l + 1}, w${4 * l + 2}, w${4 * l + 3}))`).join("\n          + ")};
+      }
+    }
+  }
+  for (var m = 0u; m < ROWS; m++) { partial[lid.y * ROWS + m][lane] = acc[m]; }
+  workgroupBarrier();
+  for (var width = LANES / 2u; width > 0u; width /= 2u) {
+    if (lane < width) {
+      for (var m = 0u; m < ROWS; m++) { partial[lid.y * ROWS + m][lane] += partial[lid.y * ROWS + m][lane + width]; }
+    }
+    workgroupBarrier();
+  }
+  if (lane < ROWS && out < params.N) { c[lane * params.N + out] = partial[lid.y * ROWS + lane][0]; }
+}`,
+});
+
+/** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] matrix of a 32-element type (V3_TYPES), 1 ≤ M ≤ 4. */
+export function quantizedMatvecUnrolled(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor {
+  check(V3_TYPES.includes(w.type), () => `quantizedMatvecUnrolled: takes ${V3_TYPES.join(", ")}, not ${w.type}`);
+  const { M, N, K, rowBytes } = planQuantizedMatvec(a, w);
+  const c = gpu.empty([M, N], "f32", { name: "qmatvec out" });
+  gpu.record(kernel, {
+    params: { M, N, K, row_bytes: rowBytes },
+    tensors: { a, b: w.data, c },
+    workgroups: flatGrid(Math.ceil(N / OUTPUTS)),
+    spec: { type: w.type, rows: M },
+  });
+  return c;
+}
