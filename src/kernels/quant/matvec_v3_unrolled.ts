@@ -1,6 +1,7 @@
 /**
  * Quantized matvec v3: v2 (matvec_v2_words.ts) with every byte position known when the
- * shader is compiled, for the 32-element types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1).
+ * shader is compiled, for the 32-element types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) and the
+ * word-aligned K-quants (Q4_K, Q5_K).
  *
  * v2 picked a block's bytes out of a register array by a computed index, which a GPU compiler
  * (and lavapipe's, lane by lane) turns into memory accesses. Here the code for a block is
@@ -8,7 +9,10 @@
  * registers, shifted into place once (a block starts at an even byte, 2 bytes into a word half
  * the time: each realigned word is two neighbours funnel-shifted by 0 or 16 bits), and every
  * quant is then a constant shift and mask of a constant register. The 32 weights are dotted
- * with the activations as eight vec4s. The arithmetic is v1's and v2's.
+ * with the activations as eight vec4s. A K-quant block (144 or 176 bytes) is word-aligned
+ * wherever it falls, so its words are used as they are: one for the two halves, three for the
+ * packed scales, eight (and eight of fifth bits) for a sub-block's quants. The arithmetic is
+ * v1's and v2's.
  */
 import { check } from "../../tensor/errors.js";
 import type { Gpu } from "../../tensor/gpu.js";
@@ -17,14 +21,42 @@ import type { Tensor } from "../../tensor/tensor.js";
 import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
 import { planQuantizedMatvec, type QuantizedMatrix } from "./matvec_v1_blocks.js";
 
-/** The types whose blocks are 32 weights: the ones v3 takes. */
-export const V3_TYPES: readonly QuantizedType[] = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"];
+/** The types v3 takes: the 32-element ones, and the word-aligned K-quants (Q6_K's 210-byte blocks are not yet). */
+export const V3_TYPES: readonly QuantizedType[] = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K"];
 
 const LANES = 32;
 const OUTPUTS = 8;
 
+/**
+ * WGSL for a K-quant with 4-bit quants (Q4_K, and Q5_K with its fifth bits): sub-block s of
+ * the block, whose 144 or 176 bytes keep every block and every part of it word-aligned, so
+ * the words are used as they are.
+ */
+function kQuantWgsl(type: "Q4_K" | "Q5_K"): string {
+  const five = type === "Q5_K";
+  const lines = [
+    `let base = row + (unit / 8u) * ${BLOCK_LAYOUT[type].bytes}u;`,
+    "let s = unit % 8u; // the sub-block: group s / 2 of 64 weights, its low (even s) or high nibbles",
+    "let w_at = base >> 2u;",
+    "let sm = k_scale_min(b[w_at + 1u], b[w_at + 2u], b[w_at + 3u], s);",
+    "let scale = unpack2x16float(b[w_at]).x * f32(sm.x);",
+    "let minimum = unpack2x16float(b[w_at]).y * f32(sm.y);",
+    "let shift = (s % 2u) * 4u;",
+    `let q_at = w_at + ${five ? 12 : 4}u + 8u * (s / 2u);`,
+  ];
+  for (let i = 0; i < 8; i++) lines.push(`let q${i} = b[q_at + ${i}u];`);
+  if (five) for (let i = 0; i < 8; i++) lines.push(`let h${i} = b[w_at + ${4 + i}u] >> s;`);
+  for (let l = 0; l < 32; l++) {
+    const at = (l & 3) * 8;
+    const fifth = five ? ` | (((h${l >> 2} >> ${at}u) & 1u) << 4u)` : "";
+    lines.push(`let w${l} = scale * f32(((q${l >> 2} >> (${at}u + shift)) & 15u)${fifth}) - minimum;`);
+  }
+  return lines.join("\n      ");
+}
+
 /** WGSL: the block of unit `unit` of the row at byte `row` into registers r0.., and its 32 weights into w0..w31. */
 function blockWgsl(type: QuantizedType): string {
+  if (type === "Q4_K" || type === "Q5_K") return kQuantWgsl(type);
   const { bytes } = BLOCK_LAYOUT[type];
   const realigned = Math.ceil(bytes / 4);
   const lines = [
@@ -67,6 +99,16 @@ ${FLAT_WORKGROUP_WGSL}
 const ROWS = ${rows}u;
 const LANES = ${LANES}u;
 var<workgroup> partial: array<array<f32, ${LANES}>, ${OUTPUTS * rows}>;
+
+// The 6-bit scale (x) and minimum (y) of K-quant sub-block j from its 12 bytes of scales, as three words.
+fn scale_byte(s0: u32, s1: u32, s2: u32, k: u32) -> u32 {
+  return (select(select(s0, s1, k >= 4u), s2, k >= 8u) >> ((k & 3u) * 8u)) & 255u;
+}
+fn k_scale_min(s0: u32, s1: u32, s2: u32, j: u32) -> vec2u {
+  if (j < 4u) { return vec2u(scale_byte(s0, s1, s2, j) & 63u, scale_byte(s0, s1, s2, j + 4u) & 63u); }
+  return vec2u((scale_byte(s0, s1, s2, j + 4u) & 15u) | ((scale_byte(s0, s1, s2, j - 4u) >> 6u) << 4u),
+               (scale_byte(s0, s1, s2, j + 4u) >> 4u) | ((scale_byte(s0, s1, s2, j) >> 6u) << 4u));
+}
 
 @compute @workgroup_size(${LANES}, ${OUTPUTS})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
