@@ -29,7 +29,7 @@ import { patchEmbed } from "../kernels/patch_embed.js";
 import { BLOCK_LAYOUT, type QuantizedType } from "../kernels/quant/blocks.js";
 import { quantizedMatvec, quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../kernels/quant/matvec_v2_words.js";
-import { quantizedMatvecUnrolled, V3_TYPES } from "../kernels/quant/matvec_v3_unrolled.js";
+import { quantizedMatvecUnrolled } from "../kernels/quant/matvec_v3_unrolled.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
@@ -323,9 +323,7 @@ function quantizedMatvecCase(model: string, what: string, type: QuantizedType, N
       return { a: random(gpu, [1, K], "f32"), weight: { type, rows: N, cols: K, data }, bytes };
     },
     versions: Object.fromEntries(
-      Object.entries(QUANTIZED_MATVEC_VERSIONS)
-        .filter(([name]) => name !== "qmatvec_v3_unrolled" || V3_TYPES.includes(type))
-        .map(([name, run]) => [name, ({ a, weight }: Inputs) => run(a.gpu, a, weight)]),
+      Object.entries(QUANTIZED_MATVEC_VERSIONS).map(([name, run]) => [name, ({ a, weight }: Inputs) => run(a.gpu, a, weight)]),
     ),
     check: ({ a, bytes }, out) => checkQuantizedMatvec(a, type, bytes, out),
   });

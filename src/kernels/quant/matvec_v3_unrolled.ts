@@ -1,7 +1,6 @@
 /**
  * Quantized matvec v3: v2 (matvec_v2_words.ts) with every byte position known when the
- * shader is compiled, for the 32-element types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) and the
- * word-aligned K-quants (Q4_K, Q5_K).
+ * shader is compiled, for every type.
  *
  * v2 picked a block's bytes out of a register array by a computed index, which a GPU compiler
  * (and lavapipe's, lane by lane) turns into memory accesses. Here the code for a block is
@@ -9,20 +8,17 @@
  * registers, shifted into place once (a block starts at an even byte, 2 bytes into a word half
  * the time: each realigned word is two neighbours funnel-shifted by 0 or 16 bits), and every
  * quant is then a constant shift and mask of a constant register. The 32 weights are dotted
- * with the activations as eight vec4s. A K-quant block (144 or 176 bytes) is word-aligned
- * wherever it falls, so its words are used as they are: one for the two halves, three for the
- * packed scales, eight (and eight of fifth bits) for a sub-block's quants. The arithmetic is
- * v1's and v2's.
+ * with the activations as eight vec4s. A Q4_K or Q5_K block (144 or 176 bytes) is
+ * word-aligned wherever it falls, so its words are used as they are: one for the two halves,
+ * three for the packed scales, eight (and eight of fifth bits) for a sub-block's quants; a
+ * Q6_K block (210 bytes) is not, and its runs of low nibbles, high bits and scales are each
+ * realigned like a 32-element block. The arithmetic is v1's and v2's.
  */
-import { check } from "../../tensor/errors.js";
 import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
 import { planQuantizedMatvec, type QuantizedMatrix } from "./matvec_v1_blocks.js";
-
-/** The types v3 takes: the 32-element ones, and the word-aligned K-quants (Q6_K's 210-byte blocks are not yet). */
-export const V3_TYPES: readonly QuantizedType[] = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K"];
 
 const LANES = 32;
 const OUTPUTS = 8;
@@ -54,9 +50,52 @@ function kQuantWgsl(type: "Q4_K" | "Q5_K"): string {
   return lines.join("\n      ");
 }
 
-/** WGSL: the block of unit `unit` of the row at byte `row` into registers r0.., and its 32 weights into w0..w31. */
+/** WGSL: `count` words realigned from the (maybe 2-byte-offset) byte `start`, as names `${prefix}0`... */
+function realignedWgsl(prefix: string, start: string, count: number): string[] {
+  const lines = [`let ${prefix}_first = (${start}) >> 2u;`, `let ${prefix}_shift = ((${start}) & 2u) * 8u;`];
+  for (let i = 0; i <= count; i++) lines.push(`let ${prefix}_l${i} = b[min(${prefix}_first + ${i}u, arrayLength(&b) - 1u)];`);
+  for (let i = 0; i < count; i++) {
+    lines.push(`let ${prefix}${i} = select((${prefix}_l${i} >> ${prefix}_shift) | (${prefix}_l${i + 1} << (32u - ${prefix}_shift)), ${prefix}_l${i}, ${prefix}_shift == 0u);`);
+  }
+  return lines;
+}
+
+/**
+ * WGSL for Q6_K: unit s of the block is quarter r of half n (32 weights), whose low nibbles
+ * and 2-bit highs are 32-byte runs, and whose two 8-bit scales sit among the block's 16. A
+ * 210-byte block falls 2 bytes into a word half the time, so each run is realigned.
+ */
+function q6KWgsl(): string {
+  const lines = [
+    "let base = row + (unit / 8u) * 210u;",
+    "let s = unit % 8u;",
+    "let n = s / 4u;",
+    "let r = s % 4u;",
+    ...realignedWgsl("lo", "base + 64u * n + (r % 2u) * 32u", 8),
+    ...realignedWgsl("hi", "base + 128u + 32u * n", 8),
+    ...realignedWgsl("sc", "base + 192u", 5),
+    "let d = unpack2x16float(sc4 >> 0u).x; // bytes 16 and 17 of the scales run: the block's d",
+    "let low_shift = (r / 2u) * 4u;",
+    "let high_shift = 2u * r;",
+    // The scale of weights 0-15 and 16-31: bytes 8n + 2r and 8n + 2r + 1 of the 16.
+    "let k = 8u * n + 2u * r;",
+    "let sc_word = select(select(select(sc0, sc1, k >= 4u), sc2, k >= 8u), sc3, k >= 12u);",
+    "let scale0 = d * f32((i32((sc_word >> ((k & 3u) * 8u)) & 255u) << 24u) >> 24u);",
+    "let scale1 = d * f32((i32((sc_word >> (((k + 1u) & 3u) * 8u)) & 255u) << 24u) >> 24u);",
+  ];
+  for (let l = 0; l < 32; l++) {
+    const at = (l & 3) * 8;
+    lines.push(
+      `let w${l} = ${l < 16 ? "scale0" : "scale1"} * (f32(((lo${l >> 2} >> (${at}u + low_shift)) & 15u) | (((hi${l >> 2} >> (${at}u + high_shift)) & 3u) << 4u)) - 32.0);`,
+    );
+  }
+  return lines.join("\n      ");
+}
+
+/** WGSL: the block of unit `unit` of the row at byte `row` into registers, and its 32 weights into w0..w31. */
 function blockWgsl(type: QuantizedType): string {
   if (type === "Q4_K" || type === "Q5_K") return kQuantWgsl(type);
+  if (type === "Q6_K") return q6KWgsl();
   const { bytes } = BLOCK_LAYOUT[type];
   const realigned = Math.ceil(bytes / 4);
   const lines = [
@@ -137,9 +176,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 }`,
 });
 
-/** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] matrix of a 32-element type (V3_TYPES), 1 ≤ M ≤ 4. */
+/** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] quantized matrix, 1 ≤ M ≤ 4. */
 export function quantizedMatvecUnrolled(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor {
-  check(V3_TYPES.includes(w.type), () => `quantizedMatvecUnrolled: takes ${V3_TYPES.join(", ")}, not ${w.type}`);
   const { M, N, K, rowBytes } = planQuantizedMatvec(a, w);
   const c = gpu.empty([M, N], "f32", { name: "qmatvec out" });
   gpu.record(kernel, {
