@@ -9,7 +9,7 @@
 import { describe, expect, it } from "vitest";
 import { QUANTIZED_TYPES } from "../src/kernels/quant/blocks.js";
 import { quantizedEmbedding, quantizedEmbeddingReference } from "../src/kernels/quant/embedding.js";
-import { quantizedRowBytes } from "../src/kernels/quant/matvec_v1_blocks.js";
+import { quantizedRowBytes } from "../src/kernels/quant/matvec_common.js";
 import { randomQuantizedBlocks } from "./quant_helpers.js";
 import { rng, testGpu } from "./helpers.js";
 

@@ -1,6 +1,6 @@
 /** Test data in ggml's quantized block layouts. */
 import { BLOCK_LAYOUT, type QuantizedType } from "../src/kernels/quant/blocks.js";
-import { quantizedRowBytes } from "../src/kernels/quant/matvec_v1_blocks.js";
+import { quantizedRowBytes } from "../src/kernels/quant/matvec_common.js";
 import { f32ToF16Bits } from "../src/tensor/dtype.js";
 
 /** Random blocks of `type` with small finite scales (the other bytes random). */

@@ -11,7 +11,8 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BLOCK_LAYOUT, dequantize, QUANTIZED_TYPES, type QuantizedType } from "../src/kernels/quant/blocks.js";
-import { QMATVEC_MAX_ROWS, quantizedMatvec, type QuantizedMatrix } from "../src/kernels/quant/matvec_v1_blocks.js";
+import { QMATVEC_MAX_ROWS, type QuantizedMatrix } from "../src/kernels/quant/matvec_common.js";
+import { quantizedMatvec } from "../src/kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../src/kernels/quant/matvec_v2_words.js";
 import { quantizedMatvecUnrolled } from "../src/kernels/quant/matvec_v3_unrolled.js";
 import type { Gpu } from "../src/tensor/gpu.js";

@@ -25,7 +25,7 @@ import { gatedErrorBounds, gatedReference } from "../kernels/matmul/gated_matvec
 import { matmulErrorBounds, matmulReference, type MatmulShape } from "../kernels/matmul/reference.js";
 import { patchEmbedReference, type PatchEmbedWeights } from "../kernels/patch_embed.js";
 import { dequantize, type QuantizedType } from "../kernels/quant/blocks.js";
-import { quantizedRowBytes } from "../kernels/quant/matvec_v1_blocks.js";
+import { quantizedRowBytes } from "../kernels/quant/matvec_common.js";
 import { ropeReference, ropeTolerance } from "../kernels/rope.js";
 import { drawReference, sampleProbabilitiesReference, sampleReference, uniform, type SampleOptions } from "../kernels/sample/index.js";
 import { EXACT, TOLERANCE, toleranceBounds, type Tolerance } from "../kernels/tolerance.js";

@@ -27,7 +27,8 @@ import { fixedSubgroupSize, MATMUL_VERSIONS, matmulVersionSupported, type Matmul
 import { QKV_VERSIONS, qkvLinear } from "../kernels/matmul/qkv_matvec.js";
 import { patchEmbed } from "../kernels/patch_embed.js";
 import { BLOCK_LAYOUT, type QuantizedType } from "../kernels/quant/blocks.js";
-import { quantizedMatvec, quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec_v1_blocks.js";
+import { quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec_common.js";
+import { quantizedMatvec } from "../kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../kernels/quant/matvec_v2_words.js";
 import { quantizedMatvecUnrolled } from "../kernels/quant/matvec_v3_unrolled.js";
 import { randomFill } from "../kernels/random_fill.js";

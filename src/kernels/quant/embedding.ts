@@ -14,7 +14,7 @@ import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { BLOCK_LAYOUT, dequantize, type QuantizedType } from "./blocks.js";
-import { quantizedRowBytes, type QuantizedMatrix } from "./matvec_v1_blocks.js";
+import { quantizedRowBytes, type QuantizedMatrix } from "./matvec_common.js";
 import { unitWeightsWgsl, windowWgsl } from "./unpack_wgsl.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)

@@ -15,13 +15,21 @@
  * realigned like a 32-element block. The arithmetic is v1's and v2's.
  */
 import type { Gpu } from "../../tensor/gpu.js";
-import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
+import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
-import { planQuantizedMatvec, type QuantizedMatrix } from "./matvec_v1_blocks.js";
+import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
 
-const LANES = 32;
-const OUTPUTS = 8;
+/** The 6-bit scale (x) and minimum (y) of K-quant sub-block j from its 12 bytes of scales, as three words. */
+const K_SCALE_MIN_OF_WORDS_WGSL = /* wgsl */ `
+fn scale_byte(s0: u32, s1: u32, s2: u32, k: u32) -> u32 {
+  return (select(select(s0, s1, k >= 4u), s2, k >= 8u) >> ((k & 3u) * 8u)) & 255u;
+}
+fn k_scale_min(s0: u32, s1: u32, s2: u32, j: u32) -> vec2u {
+  if (j < 4u) { return vec2u(scale_byte(s0, s1, s2, j) & 63u, scale_byte(s0, s1, s2, j + 4u) & 63u); }
+  return vec2u((scale_byte(s0, s1, s2, j + 4u) & 15u) | ((scale_byte(s0, s1, s2, j - 4u) >> 6u) << 4u),
+               (scale_byte(s0, s1, s2, j + 4u) >> 4u) | ((scale_byte(s0, s1, s2, j) >> 6u) << 4u));
+}`;
 
 /**
  * WGSL for a K-quant with 4-bit quants (Q4_K, and Q5_K with its fifth bits): sub-block s of
@@ -129,62 +137,22 @@ function blockWgsl(type: QuantizedType): string {
 
 const kernel = defineKernel({
   name: "qmatvec_v3_unrolled",
-  params: { M: "u32", N: "u32", K: "u32", row_bytes: "u32" },
-  bindings: { a: "read", b: "read", c: "read_write" },
+  params: QMATVEC_PARAMS,
+  bindings: QMATVEC_BINDINGS,
   elementType: (binding) => (binding === "b" ? "u32" : binding === "a" ? "vec4<f32>" : "f32"),
-  wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) => /* wgsl */ `
-${FLAT_WORKGROUP_WGSL}
-
-const ROWS = ${rows}u;
-const LANES = ${LANES}u;
-var<workgroup> partial: array<array<f32, ${LANES}>, ${OUTPUTS * rows}>;
-
-// The 6-bit scale (x) and minimum (y) of K-quant sub-block j from its 12 bytes of scales, as three words.
-fn scale_byte(s0: u32, s1: u32, s2: u32, k: u32) -> u32 {
-  return (select(select(s0, s1, k >= 4u), s2, k >= 8u) >> ((k & 3u) * 8u)) & 255u;
-}
-fn k_scale_min(s0: u32, s1: u32, s2: u32, j: u32) -> vec2u {
-  if (j < 4u) { return vec2u(scale_byte(s0, s1, s2, j) & 63u, scale_byte(s0, s1, s2, j + 4u) & 63u); }
-  return vec2u((scale_byte(s0, s1, s2, j + 4u) & 15u) | ((scale_byte(s0, s1, s2, j - 4u) >> 6u) << 4u),
-               (scale_byte(s0, s1, s2, j + 4u) >> 4u) | ((scale_byte(s0, s1, s2, j) >> 6u) << 4u));
-}
-
-@compute @workgroup_size(${LANES}, ${OUTPUTS})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let out = flat_workgroup(wid, nwg) * ${OUTPUTS}u + lid.y;
-  let lane = lid.x;
-  var acc: array<f32, ${rows}>;
-  if (out < params.N) {
-    let row = out * params.row_bytes;
-    for (var unit = lane; unit < params.K / 32u; unit += LANES) {
-      ${blockWgsl(type)}
+  wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) =>
+    quantizedMatvecWgsl(
+      rows,
+      K_SCALE_MIN_OF_WORDS_WGSL,
+      `${blockWgsl(type)}
       for (var m = 0u; m < ROWS; m++) {
         let at = (m * params.K + unit * 32u) / 4u;
         acc[m] += ${Array.from({ length: 8 }, (_, l) => `dot(a[at + ${l}u], vec4f(w${4 * l}, w${4 * l + 1}, w${4 * l + 2}, w${4 * l + 3}))`).join("\n          + ")};
-      }
-    }
-  }
-  for (var m = 0u; m < ROWS; m++) { partial[lid.y * ROWS + m][lane] = acc[m]; }
-  workgroupBarrier();
-  for (var width = LANES / 2u; width > 0u; width /= 2u) {
-    if (lane < width) {
-      for (var m = 0u; m < ROWS; m++) { partial[lid.y * ROWS + m][lane] += partial[lid.y * ROWS + m][lane + width]; }
-    }
-    workgroupBarrier();
-  }
-  if (lane < ROWS && out < params.N) { c[lane * params.N + out] = partial[lid.y * ROWS + lane][0]; }
-}`,
+      }`,
+    ),
 });
 
 /** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] quantized matrix, 1 ≤ M ≤ 4. */
 export function quantizedMatvecUnrolled(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor {
-  const { M, N, K, rowBytes } = planQuantizedMatvec(a, w);
-  const c = gpu.empty([M, N], "f32", { name: "qmatvec out" });
-  gpu.record(kernel, {
-    params: { M, N, K, row_bytes: rowBytes },
-    tensors: { a, b: w.data, c },
-    workgroups: flatGrid(Math.ceil(N / OUTPUTS)),
-    spec: { type: w.type, rows: M },
-  });
-  return c;
+  return recordQuantizedMatvec(gpu, kernel, a, w);
 }

@@ -1,6 +1,6 @@
 /**
  * Turning 32 weights of a row of ggml's packed blocks back into floats, on the GPU: the WGSL
- * the quantized kernels share (matvec_v2_words.ts, embedding.ts).
+ * the quantized kernels share (matvec_v1_blocks.ts, matvec_v2_words.ts, embedding.ts).
  *
  * A unit is 32 consecutive weights of a row: a block of the 32-element types, a sub-block with
  * its own scale of the 256-element K-quants. A block's bytes are not word-aligned (a Q8_0
@@ -11,8 +11,30 @@
  */
 import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
 
+/** The 6-bit scale (x) and minimum (y) of K-quant sub-block j from the 12 bytes at `at` (slot 0). */
+const K_SCALE_MIN_WGSL = /* wgsl */ `
+fn k_scale_min(at: u32, j: u32) -> vec2u {
+  if (j < 4u) { return vec2u(wbyte(0u, at + j) & 63u, wbyte(0u, at + j + 4u) & 63u); }
+  return vec2u((wbyte(0u, at + j + 4u) & 15u) | ((wbyte(0u, at + j - 4u) >> 6u) << 4u),
+               (wbyte(0u, at + j + 4u) >> 4u) | ((wbyte(0u, at + j) >> 6u) << 4u));
+}`;
+
 /** Words of one window: 34 bytes starting 2 bytes into a word span 9. */
 const WINDOW_WORDS = 10;
+
+/**
+ * WGSL: the same readers straight from the u32 array `binding`, every byte a load of its own
+ * (`fill` does nothing): what the first matvec version reads with.
+ */
+export function directWgsl(binding: string): string {
+  return /* wgsl */ `
+fn fill(slot: u32, start: u32, bytes: u32) {}
+fn wbyte(slot: u32, i: u32) -> u32 { return (${binding}[i >> 2u] >> ((i & 3u) * 8u)) & 255u; }
+fn wsbyte(slot: u32, i: u32) -> i32 { return (i32(wbyte(slot, i)) << 24u) >> 24u; }
+// A half at an even byte: within one word.
+fn whalf(slot: u32, i: u32) -> f32 { return unpack2x16float(${binding}[i >> 2u] >> ((i & 2u) * 8u)).x; }
+${K_SCALE_MIN_WGSL}`;
+}
 
 /** WGSL: the windows over the u32 array `binding`, and the byte, half and K-quant scale readers over them. */
 export function windowWgsl(binding: string): string {
@@ -34,11 +56,7 @@ fn whalf(slot: u32, i: u32) -> f32 {
   let o = i - window_start[slot];
   return unpack2x16float(window[slot][o >> 2u] >> ((o & 2u) * 8u)).x;
 }
-fn k_scale_min(at: u32, j: u32) -> vec2u {
-  if (j < 4u) { return vec2u(wbyte(0u, at + j) & 63u, wbyte(0u, at + j + 4u) & 63u); }
-  return vec2u((wbyte(0u, at + j + 4u) & 15u) | ((wbyte(0u, at + j - 4u) >> 6u) << 4u),
-               (wbyte(0u, at + j + 4u) >> 4u) | ((wbyte(0u, at + j) >> 6u) << 4u));
-}
+${K_SCALE_MIN_WGSL}
 
 `;
 }
