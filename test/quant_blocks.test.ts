@@ -1,9 +1,9 @@
 /**
- * ggml's block layouts (src/kernels/quant/blocks.ts) against ggml itself: for every quantized
- * type, the blocks ggml's reference quantizer made from four rows of test values (weights,
- * outliers, values tiny enough for subnormal scales, an all-zero half; made by
- * scripts/ggml-quant-fixtures from ggml's own C code) dequantize here to what ggml's
- * dequantize_row_* gave.
+ * ggml's block layouts (src/kernels/quant/blocks.ts) and reference quantizers (quantize.ts)
+ * against ggml itself. For four rows of test values (weights, outliers, values tiny enough for
+ * subnormal scales, an all-zero half), scripts/ggml-quant-fixtures recorded the blocks ggml's
+ * reference quantizers made and what its dequantize_row_* gave back: the blocks must
+ * dequantize here to the latter, and quantizing the rows here must give the very same bytes.
  *
  * Tolerance: ggml computes in float32 and this reference in float64. A product of a half
  * scale (11 significant bits), a 6- or 8-bit sub-scale and a 4- to 6-bit quant has at most
@@ -14,6 +14,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BLOCK_LAYOUT, dequantize, kScaleMin, QUANTIZED_TYPES } from "../src/kernels/quant/blocks.js";
+import { QUANTIZABLE_TYPES, quantize } from "../src/kernels/quant/quantize.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 
 const FIXTURE = join(import.meta.dirname, "fixtures", "ggml-quants.safetensors");
@@ -58,5 +59,34 @@ describe("ggml's quantized blocks", async () => {
     expect(kScaleMin(packed, 3)).toEqual([4, 8]);
     expect(kScaleMin(packed, 4)).toEqual([0xa | (3 << 4), 0x9 | (2 << 4)]);
     expect(kScaleMin(packed, 7)).toEqual([0xd | (1 << 4), 0x0 | (0 << 4)]);
+  });
+});
+
+describe("quantizing as ggml's reference quantizers do", async () => {
+  const file = await SafetensorsFile.open(FIXTURE);
+  const input = Float32Array.from((await file.readFloat32("input")).data);
+
+  for (const type of QUANTIZABLE_TYPES) {
+    it(`${type}: the same blocks, byte for byte`, async () => {
+      const want = await file.readBytes(`${type}.blocks`);
+      const got = quantize(type, input);
+      expect(got.byteLength).toBe(want.byteLength);
+      const { bytes } = BLOCK_LAYOUT[type];
+      for (let i = 0; i < got.byteLength; i++) {
+        if (got[i] !== want[i]) expect(got[i], `${type} byte ${i} (block ${Math.floor(i / bytes)}, byte ${i % bytes} of it)`).toBe(want[i]);
+      }
+    });
+  }
+
+  it("rounds Q8_0's ties away from zero, as C's roundf does", () => {
+    // max |x| = 127 makes d = 1 exactly, so each value is its own quant before rounding.
+    const x = new Float32Array(32);
+    x.set([127, -2.5, 2.5, -0.5, 0.5, 1.5]);
+    const q = new Int8Array(quantize("Q8_0", x).buffer, 2, 32);
+    expect(Array.from(q.subarray(0, 6))).toEqual([127, -3, 3, -1, 1, 2]);
+  });
+
+  it("refuses partial blocks", () => {
+    expect(() => quantize("Q8_0", new Float32Array(48))).toThrow(/48 values are not whole Q8_0 blocks of 32/);
   });
 });
