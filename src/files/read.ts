@@ -84,3 +84,28 @@ function osFailure(path: string, verb: string, error: unknown, As: new (message:
   const { code, message } = error as NodeJS.ErrnoException;
   throw Object.assign(new As(`${path}: ${verb} (${code ?? message})`), code ? { code } : {});
 }
+
+/**
+ * Fills `target` from byte `position` of an open file; a file shorter than that (truncated
+ * after it was opened) is an error, not a hang. Errors are `As`, saying `what` was read.
+ */
+export async function readExactly(
+  handle: FileHandle,
+  target: Uint8Array,
+  position: number,
+  what: string,
+  As: new (message: string) => Error = FileError,
+): Promise<void> {
+  let done = 0;
+  while (done < target.byteLength) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(target, done, target.byteLength - done, position + done));
+    } catch (error) {
+      const { code, message } = error as NodeJS.ErrnoException;
+      throw new As(`${what}: read failed at byte ${position + done} (${code ?? message ?? String(error)})`);
+    }
+    if (bytesRead === 0) throw new As(`${what}: file ended early at byte ${position + done}`);
+    done += bytesRead;
+  }
+}

@@ -22,7 +22,7 @@
  * whose bytes overlap or run past the end of the file are all errors.
  */
 import type { FileHandle } from "node:fs/promises";
-import { openRegularFile } from "../files/read.js";
+import { openRegularFile, readExactly } from "../files/read.js";
 import {
   GGML_TYPES,
   GGUF_DEFAULT_ALIGNMENT,
@@ -114,16 +114,7 @@ export class GgufFile {
       throw new GgufError(`${this.path}: tensor '${name}': cannot read bytes [${offset}, ${offset + target.byteLength}) of its ${entry.bytes}`);
     }
     if (this.closed) throw new GgufError(`${this.path}: tensor '${name}': the file was closed`);
-    let done = 0;
-    while (done < target.byteLength) {
-      const { bytesRead } = await this.handle
-        .read(target, done, target.byteLength - done, entry.begin + offset + done)
-        .catch((error: unknown) => {
-          throw new GgufError(`${this.path}: tensor '${name}': read failed (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-        });
-      if (bytesRead === 0) throw new GgufError(`${this.path}: tensor '${name}': the file ends early (truncated since it was opened?)`);
-      done += bytesRead;
-    }
+    await readExactly(this.handle, target, entry.begin + offset, `${this.path}: tensor '${name}'`, GgufError);
   }
 
   async close(): Promise<void> {
@@ -285,14 +276,7 @@ class HeaderReader {
     if (this.position + n <= this.windowStart + this.window.byteLength) return;
     const length = Math.min(Math.max(n, WINDOW_BYTES), this.limit - this.position);
     const window = Buffer.allocUnsafe(length);
-    let filled = 0;
-    while (filled < length) {
-      const { bytesRead } = await this.handle.read(window, filled, length - filled, this.position + filled).catch((error: unknown) => {
-        throw this.error(`${what}: read failed (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-      });
-      if (bytesRead === 0) throw this.error(`${what}: the file ends early (truncated since it was opened?)`);
-      filled += bytesRead;
-    }
+    await readExactly(this.handle, window, this.position, `${this.path}: ${what}`, GgufError);
     this.window = window;
     this.windowStart = this.position;
   }

@@ -23,7 +23,7 @@
  * keeps the last one silently).
  */
 import type { FileHandle } from "node:fs/promises";
-import { openRegularFile } from "../files/read.js";
+import { openRegularFile, readExactly } from "../files/read.js";
 import { fromF16Bits } from "../tensor/dtype.js";
 import { JsonError, parseJson } from "./json.js";
 
@@ -178,27 +178,7 @@ export class SafetensorsFile {
 
   private async readAt(target: Uint8Array, position: number, what: string): Promise<void> {
     if (this.closed) throw new SafetensorsError(`${this.path}: ${what}: the file was closed`);
-    await readExactly(this.handle, target, position, `${this.path}: ${what}`);
-  }
-}
-
-function describeIoError(error: unknown): string {
-  const e = error as NodeJS.ErrnoException;
-  return e.code ?? e.message ?? String(error);
-}
-
-/** Fills `target` from `position`; a short file (truncated after it was opened) is an error, not a hang. */
-async function readExactly(handle: FileHandle, target: Uint8Array, position: number, what: string): Promise<void> {
-  let done = 0;
-  while (done < target.byteLength) {
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await handle.read(target, done, target.byteLength - done, position + done));
-    } catch (error) {
-      throw new SafetensorsError(`${what}: read failed at byte ${position + done} (${describeIoError(error)})`);
-    }
-    if (bytesRead === 0) throw new SafetensorsError(`${what}: file ended early at byte ${position + done}`);
-    done += bytesRead;
+    await readExactly(this.handle, target, position, `${this.path}: ${what}`, SafetensorsError);
   }
 }
 
@@ -212,7 +192,7 @@ async function readHeader(
   };
   if (fileSize < 8) fail(`file is ${fileSize} bytes, too short for the 8-byte header length`);
   const lengthBytes = new Uint8Array(8);
-  await readExactly(handle, lengthBytes, 0, path);
+  await readExactly(handle, lengthBytes, 0, path, SafetensorsError);
   // Checked as a 64-bit integer before it becomes a number or sizes an allocation.
   const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
   if (headerLength === 0n) fail("header length is 0");
@@ -222,7 +202,7 @@ async function readHeader(
   if (headerLength > BigInt(fileSize - 8)) fail(`header length ${headerLength} runs past the end of the ${fileSize}-byte file`);
   const length = Number(headerLength);
   const headerBytes = new Uint8Array(length);
-  await readExactly(handle, headerBytes, 8, path);
+  await readExactly(handle, headerBytes, 8, path, SafetensorsError);
   const dataStart = 8 + length;
   return { ...parseHeader(headerBytes, dataStart, fileSize, path), dataStart };
 }
