@@ -70,7 +70,7 @@ const toF16Kernel = defineKernel({
   params: { words: "u32", out_word: "u32" },
   bindings: { raw: "read", out: "read_write" },
   elementType: () => "u32",
-  wgsl: ({ from }: { from: RawFloat }) => /* wgsl */ `
+  wgsl: () => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
 ${F16_BITS_WGSL}
 
@@ -80,11 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var k = 0u; k < ${WORDS_PER_THREAD}u; k++) {
     let w = first + k * ${WORKGROUP}u;
     if (w >= params.words) { return; }
-    ${
-      from === "BF16"
-        ? `out[params.out_word + w] = f16_bits(raw[w] << 16u) | (f16_bits(raw[w] & 0xffff0000u) << 16u);`
-        : `out[params.out_word + w] = f16_bits(raw[2u * w]) | (f16_bits(raw[2u * w + 1u]) << 16u);`
-    }
+    out[params.out_word + w] = f16_bits(raw[2u * w]) | (f16_bits(raw[2u * w + 1u]) << 16u);
   }
 }`,
 });
@@ -152,14 +148,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 // ------------------------------------------------------------------ launch
 
 /**
- * Converts `2 * words` raw elements (BF16 or F32, in the u32 tensor `raw`) to f16 into `out`
- * (an f16 tensor), starting at its element `2 * outWord`. Nothing is read back.
+ * Converts `2 * words` raw F32 elements (the u32 tensor `raw`, two words each) to f16 into
+ * `out` (an f16 tensor), starting at its element `2 * outWord`. Nothing is read back. (BF16,
+ * two bytes like f16, is converted where it lies instead: bf16ToF16InPlace.)
  */
-export function toF16(raw: Tensor, out: Tensor, from: RawFloat, words: number, outWord = 0): void {
+export function toF16(raw: Tensor, out: Tensor, words: number, outWord = 0): void {
   check(raw.dtype === "u32", () => `toF16: raw ${raw.describe()} must be u32 words`);
   check(out.dtype === "f16", () => `toF16: out ${out.describe()} must be f16`);
-  check(from === "BF16" || from === "F32", () => `toF16: from must be BF16 or F32, not ${String(from)}`);
-  check(Number.isInteger(words) && words >= 0 && words * (from === "F32" ? 2 : 1) <= raw.size, () => `toF16: ${words} words of ${from} overrun raw ${raw.describe()}`);
+  check(Number.isInteger(words) && words >= 0 && words * 2 <= raw.size, () => `toF16: ${words} words of F32 pairs overrun raw ${raw.describe()}`);
   // (With an odd count, out's last word is half padding: a conversion may fill it.)
   check(Number.isInteger(outWord) && outWord >= 0 && outWord + words <= Math.ceil(out.size / 2), () => `toF16: words [${outWord}, ${outWord + words}) overrun out ${out.describe()}`);
   if (words === 0) return;
@@ -167,7 +163,6 @@ export function toF16(raw: Tensor, out: Tensor, from: RawFloat, words: number, o
     params: { words, out_word: outWord },
     tensors: { raw, out },
     workgroups: flatGrid(Math.ceil(words / (WORKGROUP * WORDS_PER_THREAD))),
-    spec: { from },
   });
 }
 

@@ -49,7 +49,7 @@ export interface UploadOptions {
 /** Conversions to f16 done by the GPU (kernels/to_f16.ts). */
 export interface GpuConversions {
   /** Converts `2 * words` raw F32 elements (u32 words in `raw`) to f16 into `out` from its element `2 * outWord`. */
-  toF16(raw: Tensor, out: Tensor, from: "F32", words: number, outWord: number): void;
+  toF16(raw: Tensor, out: Tensor, words: number, outWord: number): void;
   /** Converts the f16 tensor `x`, which holds raw BF16 bytes, to f16 where it lies. */
   bf16ToF16InPlace(x: Tensor): void;
 }
@@ -166,7 +166,7 @@ export class WeightUploader {
           this.staging ??= this.gpu.empty([this.chunkBytes / 4], "u32", { name: "weight upload staging", persistent: true });
           this.gpu.write(this.staging, bytes);
           const elements = bytes.byteLength / inSize;
-          this.conversions!.toF16(this.staging, tensor, "F32", elements / 2, (chunk * chunkElements) / 2);
+          this.conversions!.toF16(this.staging, tensor, elements / 2, (chunk * chunkElements) / 2);
           this.bytesUploaded += bytes.byteLength;
         } else {
           const out = this.convert(bytes, from, to);
