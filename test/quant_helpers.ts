@@ -5,15 +5,11 @@ import { f32ToF16Bits } from "../src/tensor/dtype.js";
 
 /** Random blocks of `type` with small finite scales (the other bytes random). */
 export function randomQuantizedBlocks(type: QuantizedType, rows: number, cols: number, random: () => number): Uint8Array {
-  const { elements, bytes } = BLOCK_LAYOUT[type];
+  const { elements, bytes, halves } = BLOCK_LAYOUT[type];
   const out = Uint8Array.from({ length: rows * quantizedRowBytes(type, cols) }, () => Math.floor(random() * 256));
   const view = new DataView(out.buffer);
-  const setHalf = (at: number) => view.setUint16(at, f32ToF16Bits((random() - 0.5) * 0.02), true);
   for (let b = 0; b < (rows * cols) / elements; b++) {
-    const at = b * bytes;
-    if (type === "Q6_K") setHalf(at + 208);
-    else setHalf(at);
-    if (type === "Q4_1" || type === "Q5_1" || type === "Q4_K" || type === "Q5_K") setHalf(at + 2);
+    for (const half of halves) view.setUint16(b * bytes + half, f32ToF16Bits((random() - 0.5) * 0.02), true);
   }
   return out;
 }

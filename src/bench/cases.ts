@@ -286,7 +286,7 @@ const QUANTIZED_MATVEC_VERSIONS = {
  * half of transformers' weight scale (random half bits would hold NaN and Inf).
  */
 function randomBlocks(type: QuantizedType, N: number, K: number): Uint8Array {
-  const { elements, bytes } = BLOCK_LAYOUT[type];
+  const { elements, bytes, halves } = BLOCK_LAYOUT[type];
   const length = N * quantizedRowBytes(type, K);
   const words = new Uint32Array(Math.ceil(length / 4));
   let state = Math.imul(nextSeed++, 0x9e3779b1);
@@ -296,11 +296,7 @@ function randomBlocks(type: QuantizedType, N: number, K: number): Uint8Array {
   }
   const view = new DataView(words.buffer);
   const scale = f32ToF16Bits(0.001); // a weight scale of 0.02 over a 5-bit range of quants
-  for (let b = 0; b < (N * K) / elements; b++) {
-    const at = b * bytes;
-    view.setUint16(type === "Q6_K" ? at + 208 : at, scale, true);
-    if (type === "Q4_1" || type === "Q5_1" || type === "Q4_K" || type === "Q5_K") view.setUint16(at + 2, scale, true);
-  }
+  for (let b = 0; b < (N * K) / elements; b++) for (const half of halves) view.setUint16(b * bytes + half, scale, true);
   return new Uint8Array(words.buffer, 0, length);
 }
 

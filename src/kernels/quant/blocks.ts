@@ -32,16 +32,16 @@ import { f16BitsToF32 } from "../../tensor/dtype.js";
 export const QUANTIZED_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"] as const;
 export type QuantizedType = (typeof QUANTIZED_TYPES)[number];
 
-/** Elements per block and bytes per block of each type. */
-export const BLOCK_LAYOUT: Record<QuantizedType, { elements: number; bytes: number }> = {
-  Q8_0: { elements: 32, bytes: 34 },
-  Q4_0: { elements: 32, bytes: 18 },
-  Q4_1: { elements: 32, bytes: 20 },
-  Q5_0: { elements: 32, bytes: 22 },
-  Q5_1: { elements: 32, bytes: 24 },
-  Q4_K: { elements: 256, bytes: 144 },
-  Q5_K: { elements: 256, bytes: 176 },
-  Q6_K: { elements: 256, bytes: 210 },
+/** Elements per block, bytes per block, and where in a block its halves (scales, minimums) are. */
+export const BLOCK_LAYOUT: Record<QuantizedType, { elements: number; bytes: number; halves: readonly number[] }> = {
+  Q8_0: { elements: 32, bytes: 34, halves: [0] },
+  Q4_0: { elements: 32, bytes: 18, halves: [0] },
+  Q4_1: { elements: 32, bytes: 20, halves: [0, 2] },
+  Q5_0: { elements: 32, bytes: 22, halves: [0] },
+  Q5_1: { elements: 32, bytes: 24, halves: [0, 2] },
+  Q4_K: { elements: 256, bytes: 144, halves: [0, 2] },
+  Q5_K: { elements: 256, bytes: 176, halves: [0, 2] },
+  Q6_K: { elements: 256, bytes: 210, halves: [208] },
 };
 
 export function isQuantizedType(name: string): name is QuantizedType {

@@ -31,6 +31,11 @@ const OUTPUTS = 8;
 export const QMATVEC_PARAMS = { M: "u32", N: "u32", K: "u32", row_bytes: "u32" } as const;
 export const QMATVEC_BINDINGS = { a: "read", b: "read", c: "read_write" } as const;
 
+/** The bindings' WGSL types: b the packed u32 words, c f32, a f32 or (read four at a time) vec4<f32>. */
+export function quantizedMatvecElementType(vec4Activations: boolean): (binding: string) => string {
+  return (binding) => (binding === "b" ? "u32" : binding === "a" && vec4Activations ? "vec4<f32>" : "f32");
+}
+
 /** The bytes of one row of a [rows, cols] matrix of `type`. */
 export function quantizedRowBytes(type: QuantizedType, cols: number): number {
   const { elements, bytes } = BLOCK_LAYOUT[type];

@@ -14,14 +14,14 @@ import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import type { QuantizedType } from "./blocks.js";
-import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
+import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecElementType, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
 import { directWgsl, unitWeightsWgsl } from "./unpack_wgsl.js";
 
 const kernel = defineKernel({
   name: "qmatvec_v1_blocks",
   params: QMATVEC_PARAMS,
   bindings: QMATVEC_BINDINGS,
-  elementType: (binding) => (binding === "b" ? "u32" : "f32"),
+  elementType: quantizedMatvecElementType(false),
   wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) =>
     quantizedMatvecWgsl(
       rows,

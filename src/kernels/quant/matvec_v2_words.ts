@@ -13,14 +13,14 @@ import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import type { QuantizedType } from "./blocks.js";
-import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
+import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecElementType, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
 import { unitWeightsWgsl, windowWgsl } from "./unpack_wgsl.js";
 
 const kernel = defineKernel({
   name: "qmatvec_v2_words",
   params: QMATVEC_PARAMS,
   bindings: QMATVEC_BINDINGS,
-  elementType: (binding) => (binding === "b" ? "u32" : binding === "a" ? "vec4<f32>" : "f32"),
+  elementType: quantizedMatvecElementType(true),
   wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) =>
     quantizedMatvecWgsl(
       rows,

@@ -18,7 +18,7 @@ import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
-import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
+import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecElementType, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
 
 /** The 6-bit scale (x) and minimum (y) of K-quant sub-block j from its 12 bytes of scales, as three words. */
 const K_SCALE_MIN_OF_WORDS_WGSL = /* wgsl */ `
@@ -139,7 +139,7 @@ const kernel = defineKernel({
   name: "qmatvec_v3_unrolled",
   params: QMATVEC_PARAMS,
   bindings: QMATVEC_BINDINGS,
-  elementType: (binding) => (binding === "b" ? "u32" : binding === "a" ? "vec4<f32>" : "f32"),
+  elementType: quantizedMatvecElementType(true),
   wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) =>
     quantizedMatvecWgsl(
       rows,
