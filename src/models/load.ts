@@ -92,14 +92,9 @@ export async function loadWeights(
   const limit = Math.min(partBytes, gpu.limits.maxStorageBufferBindingSize);
   // In the order the files hold them, so that a cold read goes through each file once, front to back.
   const fileOrder = new Map(checkpoint.files.map((f, i) => [f, i]));
-  const place = (t: { checkpointName: string }) => {
-    const entry = checkpoint.entry(t.checkpointName);
-    return [fileOrder.get(entry.file)!, entry.begin];
-  };
   const entries = [...resolved.tensors.values()].sort((a, b) => {
-    const [fa, ba] = place(a);
-    const [fb, bb] = place(b);
-    return fa - fb || ba - bb;
+    const [ea, eb] = [checkpoint.entry(a.checkpointName), checkpoint.entry(b.checkpointName)];
+    return fileOrder.get(ea.file)! - fileOrder.get(eb.file)! || ea.begin - eb.begin;
   });
   const totalBytes = entries.reduce((sum, t) => {
     const entry = checkpoint.entry(t.checkpointName);

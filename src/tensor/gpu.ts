@@ -137,7 +137,7 @@ export class Gpu {
     this.reportLoss = options.onDeviceLost ?? reportLossOnStderr;
     void device.lost.then((info) => {
       this.lostInfo = info;
-      keptDevices.forEach((gpu, key) => gpu === this && keptDevices.delete(key));
+      this.unkeep();
       if (!this.destroyed) this.reportLoss(this.lostMessage());
     });
   }
@@ -152,7 +152,7 @@ export class Gpu {
    * A device for `options`: the one a release() with the same options kept, or a new one. It
    * comes back with its compiled pipelines, so a second model loaded in the same process (a
    * server reloading, one test after another) does not compile them again: the bundled
-   * model's first answer takes 190 ms on a new device, 13 ms on a kept one (lavapipe).
+   * model's first answer takes 190-240 ms on a new device, about 40 ms on a kept one (lavapipe).
    */
   static async acquire(options: GpuOptions = {}): Promise<Gpu> {
     const key = deviceKey(options);
@@ -190,6 +190,11 @@ export class Gpu {
     this.device.queue.submit([this.device.createCommandEncoder({ label: "wgsl-vlm release" }).finish()]);
     this.released = waitForGpu(this.device.queue.onSubmittedWorkDone()).catch(() => undefined);
     keptDevices.set(key, this);
+  }
+
+  /** Takes this device out of the kept ones (it is lost or destroyed). */
+  private unkeep(): void {
+    if (this.keptAs !== null && keptDevices.get(this.keptAs) === this) keptDevices.delete(this.keptAs);
   }
 
   // ---------------------------------------------------------------- tensors
@@ -669,7 +674,7 @@ export class Gpu {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    keptDevices.forEach((gpu, key) => gpu === this && keptDevices.delete(key));
+    this.unkeep();
     this.encoder = null;
     this.pass = null;
     this.device.destroy();
