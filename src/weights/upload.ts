@@ -1,14 +1,15 @@
 /**
  * Checkpoint tensors → GPU tensors.
  *
- * A tensor is streamed in chunks of a few MiB: a positioned read from the file into a reused
- * buffer, a conversion to the storage dtype into a second reused buffer when one is needed,
- * and a `queue.writeBuffer` (which copies the bytes at once, so the buffers can be refilled
- * straight away). Tensors go in the order the files hold them, and the reads of the next
- * READS_AHEAD chunks run on libuv's threads while this one is written, so the disk streams
- * while the GPU takes in what came before. JavaScript memory stays at a few chunks whatever
- * the size of the checkpoint. (Staging buffers of our own, mapped and read into, or weights
- * made mapped at creation, were measured no faster: bench/RESULTS.md, "Loading a checkpoint".)
+ * A tensor is streamed in chunks of DEFAULT_CHUNK_BYTES: a positioned read from the file into
+ * a reused buffer, a conversion to the storage dtype into a second reused buffer when one is
+ * needed, and a `queue.writeBuffer` (which copies the bytes at once, so the buffers can be
+ * refilled straight away). The reads of the next READS_AHEAD chunks run on libuv's threads
+ * while this one is written (and the loader asks for tensors in the order the files hold
+ * them), so the disk streams while the GPU takes in what came before. JavaScript memory stays
+ * at a few chunks whatever the size of the checkpoint. (Staging buffers of our own, mapped and
+ * read into, or weights made mapped at creation, were measured no faster: bench/RESULTS.md,
+ * "Loading a checkpoint".)
  *
  * With the GPU conversions given (the loader passes kernels/to_f16.ts's; weights/ sits below
  * kernels/ and cannot import them), BF16 and F32 tensors bound for f16 skip the JavaScript loop:
@@ -159,17 +160,15 @@ export class WeightUploader {
       for (let chunk = 0; chunk < chunks; chunk++) {
         const bytes = await pending[chunk];
         this.bytesRead += bytes.byteLength;
-        if (inPlace) {
-          this.gpu.write(tensor, bytes, chunk * chunkElements * 2);
-          this.bytesUploaded += bytes.byteLength;
-        } else if (viaStaging) {
+        if (viaStaging) {
           this.staging ??= this.gpu.empty([this.chunkBytes / 4], "u32", { name: "weight upload staging", persistent: true });
           this.gpu.write(this.staging, bytes);
           const elements = bytes.byteLength / inSize;
           this.conversions!.toF16(this.staging, tensor, elements / 2, (chunk * chunkElements) / 2);
           this.bytesUploaded += bytes.byteLength;
         } else {
-          const out = this.convert(bytes, from, to);
+          // (BF16 bound for f16 goes in as it is, to be converted where it lies below.)
+          const out = inPlace ? bytes : this.convert(bytes, from, to);
           this.gpu.write(tensor, out, chunk * chunkElements * outSize);
           this.bytesUploaded += out.byteLength;
         }
