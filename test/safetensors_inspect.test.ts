@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -123,6 +124,13 @@ describe("wgsl-vlm inspect", () => {
     expect(json.tensors[0].offset).toBe(160); // after the first one, aligned
     expect(json.metadata["big"]).toEqual({ type: "UINT64", value: "1152921504606846976" });
     expect(json.metadata["tokenizer.ggml.tokens"].value.values).toHaveLength(10);
+
+    // A FIFO in its place is refused at once, not opened (which would block until a writer came).
+    const fifo = join(dir, "fifo.gguf");
+    execFileSync("mkfifo", [fifo]);
+    const refused = await run([fifo]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/fifo\.gguf.*FIFO/);
 
     // A damaged one is one line on stderr and exit status 1.
     await writeFile(path, Buffer.from("GGUF\x03\x00\x00\x00"));

@@ -8,9 +8,9 @@
  * with its type (long arrays shortened in the table, whole in --json). A malformed file ends
  * the command with exit code 1 and one line saying what is wrong and where.
  */
-import { open } from "node:fs/promises";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
+import { openRegularFile } from "../files/read.js";
 import { Checkpoint, CheckpointError } from "../weights/checkpoint.js";
 import { GgufError, GgufFile } from "../weights/gguf.js";
 import { GGUF_MAGIC, type GgufArray, type GgufValue } from "../weights/gguf_types.js";
@@ -108,10 +108,12 @@ function table(checkpoint: Checkpoint): string {
 
 /** Whether `path` is a regular file whose first bytes are GGUF's magic (anything else goes to the safetensors reader). */
 async function startsWithGgufMagic(path: string): Promise<boolean> {
-  const handle = await open(path, "r").catch(() => null);
-  if (!handle) return false;
+  // Only a regular file is opened (a FIFO would block the open): anything else, and a path that
+  // cannot be opened, goes to the checkpoint reader, whose error says what it is.
+  const opened = await openRegularFile(path).catch(() => null);
+  if (!opened) return false;
+  const { handle } = opened;
   try {
-    if (!(await handle.stat()).isFile()) return false;
     const head = new Uint8Array(4);
     const { bytesRead } = await handle.read(head, 0, 4, 0);
     return bytesRead === 4 && GGUF_MAGIC.every((b, i) => head[i] === b);
