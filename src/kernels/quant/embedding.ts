@@ -13,8 +13,8 @@ import { check } from "../../tensor/errors.js";
 import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel, flatGrid, FLAT_WORKGROUP_WGSL } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { BLOCK_LAYOUT, dequantize, type QuantizedType } from "./blocks.js";
-import { quantizedRowBytes, type QuantizedMatrix } from "./matvec_common.js";
+import { dequantize, type QuantizedType } from "./blocks.js";
+import { checkQuantizedMatrix, type QuantizedMatrix } from "./matvec_common.js";
 import { unitWeightsWgsl, windowWgsl } from "./unpack_wgsl.js";
 
 // ------------------------------------------------------------------ CPU reference (float64)
@@ -77,12 +77,7 @@ export function quantizedEmbedding(gpu: Gpu, table: QuantizedMatrix, ids: Tensor
   const { type, rows, cols } = table;
   const rowStart = options.rowStart ?? 0;
   check(ids.dtype === "i32" && ids.rank === 1, () => `quantizedEmbedding: ids ${ids.describe()} must be i32 [tokens]`);
-  check(cols % BLOCK_LAYOUT[type].elements === 0 && cols % 32 === 0, () => `quantizedEmbedding: rows of ${cols} are not whole ${type} blocks`);
-  const rowBytes = quantizedRowBytes(type, cols);
-  check(
-    table.data.dtype === "u32" && table.data.size === Math.ceil((rows * rowBytes) / 4),
-    () => `quantizedEmbedding: ${type} [${rows}, ${cols}] is ${rows * rowBytes} bytes, not ${table.data.describe()}`,
-  );
+  const rowBytes = checkQuantizedMatrix("quantizedEmbedding", table);
   check(Number.isInteger(rowStart) && rowStart >= 0, () => `quantizedEmbedding: rowStart ${rowStart} must be an integer >= 0`);
   const count = ids.size;
   const out = options.out ?? gpu.empty([count, cols], "f32", { name: "quantized embedding" });

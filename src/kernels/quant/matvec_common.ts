@@ -81,19 +81,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 export type QuantizedMatvecKernel = Kernel<typeof QMATVEC_PARAMS, typeof QMATVEC_BINDINGS, { type: QuantizedType; rows: number }>;
 
+/** Checks that `w`'s rows are whole blocks and its data holds exactly its bytes; returns the bytes of a row. */
+export function checkQuantizedMatrix(op: string, w: QuantizedMatrix): number {
+  const { type, rows, cols } = w;
+  const { elements } = BLOCK_LAYOUT[type];
+  check(cols % elements === 0, () => `${op}: rows of ${cols} are not whole ${type} blocks of ${elements}`);
+  const rowBytes = quantizedRowBytes(type, cols);
+  const words = Math.ceil((rows * rowBytes) / 4);
+  check(
+    w.data.dtype === "u32" && w.data.size === words,
+    () => `${op}: ${type} [${rows}, ${cols}] is ${rows * rowBytes} bytes, ${words} u32 words, not ${w.data.describe()}`,
+  );
+  return rowBytes;
+}
+
 /** Checks A [M, K] f32 against W [N, K] and records `kernel`: C [M, N] f32 = A·Wᵀ, 1 ≤ M ≤ 4. */
 export function recordQuantizedMatvec(gpu: Gpu, kernel: QuantizedMatvecKernel, a: Tensor, w: QuantizedMatrix): Tensor {
   const { type, rows: N, cols: K } = w;
-  const { elements } = BLOCK_LAYOUT[type];
   check(a.dtype === "f32" && a.rank === 2 && a.dim(1) === K, () => `quantizedMatvec: A ${a.describe()} must be f32 [M, ${K}]`);
   const M = a.dim(0);
   check(M >= 1 && M <= QMATVEC_MAX_ROWS, () => `quantizedMatvec: A ${a.describe()} has ${M} rows; it takes 1 to ${QMATVEC_MAX_ROWS}`);
-  check(K % elements === 0, () => `quantizedMatvec: rows of ${K} are not whole ${type} blocks of ${elements}`);
-  const rowBytes = quantizedRowBytes(type, K);
-  check(
-    w.data.dtype === "u32" && w.data.size === Math.ceil((N * rowBytes) / 4),
-    () => `quantizedMatvec: ${type} [${N}, ${K}] is ${N * rowBytes} bytes, ${Math.ceil((N * rowBytes) / 4)} u32 words, not ${w.data.describe()}`,
-  );
+  const rowBytes = checkQuantizedMatrix("quantizedMatvec", w);
   const c = gpu.empty([M, N], "f32", { name: "qmatvec out" });
   gpu.record(kernel, {
     params: { M, N, K, row_bytes: rowBytes },
