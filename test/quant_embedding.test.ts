@@ -63,7 +63,7 @@ describe("quantized embedding", async () => {
 
   it("refuses what does not fit", () => {
     const data = gpu.empty([10], "u32");
-    expect(() => quantizedEmbedding(gpu, { type: "Q8_0", rows: 2, cols: 64, data }, gpu.tensor([0], [1], "u32"))).toThrow(/ids u32\[1\] must be i32/);
+    expect(() => quantizedEmbedding(gpu, { type: "Q8_0", rows: 2, cols: 64, data }, gpu.tensor([0], [1], "f32"))).toThrow(/ids f32\[1\] must be i32 or u32/);
     expect(() => quantizedEmbedding(gpu, { type: "Q8_0", rows: 2, cols: 64, data }, gpu.tensor([0], [1], "i32"))).toThrow(/Q8_0 \[2, 64\] is 136 bytes, 34 u32 words, not u32\[10\]/);
   });
 });

@@ -38,6 +38,7 @@ const kernel = defineKernel({
   name: "quantized_embedding",
   params: { count: "u32", cols: "u32", rows: "u32", row_start: "u32", row_bytes: "u32", zero_others: "u32" },
   bindings: { ids: "read", b: "read", out: "read_write" },
+  gathers: ["b"],
   elementType: (binding) => (binding === "out" ? "f32" : binding === "ids" ? "i32" : "u32"),
   wgsl: ({ type }: { type: QuantizedType }) => /* wgsl */ `
 ${FLAT_WORKGROUP_WGSL}
@@ -72,11 +73,12 @@ export interface QuantizedEmbeddingOptions {
   rowStart?: number;
 }
 
-/** f32 [ids.size, cols]: the rows of `table` that the i32 `ids` pick. */
+/** f32 [ids.size, cols]: the rows of `table` that the i32 (or u32) `ids` pick. */
 export function quantizedEmbedding(gpu: Gpu, table: QuantizedMatrix, ids: Tensor, options: QuantizedEmbeddingOptions = {}): Tensor {
   const { type, rows, cols } = table;
   const rowStart = options.rowStart ?? 0;
-  check(ids.dtype === "i32" && ids.rank === 1, () => `quantizedEmbedding: ids ${ids.describe()} must be i32 [tokens]`);
+  // (u32 ids are read as i32: those of 2^31 and more come out negative, outside the table.)
+  check((ids.dtype === "i32" || ids.dtype === "u32") && ids.rank === 1, () => `quantizedEmbedding: ids ${ids.describe()} must be i32 or u32 [tokens]`);
   const rowBytes = checkQuantizedMatrix("quantizedEmbedding", table);
   check(Number.isInteger(rowStart) && rowStart >= 0, () => `quantizedEmbedding: rowStart ${rowStart} must be an integer >= 0`);
   const count = ids.size;

@@ -13,14 +13,14 @@ import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import type { QuantizedType } from "./blocks.js";
-import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecElementType, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
+import { QUANTIZED_BINDINGS, QUANTIZED_PARAMS, quantizedElementType, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatmulOptions, type QuantizedMatrix } from "./matvec_common.js";
 import { unitWeightsWgsl, windowWgsl } from "./unpack_wgsl.js";
 
 const kernel = defineKernel({
   name: "qmatvec_v2_words",
-  params: QMATVEC_PARAMS,
-  bindings: QMATVEC_BINDINGS,
-  elementType: quantizedMatvecElementType(true),
+  params: QUANTIZED_PARAMS,
+  bindings: QUANTIZED_BINDINGS,
+  elementType: quantizedElementType(true),
   wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) =>
     quantizedMatvecWgsl(
       rows,
@@ -36,7 +36,10 @@ const kernel = defineKernel({
     ),
 });
 
-/** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] quantized matrix, 1 ≤ M ≤ 4. */
-export function quantizedMatvecWords(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor {
-  return recordQuantizedMatvec(gpu, kernel, a, w);
+/**
+ * C [M, N] f32 = A [M, K] f32 · Wᵀ (+ bias) (+ residual), W a [N, K] quantized matrix, 1 ≤ M ≤ 4
+ * (A's leading dimensions fold into M); `options` as matmul's (matvec_common.ts).
+ */
+export function quantizedMatvecWords(gpu: Gpu, a: Tensor, w: QuantizedMatrix, options: QuantizedMatmulOptions = {}): Tensor {
+  return recordQuantizedMatvec(gpu, kernel, a, w, options);
 }

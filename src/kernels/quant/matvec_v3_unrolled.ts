@@ -18,10 +18,10 @@ import type { Gpu } from "../../tensor/gpu.js";
 import { defineKernel } from "../../tensor/kernel.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { BLOCK_LAYOUT, type QuantizedType } from "./blocks.js";
-import { QMATVEC_BINDINGS, QMATVEC_PARAMS, quantizedMatvecElementType, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatrix } from "./matvec_common.js";
+import { QUANTIZED_BINDINGS, QUANTIZED_PARAMS, quantizedElementType, quantizedMatvecWgsl, recordQuantizedMatvec, type QuantizedMatmulOptions, type QuantizedMatrix } from "./matvec_common.js";
 
 /** The 6-bit scale (x) and minimum (y) of K-quant sub-block j from its 12 bytes of scales, as three words. */
-const K_SCALE_MIN_OF_WORDS_WGSL = /* wgsl */ `
+export const K_SCALE_MIN_OF_WORDS_WGSL = /* wgsl */ `
 fn scale_byte(s0: u32, s1: u32, s2: u32, k: u32) -> u32 {
   return (select(select(s0, s1, k >= 4u), s2, k >= 8u) >> ((k & 3u) * 8u)) & 255u;
 }
@@ -100,8 +100,12 @@ function q6KWgsl(): string {
   return lines.join("\n      ");
 }
 
-/** WGSL: the block of unit `unit` of the row at byte `row` into registers, and its 32 weights into w0..w31. */
-function blockWgsl(type: QuantizedType): string {
+/**
+ * WGSL: the block of unit `unit` of the row at byte `row` of the u32 array `b` into registers,
+ * and its 32 weights into w0..w31 (needs K_SCALE_MIN_OF_WORDS_WGSL at module scope). The
+ * tiled matmul (matmul_v1_tiled.ts) dequantizes its weight tiles with it too.
+ */
+export function unrolledUnitWgsl(type: QuantizedType): string {
   if (type === "Q4_K" || type === "Q5_K") return kQuantWgsl(type);
   if (type === "Q6_K") return q6KWgsl();
   const { bytes } = BLOCK_LAYOUT[type];
@@ -137,14 +141,14 @@ function blockWgsl(type: QuantizedType): string {
 
 const kernel = defineKernel({
   name: "qmatvec_v3_unrolled",
-  params: QMATVEC_PARAMS,
-  bindings: QMATVEC_BINDINGS,
-  elementType: quantizedMatvecElementType(true),
+  params: QUANTIZED_PARAMS,
+  bindings: QUANTIZED_BINDINGS,
+  elementType: quantizedElementType(true),
   wgsl: ({ type, rows }: { type: QuantizedType; rows: number }) =>
     quantizedMatvecWgsl(
       rows,
       K_SCALE_MIN_OF_WORDS_WGSL,
-      `${blockWgsl(type)}
+      `${unrolledUnitWgsl(type)}
       for (var m = 0u; m < ROWS; m++) {
         let at = (m * params.K + unit * 32u) / 4u;
         acc[m] += ${Array.from({ length: 8 }, (_, l) => `dot(a[at + ${l}u], vec4f(w${4 * l}, w${4 * l + 1}, w${4 * l + 2}, w${4 * l + 3}))`).join("\n          + ")};
@@ -152,7 +156,10 @@ const kernel = defineKernel({
     ),
 });
 
-/** C [M, N] f32 = A [M, K] f32 · Wᵀ, W a [N, K] quantized matrix, 1 ≤ M ≤ 4. */
-export function quantizedMatvecUnrolled(gpu: Gpu, a: Tensor, w: QuantizedMatrix): Tensor {
-  return recordQuantizedMatvec(gpu, kernel, a, w);
+/**
+ * C [M, N] f32 = A [M, K] f32 · Wᵀ (+ bias) (+ residual), W a [N, K] quantized matrix, 1 ≤ M ≤ 4
+ * (A's leading dimensions fold into M); `options` as matmul's (matvec_common.ts).
+ */
+export function quantizedMatvecUnrolled(gpu: Gpu, a: Tensor, w: QuantizedMatrix, options: QuantizedMatmulOptions = {}): Tensor {
+  return recordQuantizedMatvec(gpu, kernel, a, w, options);
 }

@@ -12,23 +12,30 @@
  *   Q5_1  as Q4_1 with 31 (and no clamp, as ggml has none)
  * ggml computes in float32, so every step here is rounded to float32 (Math.fround) in the same
  * order, and the scales are stored as halves rounded to nearest even, as ggml's conversion does.
- * (The K-quants choose their scales by a search of their own: not yet here.)
+ * The K-quants (Q4_K, Q5_K, Q6_K: super-blocks of 256 whose sub-block scales come from a small
+ * search) are in quantize_k.ts; quantize() hands them over.
  */
 import { f32ToF16Bits } from "../../tensor/dtype.js";
 import { BLOCK_LAYOUT } from "./blocks.js";
+import { K_QUANTIZABLE_TYPES, quantizeK, type KQuantizableType } from "./quantize_k.js";
 
-export const QUANTIZABLE_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"] as const;
+export const QUANTIZABLE_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", ...K_QUANTIZABLE_TYPES] as const;
 export type QuantizableType = (typeof QUANTIZABLE_TYPES)[number];
 
 const f = Math.fround;
+
+function isKType(type: QuantizableType): type is KQuantizableType {
+  return (K_QUANTIZABLE_TYPES as readonly string[]).includes(type);
+}
 
 /** C's roundf: to nearest, ties away from zero. */
 function roundAway(v: number): number {
   return Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
 }
 
-/** The blocks of `type` for `values` (a whole number of blocks of 32), as ggml's reference quantizer makes them. */
+/** The blocks of `type` for `values` (a whole number of its blocks: 32 values, or 256 for the K-quants), as ggml's reference quantizer makes them. */
 export function quantize(type: QuantizableType, values: Float32Array): Uint8Array {
+  if (isKType(type)) return quantizeK(type, values);
   const { elements, bytes } = BLOCK_LAYOUT[type];
   if (values.length % elements !== 0) throw new RangeError(`quantize: ${values.length} values are not whole ${type} blocks of ${elements}`);
   const out = new Uint8Array((values.length / elements) * bytes);

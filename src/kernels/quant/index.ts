@@ -1,0 +1,49 @@
+/**
+ * Products with a weight held as ggml's packed blocks (blocks.ts), for the models: one entry,
+ * quantizedLinear, that picks the kernel from the rows of A.
+ *
+ *   matvec_v1_blocks, v2_words, v3_unrolled   1 to 4 rows of A (decoding), W streamed once
+ *   matmul_v1_tiled                           any rows, each unit of W dequantized once per
+ *                                             tile of up to 64 rows of A
+ *
+ * The rule: matvec v3 for up to QMATVEC_MAX_ROWS (4) rows, the tiled matmul beyond. A matvec
+ * streams W once and works only on real rows, but takes at most 4 of them (a sum per row per
+ * lane), so past 4 rows it needs a launch per 4, each dequantizing all of W again. The tiled
+ * matmul dequantizes W once per tile of 16 to 64 rows, and pays for the whole tile however
+ * few of its rows are real. Measured on lavapipe (2 cores, N = K = 2048, Q4_0 / Q4_K, ms):
+ *
+ *   rows               1          2          4            5            16           64
+ *   matvec v3 ×⌈M/4⌉   2.9 / 3.5  4.8 / 5.3  11.4 / 12.8  14.0 / 16.1  45.4 / 51.7  181 / 205
+ *   tiled              12 / 11    12 / 11    11.9 / 11.3  11.7 / 11.1  11.9 / 11.3  43.6 / 40.4
+ *
+ * So 1 to 3 rows (decoding) are the matvec's by far, 4 are about even, and from 5 on the
+ * tiled matmul wins, by 4 times at 16 rows and at 64.
+ */
+import type { Tensor } from "../../tensor/tensor.js";
+import { quantizedMatmulTiled } from "./matmul_v1_tiled.js";
+import { QMATVEC_MAX_ROWS, type QuantizedMatmulOptions, type QuantizedMatrix } from "./matvec_common.js";
+import { quantizedMatvecUnrolled } from "./matvec_v3_unrolled.js";
+
+export { BLOCK_LAYOUT, dequantize, isQuantizedType, QUANTIZED_TYPES, type QuantizedType } from "./blocks.js";
+export { QMATVEC_MAX_ROWS, quantizedRowBytes, type QuantizedMatmulOptions, type QuantizedMatrix } from "./matvec_common.js";
+export { quantizedMatvec } from "./matvec_v1_blocks.js";
+export { quantizedMatvecWords } from "./matvec_v2_words.js";
+export { quantizedMatvecUnrolled } from "./matvec_v3_unrolled.js";
+export { quantizedMatmulTiled } from "./matmul_v1_tiled.js";
+export { quantizedEmbedding, type QuantizedEmbeddingOptions } from "./embedding.js";
+export { quantizedMatmulErrorBounds, quantizedMatmulReference } from "./reference.js";
+
+/** The kernel quantizedLinear runs for `rows` rows of A (the rule above). */
+export function chooseQuantizedVersion(rows: number): "matvec_v3_unrolled" | "matmul_v1_tiled" {
+  return rows <= QMATVEC_MAX_ROWS ? "matvec_v3_unrolled" : "matmul_v1_tiled";
+}
+
+/**
+ * y [..., N] f32 = x [..., K] f32 · Wᵀ (+ bias) (+ residual), W a [N, K] quantized matrix; x's
+ * leading dimensions fold into rows. `options` as matmul's: with `out`, the result goes into
+ * its columns [outColumn, outColumn + N) and `out` is returned.
+ */
+export function quantizedLinear(a: Tensor, w: QuantizedMatrix, options: QuantizedMatmulOptions = {}): Tensor {
+  const rows = a.size / Math.max(a.dim(-1), 1);
+  return chooseQuantizedVersion(rows) === "matvec_v3_unrolled" ? quantizedMatvecUnrolled(a.gpu, a, w, options) : quantizedMatmulTiled(a.gpu, a, w, options);
+}
