@@ -9,3 +9,4 @@ export { tokenizerFromJson } from "./tokenizer_json.js";
 export { tokenizerJsonFromModel, type ConvertOptions } from "./convert.js";
 export { parseTokenizerConfig, applySpecialTokensMap, type TokenizerConfig } from "./config.js";
 export type { AddedToken } from "./added_tokens.js";
+export { sentencePieceModelFromGguf, ggufTokenizer, ggufTokenizerMetadata, GGUF_TOKENIZER_KEYS, type GgufSentencePieceModel, type GgufMetadata, type GgufMetadataValue, type GgufTokenizerValue, type GgufTokenizerOptions, type GgufTokenizerMetadataOptions } from "./gguf_vocab.js";

@@ -20,9 +20,7 @@
  */
 import { SymbolMerger, type MergeRules } from "./bpe.js";
 import { byteOfPiece, type PieceType, type SentencePieceModel } from "./sentencepiece_model.js";
-import { PrefixMatcher, SPACE_SYMBOL, utf8Bytes, wellFormed } from "./text.js";
-
-const WORD_CACHE_LIMIT = 65_536;
+import { PrefixMatcher, SPACE_SYMBOL, utf8Bytes, wellFormed, WordCache } from "./text.js";
 
 export class SentencePieceBpe {
   readonly unkId: number;
@@ -37,7 +35,7 @@ export class SentencePieceBpe {
   private readonly userDefined: PrefixMatcher;
   private readonly splitsIntoWords: boolean;
   private readonly hasUnused: boolean;
-  private readonly cache = new Map<string, number[]>();
+  private readonly cache = new WordCache();
   /**
    * Every way two mergeable pieces concatenate into a third, keyed by left id * stride + right
    * id: the same answer as looking the concatenated string up, without building the string.
@@ -156,14 +154,7 @@ export class SentencePieceBpe {
   }
 
   private encodeCachedWord(word: string, ids: number[]): void {
-    let cached = this.cache.get(word);
-    if (!cached) {
-      cached = [];
-      this.encodeWord(word, cached);
-      if (this.cache.size >= WORD_CACHE_LIMIT) this.cache.clear();
-      this.cache.set(word, cached);
-    }
-    for (const id of cached) ids.push(id);
+    this.cache.encode(word, ids, (w, out) => this.encodeWord(w, out));
   }
 
   /** Steps 2-5 for one stretch of normalized text, appending its ids. */

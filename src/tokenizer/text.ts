@@ -51,3 +51,25 @@ export class PrefixMatcher {
     return undefined;
   }
 }
+
+/**
+ * The ids of words already encoded: text repeats its words, and a word's ids never change.
+ * Past `limit` words it is emptied at once (no eviction order to keep).
+ */
+export class WordCache {
+  private readonly words = new Map<string, number[]>();
+
+  constructor(private readonly limit = 65_536) {}
+
+  /** Appends the ids of `word` to `ids`, from the cache or from `encodeWord` (whose result is kept). */
+  encode(word: string, ids: number[], encodeWord: (word: string, into: number[]) => void): void {
+    let cached = this.words.get(word);
+    if (!cached) {
+      cached = [];
+      encodeWord(word, cached);
+      if (this.words.size >= this.limit) this.words.clear();
+      this.words.set(word, cached);
+    }
+    for (const id of cached) ids.push(id);
+  }
+}

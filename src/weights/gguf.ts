@@ -124,6 +124,22 @@ export class GgufFile {
   }
 }
 
+/** Whether `path` is a regular file whose first bytes are GGUF's magic. */
+export async function isGgufFile(path: string): Promise<boolean> {
+  // Only a regular file is opened (a FIFO would block the open): anything else, and a path that
+  // cannot be opened, is not a GGUF file here; whoever reads it next says what it is.
+  const opened = await openRegularFile(path).catch(() => null);
+  if (!opened) return false;
+  const { handle } = opened;
+  try {
+    const head = new Uint8Array(4);
+    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    return bytesRead === 4 && GGUF_MAGIC.every((b, i) => head[i] === b);
+  } finally {
+    await handle.close();
+  }
+}
+
 interface Header {
   version: number;
   alignment: number;
@@ -250,7 +266,8 @@ class HeaderReader {
   private window = Buffer.alloc(0);
   private windowStart = 0;
   private readonly limit: number;
-  private readonly decoder = new TextDecoder("utf-8", { fatal: true });
+  // ignoreBOM: a string may start with U+FEFF (LLaMA's token 30143 is that character alone), and must keep it.
+  private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(
     private readonly handle: FileHandle,
