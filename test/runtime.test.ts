@@ -94,6 +94,17 @@ describe("tensors and the runtime", async () => {
     expect(gpu.submitCount).toBe(submits + 1);
   });
 
+  it("submits what was recorded on a persistent tensor before destroying it, so disposing a model mid-recording is safe", async () => {
+    const weight = gpu.tensor([1, 2, 3, 4], [4]);
+    const persistent = gpu.empty([4], "f32", { persistent: true });
+    gpu.write(persistent, new Float32Array([5, 6, 7, 8]));
+    const recorded = scale(persistent, 2); // recorded, not yet submitted
+    persistent.dispose();
+    const after = scale(weight, 3);
+    expect(Array.from(await after.read())).toEqual([3, 6, 9, 12]);
+    expect(Array.from(await recorded.read())).toEqual([10, 12, 14, 16]);
+  });
+
   it("rejects tensors bigger than one storage binding with a clear error", () => {
     const max = gpu.limits.maxStorageBufferBindingSize;
     const big = gpu.empty([max / 4 + 4], "f32", { persistent: true });

@@ -251,6 +251,9 @@ export class Gpu {
   }
 
   freeStorage(storage: Storage): void {
+    // A persistent buffer is destroyed at once, and WebGPU refuses a submission that uses a
+    // destroyed buffer: launches recorded on it and not yet submitted go first.
+    if (!storage.pooled && this.encoder && !this.capturing && !this.isLost) this.submit();
     this.pool.release(storage.buffer, !storage.pooled);
   }
 
