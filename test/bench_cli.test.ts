@@ -104,6 +104,17 @@ describe("wgsl-vlm bench", () => {
     expect(result.peakMemoryBytes).toBeGreaterThan(result.weightBytes);
   });
 
+  it("e2e on the tiny shape in q8_0: its own files, the decoder's matrices packed, each read once per token", async () => {
+    const args = ["e2e", "--shape", "tiny", "--dtype", "q8_0", "--quick", "--context", "48", "--decode-steps", "2", "--text-tokens", "4", "--batches", "1", "--out", out, "--limits", limitsFile];
+    const { code, stdout } = await run(args);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/\| weights \| [\d.]+ [kMG]?B f(16|32) \+ Q8_0, ready in/);
+    const { result } = JSON.parse(await readFile(join(out, "e2e-tiny-q8_0.json"), "utf8"));
+    expect(result.quantize).toBe("Q8_0");
+    expect(Object.keys(result.weightTypes).sort()).toEqual(["Q8_0", result.dtype].sort());
+    expect(result.perToken.weightReadRatio).toBeCloseTo(1, 3);
+  });
+
   it("serve: streaming clients against the server at each concurrency, answered in full", async () => {
     const model = join(import.meta.dirname, "..", "weights", "shapes-llava");
     const { code, stdout } = await run(["serve", "--model", model, "--clients", "1,3", "--requests", "3", "--max-tokens", "8", "--out", out, "--quiet"]);
@@ -143,6 +154,8 @@ describe("wgsl-vlm bench", () => {
     await expect(run(["fast"])).rejects.toThrow(UsageError);
     await expect(run(["e2e", "--shape", "huge"])).rejects.toThrow(/--shape must be one of tiny, tinyllava-1.1b, llava-1.5-7b/);
     await expect(run(["e2e"])).rejects.toThrow(/either --shape or --model/);
+    await expect(run(["e2e", "--shape", "tiny", "--dtype", "q3_k"])).rejects.toThrow(/--dtype must be f16, f32 or \(with --shape\) one of q8_0, q4_0/);
+    await expect(run(["e2e", "--model", out, "--dtype", "q4_k"])).rejects.toThrow(/--dtype q4_k: random weights of a shape \(--shape\) only/);
     await expect(run(["kernels", "--sizes", "tiny", "--only", "nothing-like-this", "--limits", limitsFile])).rejects.toThrow(/matches no kernel/);
     await writeFile(join(out, "other.json"), "{}");
     await expect(run(["kernels", "--limits", join(out, "other.json")])).rejects.toThrow(/not the JSON of a `wgsl-vlm bench` run/);

@@ -4,7 +4,7 @@
  * random weights in row parts, and the layer-sampled estimate used for large shapes.
  */
 import { describe, expect, it } from "vitest";
-import { extrapolate, runE2E, weightBytesOf } from "../src/bench/e2e.js";
+import { decoderWeightBytes, extrapolate, runE2E, weightBytesOf } from "../src/bench/e2e.js";
 import { shapeConfig } from "../src/bench/shapes.js";
 import { summarize } from "../src/bench/stats.js";
 import { activationFromConfig } from "../src/kernels/activations.js";
@@ -13,13 +13,18 @@ import { randomFillReference } from "../src/kernels/random_fill.js";
 import { chooseSampleVersion } from "../src/kernels/sample/index.js";
 import { VisionLanguageModel } from "../src/generate/model.js";
 import { bucketEnd } from "../src/generate/token_step.js";
-import { randomLlava, tensorSeed } from "../src/bench/random_model.js";
-import { partRows } from "../src/models/load.js";
+import { randomLlava, tensorSeed, tensorStorage, weightBytes } from "../src/bench/random_model.js";
+import { dequantize } from "../src/kernels/quant/blocks.js";
+import { quantizedRowBytes, type QuantizedMatrix } from "../src/kernels/quant/matvec_common.js";
+import { randomBlocksReference } from "../src/kernels/quant/random_blocks.js";
+import { isQuantized } from "../src/models/linear.js";
+import { partRows, quantizedOnLoad } from "../src/models/load.js";
 import { bytesPerElement, type DType } from "../src/tensor/dtype.js";
 import { Gpu } from "../src/tensor/gpu.js";
 import { defineKernel, type AnyKernel } from "../src/tensor/kernel.js";
 import { parseConfig, type LlamaConfig, type ModelConfig } from "../src/weights/config.js";
 import { expectedTensors } from "../src/weights/names.js";
+import type { Tensor } from "../src/tensor/tensor.js";
 import { expectClose, roundTo } from "./helpers.js";
 
 /** Kernels each attention version launches: v1 scores, softmax and P·V; v3 the partial sums and their combination. */
@@ -136,7 +141,7 @@ describe("end-to-end measurement", async () => {
       const split = rows * 256 * 4 > gpu.limits.maxStorageBufferBindingSize;
       expect(parts.length > 1).toBe(split);
       const last = parts.at(-1)!;
-      const values = await last.weight.slice(0, 1).read();
+      const values = await (last.weight as Tensor).slice(0, 1).read();
       const expected = randomFillReference(256, { seed: tensorSeed("text.embed_tokens.weight"), std: 0.02, offset: last.rowStart * 256 });
       expectClose(values, roundTo(expected, "f32"), { atol: 1e-7, rtol: 0 }, "first row of the last part");
       const norm = await weights.tensor("text.layers.0.input_layernorm.weight").read();
@@ -144,6 +149,81 @@ describe("end-to-end measurement", async () => {
     } finally {
       model.dispose();
     }
+  });
+
+  it("a quantized random model holds its decoder's matrices as packed blocks, counted as they are held", async () => {
+    // Q8_0 rows of 64 × 34 / 32 = 68 bytes; the 512-row vocabulary's 34816 bytes in row parts
+    // when the binding limit is lowered, as the loader would split them.
+    const config = parseConfig(
+      {
+        model_type: "llava",
+        image_token_index: 500,
+        text_config: { model_type: "llama", vocab_size: 512, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4 },
+        vision_config: { model_type: "clip_vision_model", image_size: 32, patch_size: 8, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4 },
+      },
+      "small llava",
+    );
+    const dtype = gpu.hasF16 ? "f16" : "f32";
+    const { model, weights } = await randomLlava(gpu, config, { dtype, quantize: "Q8_0", contextLength: 32 });
+    try {
+      const tensors = expectedTensors(config);
+      const matrices = tensors.filter((t) => (t.name.startsWith("text.") || t.name.startsWith("lm_head.")) && t.shape.length === 2);
+      expect(matrices.length).toBe(2 + 2 * 7); // embedding table, LM head, 7 matrices a layer
+      expect(model.loadReport.weightTypes).toEqual({ Q8_0: matrices.length, [dtype]: tensors.length - matrices.length });
+      const packed = matrices.reduce((n, t) => n + t.shape[0] * quantizedRowBytes("Q8_0", t.shape[1]), 0);
+      const floats = tensors.filter((t) => !matrices.includes(t)).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * bytesPerElement(dtype), 0);
+      expect(model.loadReport.weightBytes).toBe(packed + floats);
+      expect(weightBytes(config, dtype, "Q8_0")).toBe(packed + floats);
+      expect(weights.all().reduce((n, t) => n + t.byteLength, 0)).toBe(packed + floats);
+      // The LM head: random blocks of its own stream, the vision tower float.
+      const head = weights.linear("lm_head").parts[0].weight as QuantizedMatrix;
+      expect(isQuantized(head) && head.type).toBe("Q8_0");
+      const bytes = new Uint8Array(((await head.data.read()) as Uint32Array).buffer);
+      expect([...bytes]).toEqual([...randomBlocksReference("Q8_0", 512, 64, { seed: tensorSeed("lm_head.weight") })]);
+      expect(dequantize("Q8_0", bytes, 512 * 64).every(Number.isFinite)).toBe(true);
+      expect(isQuantized(weights.linear("vision.encoder.layers.0.mlp.fc1").parts[0].weight)).toBe(false);
+      // It decodes: a prompt through the decoder, finite logits.
+      const hidden = model.decoder.forward(model.decoder.embed(gpu.tensor([1, 300, 400], [3], "i32")), model.cache);
+      const logits = await model.decoder.logits(hidden).read();
+      expect(logits.length).toBe(3 * 512);
+      expect(logits.every(Number.isFinite)).toBe(true);
+      expect(new Set(logits).size).toBeGreaterThan(100);
+    } finally {
+      model.dispose();
+    }
+    // Row parts within the binding limit as the loader splits them, each part's blocks padded
+    // to whole words: Q8_0 rows of 32 are 34 bytes, 8 to a part of at most 272.
+    expect(tensorStorage("text.layers.0.mlp.down_proj.weight", [33, 32], "f16", "Q8_0", 272)).toEqual({
+      quantized: "Q8_0",
+      parts: [0, 8, 16, 24, 32].map((start) => ({ rows: [start, Math.min(start + 8, 33)], bytes: start === 32 ? 36 : 272 })),
+    });
+    // The vision tower and vectors stay float; so does a matrix whose rows are not whole blocks.
+    expect(tensorStorage("vision.layers.0.mlp.fc1.weight", [64, 32], "f16", "Q8_0").quantized).toBeNull();
+    expect(tensorStorage("text.layers.0.mlp.down_proj.weight", [64, 48], "f16", "Q8_0")).toEqual({ quantized: null, parts: [{ rows: [0, 64], bytes: 64 * 48 * 2 }] });
+  });
+
+  it("bench e2e on a quantized tiny shape: packed weight bytes, each read once per decoded token", async () => {
+    const result = await runE2E(gpu, { shape: "tiny" }, { quantize: "Q4_K", context: 40, decodeSteps: 3, textTokens: 4, repeats: 1, batches: [1, 2] });
+    const config = shapeConfig("tiny");
+    const limit = gpu.limits.maxStorageBufferBindingSize;
+    expect(result.quantize).toBe("Q4_K");
+    const tensors = expectedTensors(config);
+    // Every decoder matrix but down_proj, whose rows of 688 are not whole blocks of 256: it stays f16, as the loader would keep it.
+    const quantized = tensors.filter((t) => quantizedOnLoad(t.name, t.shape, "Q4_K")).length;
+    expect(quantized).toBe(2 + 4 * 6);
+    expect(result.weightTypes).toEqual({ Q4_K: quantized, [result.dtype]: tensors.length - quantized });
+    expect(result.weightTypes).toEqual({ [result.dtype]: tensors.length - quantized, Q4_K: quantized });
+    expect(result.weightBytes).toBe(weightBytes(config, result.dtype, "Q4_K", limit));
+    // What a token reads: every layer, the final norm and the LM head (not the gathered table), packed where quantized.
+    const read = tensors.filter((t) => (t.name.startsWith("text.") || t.name === "lm_head.weight") && t.name !== "text.embed_tokens.weight");
+    const held = (t: (typeof tensors)[number]) =>
+      quantizedOnLoad(t.name, t.shape, "Q4_K") ? t.shape[0] * quantizedRowBytes("Q4_K", t.shape[1]) : t.shape.reduce((a, b) => a * b, 1) * bytesPerElement(result.dtype);
+    expect(result.decoderWeightBytes).toBe(read.reduce((n, t) => n + held(t), 0));
+    expect(result.decoderWeightBytes).toBe(decoderWeightBytes(config, result.dtype, "Q4_K", limit));
+    expect(result.perToken.weightReadRatio).toBeCloseTo(1, 3);
+    expect(result.decode.tokensPerSecond).toBeGreaterThan(0);
+    expect(result.batches.map((b) => b.size)).toEqual([1, 2]);
+    expect(result.peakMemoryBytes).toBeGreaterThan(result.weightBytes);
   });
 
   it("extrapolates a phase as t(0 layers) + layers · (t(1 layer) - t(0 layers))", () => {

@@ -89,7 +89,7 @@ describe("GGUF files", () => {
           expect(info.type.name, name).toBe(t.type);
           expect(info.dims, name).toEqual(t.dims);
           expect(info.shape, name).toEqual([...t.dims].reverse());
-          expect(info.bytes, name).toBe(t.data.byteLength);
+          expect(info.bytes, name).toBe((t.data as ArrayBufferView).byteLength);
           expect((info.begin - file.dataStart) % file.alignment, `${name} starts aligned`).toBe(0);
           expect(bytes.subarray(info.begin, info.end), name).toEqual(t.data);
           const part = new Uint8Array(Math.max(0, info.bytes - 3));
@@ -139,7 +139,7 @@ const SMALL = encodeGguf(SMALL_FILE);
 const SMALL_DATA_END = (() => {
   const { dataStart, tensors } = encodeGgufHeader(SMALL_FILE);
   const last = tensors.at(-1)!;
-  return dataStart + last.offset + last.data.byteLength;
+  return dataStart + last.offset + last.bytes;
 })();
 
 /** SMALL with `bytes` written at `at`. */

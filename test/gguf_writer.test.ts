@@ -142,7 +142,7 @@ function expectParsedAs(parsed: GGUFParseOutput & { typedMetadata: GGUFTypedMeta
   let expectedOffset = 0;
   for (const info of parsed.tensorInfos) {
     const t = file.tensors[info.name];
-    const data = bytesOf(t.data);
+    const data = bytesOf(t.data as ArrayBufferView);
     expect(info.n_dims, info.name).toBe(t.dims.length);
     expect(info.shape, info.name).toEqual(t.dims.map(BigInt));
     expect(info.dtype, info.name).toBe(GGMLQuantizationType[t.type as keyof typeof GGMLQuantizationType]);
@@ -358,7 +358,7 @@ describe("the GGUF writer refuses", () => {
     expect(t({ type: "Q8_0", dims: [32, 2], data: new Uint8Array(34) })).toThrow(/^tensor 'blk\.0\.w': 34 bytes given, but Q8_0 \[32, 2\] is 68$/);
     expect(t({ type: "Q8_0", dims: [32, 2], data: new Uint8Array(69) })).toThrow(/^tensor 'blk\.0\.w': 69 bytes given, but Q8_0 \[32, 2\] is 68$/);
     expect(t({ type: "F16", dims: [3], data: new Float32Array(3) })).toThrow(/^tensor 'blk\.0\.w': 12 bytes given, but F16 \[3\] is 6$/);
-    expect(t({ type: "F32", dims: [2], data: [1, 2] })).toThrow(/^tensor 'blk\.0\.w': data is not a typed array or DataView$/);
+    expect(t({ type: "F32", dims: [2], data: [1, 2] })).toThrow(/^tensor 'blk\.0\.w': data is not a typed array, a DataView or a function making one$/);
     expect(t(null)).toThrow(/^tensor 'blk\.0\.w': is not a \{ type, dims, data \} object$/);
     expect(bad({}, { ["x".repeat(64)]: f32([1]) })).toThrow(/^tensor 'x{64}': a name must be 1 to 63 bytes of UTF-8 \(ggml's limit\), not 64$/);
     expect(bad({}, { ["é".repeat(32)]: f32([1]) })).toThrow(/a name must be 1 to 63 bytes of UTF-8 \(ggml's limit\), not 64$/);
@@ -431,5 +431,20 @@ describe("writeGguf", () => {
     const bytes = new Uint8Array(await readFile(path));
     expectSameBytes(bytes, encodeGguf(file), "the file");
     expectParsedAs(await parseGguf(path, { allowLocalFile: true, typedMetadata: true }), bytes, file);
+  });
+
+  it("makes each tensor's bytes when its turn comes, from a function, and checks their length", async () => {
+    const made: string[] = [];
+    const lazily = (name: string, t: GgufTensorToWrite): GgufTensorToWrite => ({ ...t, data: async () => (made.push(name), t.data as ArrayBufferView) });
+    const eager: GgufToWrite = { metadata: small.metadata, tensors: { a: tensor("Q4_0", [64, 3]), b: tensor("F16", [5]) } };
+    const lazy: GgufToWrite = { metadata: eager.metadata, tensors: { a: lazily("a", eager.tensors.a), b: lazily("b", eager.tensors.b) } };
+    const path = join(dir, "lazy.gguf");
+    await writeGguf(path, lazy);
+    expect(made).toEqual(["a", "b"]);
+    expectSameBytes(new Uint8Array(await readFile(path)), encodeGguf(eager), "the file");
+    expect(() => encodeGguf(lazy)).toThrow(/encodeGguf takes bytes, not a function/);
+    const short: GgufToWrite = { metadata: eager.metadata, tensors: { a: { type: "F32", dims: [4], data: async () => new Float32Array(3) } } };
+    await expect(writeGguf(join(dir, "short.gguf"), short)).rejects.toThrow("tensor 'a': 12 bytes given, but F32 [4] is 16");
+    await expect(access(join(dir, "short.gguf"))).rejects.toThrow(/ENOENT/);
   });
 });

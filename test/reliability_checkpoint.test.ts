@@ -10,6 +10,7 @@ import { loadModelFrom } from "../src/cli/model_options.js";
 import { loadLlava } from "../src/models/llava.js";
 import { NonFiniteWeightError } from "../src/models/load.js";
 import { CheckpointError } from "../src/weights/checkpoint.js";
+import { GgufError } from "../src/weights/gguf.js";
 import { WeightNameError } from "../src/weights/names.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { writeSafetensors, type TensorToWrite } from "../src/weights/safetensors_writer.js";
@@ -179,9 +180,6 @@ describe("what --model points at", () => {
       [join(model, "config.json"), `${join(model, "config.json")}: expected a model folder, got a file (pass the folder that holds config.json: ${model})`],
       [join(model, "model.safetensors"), `${join(model, "model.safetensors")}: expected a model folder, got a file (pass the folder that holds config.json: ${model})`],
     ];
-    const gguf = join(root, "llava.Q4_K_M.gguf");
-    await writeFile(gguf, "GGUF");
-    cases.push([gguf, `${gguf}: expected a model folder, got a file (GGUF files are not supported yet`]);
 
     // The folder above the model: no config.json of its own, but a subfolder is a model.
     const parent = join(root, "parent");
@@ -201,5 +199,12 @@ describe("what --model points at", () => {
       expect(e, path).toBeInstanceOf(CheckpointError);
       expect(e.message).toContain(message);
     }
+
+    // A .gguf file is read as llama.cpp's: a damaged one is an error of the GGUF reader.
+    const gguf = join(root, "llava.Q4_K_M.gguf");
+    await writeFile(gguf, "GGUF");
+    const e = await loadError(gguf);
+    expect(e).toBeInstanceOf(GgufError);
+    expect(e.message.startsWith(`${gguf}: `), e.message).toBe(true);
   });
 });

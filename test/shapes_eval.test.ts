@@ -52,4 +52,18 @@ describe("wgsl-vlm eval", () => {
     await expect(run(["--model", MODEL, "--n", "0"])).rejects.toThrow(/--n: '0' is not a valid value/);
     await expect(run(["--model", MODEL, "--seed", "-1"])).rejects.toThrow(/--seed/);
   });
+
+  // The bar: q8_0 within 0.5 points of f32, q4_0 within 3, on the same fresh examples
+  // (a fixed seed: the same 100 images and questions for every type, so the run is repeatable).
+  it("answers as well with its decoder quantized to q8_0 and q4_0 while loading", async () => {
+    const accuracy: Record<string, number> = {};
+    for (const dtype of ["f32", "q8_0", "q4_0"]) {
+      const { code, stdout } = await run(["--model", MODEL, "--n", "100", "--seed", "5", "--json", "--quiet", "--dtype", dtype]);
+      expect(code).toBe(0);
+      accuracy[dtype] = JSON.parse(stdout).accuracy * 100;
+    }
+    expect(accuracy.f32).toBeGreaterThan(90);
+    expect(Math.abs(accuracy.q8_0 - accuracy.f32), JSON.stringify(accuracy)).toBeLessThanOrEqual(0.5);
+    expect(Math.abs(accuracy.q4_0 - accuracy.f32), JSON.stringify(accuracy)).toBeLessThanOrEqual(3);
+  }, 120_000);
 });

@@ -41,7 +41,7 @@ const QUERIES = 4;
 const CHANNELS = 16;
 
 /** Rows of a matrix stored in row parts (a weight, an embedding table), by their row in the whole. */
-async function readPartRows(parts: readonly RowPart[], rows: readonly number[]): Promise<Float64Array> {
+async function readPartRows(parts: readonly RowPart<Tensor>[], rows: readonly number[]): Promise<Float64Array> {
   const cols = parts[0].weight.dim(1);
   const out = new Float64Array(rows.length * cols);
   for (const part of parts) {
@@ -54,7 +54,7 @@ async function readPartRows(parts: readonly RowPart[], rows: readonly number[]):
 }
 
 /** The bias entries of a weight in row parts, at these rows of the whole (null without bias). */
-async function readPartBias(parts: readonly RowPart[], rows: readonly number[]): Promise<Float64Array | null> {
+async function readPartBias(parts: readonly RowPart<Tensor>[], rows: readonly number[]): Promise<Float64Array | null> {
   if (parts[0].bias === null) return null;
   const out = new Float64Array(rows.length);
   for (const part of parts) {
@@ -67,7 +67,7 @@ async function readPartBias(parts: readonly RowPart[], rows: readonly number[]):
 }
 
 /** C = A·Bᵀ (+ bias) with B in row parts: sampled rows and columns of C. */
-export async function checkMatmul(a: Tensor, parts: readonly RowPart[], out: Tensor): Promise<OutputCheck> {
+export async function checkMatmul(a: Tensor, parts: readonly RowPart<Tensor>[], out: Tensor): Promise<OutputCheck> {
   const [M, K] = [a.dim(0), a.dim(1)];
   const N = out.dim(1);
   const rows = sampleIndices(M, MATMUL_ROWS);
@@ -214,7 +214,7 @@ export async function checkWriteKV(rows: Tensor, cache: Tensor, position: number
 }
 
 /** The embedding lookup: sampled output rows against the table rows their ids name (only those are read back). */
-export async function checkEmbedding(ids: Tensor, parts: readonly RowPart[], out: Tensor): Promise<OutputCheck> {
+export async function checkEmbedding(ids: Tensor, parts: readonly RowPart<Tensor>[], out: Tensor): Promise<OutputCheck> {
   const idValues = await readAll(ids);
   const rows = sampleIndices(ids.size, ROWS);
   const expected = await readPartRows(parts, rows.map((t) => idValues[t]));

@@ -31,6 +31,7 @@ import { quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec
 import { quantizedMatvec } from "../kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../kernels/quant/matvec_v2_words.js";
 import { quantizedMatvecUnrolled } from "../kernels/quant/matvec_v3_unrolled.js";
+import { quantizedLinear, quantizedMatmulTiled } from "../kernels/quant/index.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
@@ -163,7 +164,7 @@ function random(gpu: Gpu, shape: number[], dtype: DType, std = 1, persistent = f
 }
 
 /** A matrix as the runtime stores it: row parts, each within one storage binding. */
-function randomRowParts(gpu: Gpu, rows: number, cols: number, dtype: DType, bias: boolean, what: string): RowPart[] {
+function randomRowParts(gpu: Gpu, rows: number, cols: number, dtype: DType, bias: boolean, what: string): RowPart<Tensor>[] {
   const limit = gpu.limits.maxStorageBufferBindingSize;
   return partRows(rows, cols * bytesPerElement(dtype), limit, what).map(([start, end]) => ({
     weight: random(gpu, [end - start, cols], dtype, WEIGHT_STD, true),
@@ -244,7 +245,7 @@ function defineCase<I, O extends Tensor | void = Tensor>(spec: CaseSpec<I, O>): 
 // ------------------------------------------------------------------ matmul
 
 /** A version applied to a weight in row parts, the way Linear.forward applies the runtime's rule. */
-function matmulInParts(version: MatmulVersion, a: Tensor, parts: readonly RowPart[], N: number): Tensor {
+function matmulInParts(version: MatmulVersion, a: Tensor, parts: readonly RowPart<Tensor>[], N: number): Tensor {
   if (parts.length === 1) return version(a, parts[0].weight, { bias: parts[0].bias });
   const out = a.gpu.empty([a.dim(0), N], "f32", { name: "bench matmul" });
   for (const part of parts) version(a, part.weight, { bias: part.bias, out, outColumn: part.rowStart });
@@ -252,7 +253,7 @@ function matmulInParts(version: MatmulVersion, a: Tensor, parts: readonly RowPar
 }
 
 function matmulCase(model: string, phase: Phase, what: string, M: number, N: number, K: number, bias: boolean, dtype: DType, quick = false): KernelCase {
-  type Inputs = { a: Tensor; parts: RowPart[] };
+  type Inputs = { a: Tensor; parts: RowPart<Tensor>[] };
   return defineCase<Inputs>({
     op: "matmul",
     model,
@@ -274,7 +275,7 @@ function matmulCase(model: string, phase: Phase, what: string, M: number, N: num
 
 // ------------------------------------------------------------------ quantized weights
 
-/** The quantized matvec's versions (kernels/quant): none is the runtime's yet. */
+/** The quantized matvec's versions (kernels/quant); quantizedLinear is the runtime's rule (v3 up to 4 rows, the tiled matmul beyond). */
 const QUANTIZED_MATVEC_VERSIONS = {
   qmatvec_v1_blocks: quantizedMatvec,
   qmatvec_v2_words: quantizedMatvecWords,
@@ -300,39 +301,46 @@ function randomBlocks(type: QuantizedType, N: number, K: number): Uint8Array {
   return new Uint8Array(words.buffer, 0, length);
 }
 
-/** One row of activations against an [N, K] weight in ggml's blocks, read where it lies (decoding from a GGUF file). */
-function quantizedMatvecCase(model: string, what: string, type: QuantizedType, N: number, K: number, quick = false): KernelCase {
+/**
+ * M rows of activations against an [N, K] weight in ggml's blocks, read where it lies: one
+ * row is decoding from a GGUF file (the matvec versions), many a prefill (the tiled matmul).
+ */
+function quantizedProductCase(model: string, what: string, type: QuantizedType, M: number, N: number, K: number, quick = false): KernelCase {
   type Inputs = { a: Tensor; weight: QuantizedMatrix; bytes: Uint8Array };
   const packed = N * quantizedRowBytes(type, K);
+  const versions = M === 1 ? QUANTIZED_MATVEC_VERSIONS : { qmatmul_v1_tiled: quantizedMatmulTiled };
   return defineCase<Inputs>({
-    op: "quantizedMatvec",
+    op: M === 1 ? "quantizedMatvec" : "quantizedMatmul",
     model,
-    phase: "decode",
+    phase: M === 1 ? "decode" : "prefill",
     what: `${what}, ${type}`,
-    shape: `1×${N}×${K}`,
-    cost: { flops: 2 * N * K, bytes: K * 4 + packed + N * 4 },
-    inputBytes: K * 4 + packed,
+    shape: `${M}×${N}×${K}`,
+    cost: { flops: 2 * M * N * K, bytes: M * K * 4 + packed + M * N * 4 },
+    inputBytes: M * K * 4 + packed,
     quick,
     inputs: (gpu) => {
       const bytes = randomBlocks(type, N, K);
       const words = new Uint32Array(bytes.buffer); // (padded to whole words)
       const data = gpu.tensor(words, [words.length], "u32", { name: `${what} ${type}`, persistent: true });
-      return { a: random(gpu, [1, K], "f32"), weight: { type, rows: N, cols: K, data }, bytes };
+      return { a: random(gpu, [M, K], "f32"), weight: { type, rows: N, cols: K, data }, bytes };
     },
-    versions: Object.fromEntries(
-      Object.entries(QUANTIZED_MATVEC_VERSIONS).map(([name, run]) => [name, ({ a, weight }: Inputs) => run(a.gpu, a, weight)]),
-    ),
+    versions: Object.fromEntries(Object.entries(versions).map(([name, run]) => [name, ({ a, weight }: Inputs) => run(a.gpu, a, weight)])),
+    runtime: ({ a, weight }) => quantizedLinear(a, weight),
     check: ({ a, bytes }, out) => checkQuantizedMatvec(a, type, bytes, out),
   });
 }
 
-/** The decoder projections of decoding in the weight types of llama.cpp's common files (Q4_K_M mixes Q4_K and Q6_K). */
-function quantizedCases(size: ModelSize, quick: boolean): KernelCase[] {
+/**
+ * The decoder projections of decoding, and q/o of a prefill of `prefillRows`, in the weight
+ * types of llama.cpp's common files (Q4_K_M mixes Q4_K and Q6_K).
+ */
+function quantizedCases(size: ModelSize, quick: boolean, prefillRows: number): KernelCase[] {
   const types: QuantizedType[] = ["Q8_0", "Q4_0", "Q4_K", "Q6_K"];
   return types.flatMap((type) => [
-    quantizedMatvecCase(size.name, "q, o_proj", type, size.hidden, size.hidden, quick),
-    quantizedMatvecCase(size.name, "mlp.gate_proj, up_proj", type, size.mlp, size.hidden),
-    quantizedMatvecCase(size.name, "mlp.down_proj", type, size.hidden, size.mlp),
+    quantizedProductCase(size.name, "q, o_proj", type, 1, size.hidden, size.hidden, quick),
+    quantizedProductCase(size.name, "mlp.gate_proj, up_proj", type, 1, size.mlp, size.hidden),
+    quantizedProductCase(size.name, "mlp.down_proj", type, 1, size.hidden, size.mlp),
+    quantizedProductCase(size.name, "q, o_proj", type, prefillRows, size.hidden, size.hidden, quick),
   ]);
 }
 
@@ -550,12 +558,13 @@ function embeddingCase(model: string, phase: Phase, size: ModelSize, rows: numbe
     shape: `${rows} of ${size.vocab}×${size.hidden}`,
     cost: movementCost(rows * 4 + rows * size.hidden * (bytesPerElement(dtype) + 4)),
     inputBytes: rows * 4 + size.vocab * size.hidden * bytesPerElement(dtype),
-    inputs: (gpu) => ({
-      ids: gpu.tensor(Int32Array.from({ length: rows }, (_, i) => (i * 7919) % size.vocab), [rows], "i32"),
-      table: new EmbeddingTable(randomRowParts(gpu, size.vocab, size.hidden, dtype, false, "embed_tokens"), "embed_tokens"),
-    }),
-    versions: { embedding: ({ ids, table }) => table.lookup(ids, "f32") },
-    check: ({ ids, table }, out) => checkEmbedding(ids, table.parts, out),
+    inputs: (gpu) => {
+      const parts = randomRowParts(gpu, size.vocab, size.hidden, dtype, false, "embed_tokens");
+      const ids = gpu.tensor(Int32Array.from({ length: rows }, (_, i) => (i * 7919) % size.vocab), [rows], "i32");
+      return { ids, parts };
+    },
+    versions: { embedding: ({ ids, parts }) => new EmbeddingTable(parts, "embed_tokens").lookup(ids, "f32") },
+    check: ({ ids, parts }, out) => checkEmbedding(ids, parts, out),
   });
 }
 
@@ -743,7 +752,7 @@ export function kernelCases(options: CaseOptions): KernelCase[] {
       ...clipCases(CLIP_TINY, DECODER_TINY.hidden, dtype),
       ...decoderCases(DECODER_TINY, "prefill", sizes, ["mlp.gate_proj, up_proj", "attention"]),
       ...decoderCases(DECODER_TINY, "decode", sizes, ["rmsnorm", "k_proj, v_proj", "attention", "lm_head", "sampleToken"]),
-      ...quantizedCases({ ...DECODER_TINY, hidden: 256, mlp: 512 }, true),
+      ...quantizedCases({ ...DECODER_TINY, hidden: 256, mlp: 512 }, true, sizes.prefillRows),
     ];
   }
   // --quick: every version at a few sizes of each kind, in a few minutes on a software GPU. The
@@ -755,8 +764,8 @@ export function kernelCases(options: CaseOptions): KernelCase[] {
     ...decoderCases(LLAMA_7B, "decode", sizes, ["rmsnorm", "attention", "mlp.gate_proj, up_proj"]),
     ...decoderCases(TINYLLAMA, "prefill", sizes, ["q_proj, o_proj", "attention"]),
     ...decoderCases(TINYLLAMA, "decode", sizes, ["k_proj, v_proj", "mlp.down_proj", "lm_head", "attention", "sampleToken"]),
-    ...quantizedCases(LLAMA_7B, false),
-    ...quantizedCases(TINYLLAMA, true),
+    ...quantizedCases(LLAMA_7B, false, PREFILL_ROWS),
+    ...quantizedCases(TINYLLAMA, true, PREFILL_ROWS),
     ...peerCases(),
   ];
 }

@@ -20,6 +20,11 @@
  *   that reads each weight once per token scores 1.0;
  * - CPU milliseconds spent recording one token's commands.
  *
+ * A random shape may hold its decoder's matrices in one of ggml's quantized types (`quantize`:
+ * random_model.ts, as a quantized checkpoint would be): the decoder then reads their packed
+ * blocks, and "weight bytes" everywhere (the total, the decoder's, the memory estimate) are the
+ * packed bytes held.
+ *
  * Large shapes on slow devices: with `sampleLayers` (the default for --quick beyond the tiny
  * shape) image encoding and prefill are not run through every layer. They run through 0 and
  * through 1 layer of the real model, every layer of which costs the same, and the full time is
@@ -29,6 +34,7 @@
 import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { performance } from "node:perf_hooks";
+import type { QuantizedType } from "../kernels/quant/blocks.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { ClipVisionTower } from "../models/clip.js";
 import { LlamaDecoder, type KVCache } from "../models/llama.js";
@@ -38,11 +44,12 @@ import { dawnDispatchFloor } from "./dispatch_floor.js";
 import { kvCacheBytes, loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
 import { randomLlava, weightBytes } from "./random_model.js";
 import type { WeightStore } from "../models/weights.js";
-import { bytesPerElement, type DType } from "../tensor/dtype.js";
+import { describeWeightTypes } from "../models/load.js";
+import type { DType } from "../tensor/dtype.js";
 import type { Gpu, LaunchRecord } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
-import { expectedTensors, visionLayersUsed } from "../weights/names.js";
+import { visionLayersUsed } from "../weights/names.js";
 import type { DeviceLimits } from "./limits.js";
 import { shapeConfig, type E2EShape } from "./shapes.js";
 import { summarize, type Summary } from "./stats.js";
@@ -52,6 +59,8 @@ export type ModelSource = { shape: E2EShape } | { path: string };
 export interface E2EOptions {
   /** Storage dtype of weights and KV-cache (default: f16 where the adapter has shader-f16). */
   dtype?: DType;
+  /** A random shape's decoder matrices (quantizedOnLoad's) as random blocks of this ggml type; the rest in `dtype`. */
+  quantize?: QuantizedType;
   /** Fewer repeats and decode steps; beyond the tiny shape, layer sampling (see the top of this file). */
   quick?: boolean;
   /** Text tokens in the prompt besides the image's features (default 64; 640 for a text-only model). */
@@ -96,7 +105,13 @@ export interface E2EResult {
   /** The shape's name or the checkpoint's path. */
   model: string;
   description: string;
+  /** Storage dtype of the float weights and the KV-cache. */
   dtype: DType;
+  /** The ggml type the decoder's matrices are held in, or null when every weight is a float. */
+  quantize: QuantizedType | null;
+  /** How many weight tensors are held in each type (the load report's). */
+  weightTypes: Record<string, number>;
+  /** Bytes of weights held on the GPU (packed blocks as they are). */
   weightBytes: number;
   /** What one decoded token must read at least: the decoder's weights (see the top of this file). */
   decoderWeightBytes: number;
@@ -154,13 +169,16 @@ export interface E2EResult {
   totalSeconds: number;
 }
 
-/** Bytes of the weights a decoded token reads: the decoder's, minus the gathered embedding table unless it is the LM head too. */
-export function decoderWeightBytes(config: ModelConfig, dtype: DType): number {
+/**
+ * Bytes of the weights a decoded token reads: the decoder's, minus the gathered embedding table
+ * unless it is the LM head too; packed bytes for the matrices a `quantize` model holds in
+ * blocks (row parts within `bindingLimit`, each padded to whole words, as they are stored).
+ */
+export function decoderWeightBytes(config: ModelConfig, dtype: DType, quantize?: QuantizedType, bindingLimit = Infinity): number {
   if (config.kind === "clip_vision") return 0;
   const tied = config.text.tieWordEmbeddings;
-  return expectedTensors(config)
-    .filter((t) => (t.name.startsWith("text.") || t.name.startsWith("lm_head.")) && (tied || t.name !== "text.embed_tokens.weight"))
-    .reduce((sum, t) => sum + t.shape.reduce((n, d) => n * d, 1) * bytesPerElement(dtype), 0);
+  const read = (name: string) => (name.startsWith("text.") || name.startsWith("lm_head.")) && (tied || name !== "text.embed_tokens.weight");
+  return weightBytes(config, dtype, quantize, bindingLimit, read);
 }
 
 /**
@@ -169,10 +187,11 @@ export function decoderWeightBytes(config: ModelConfig, dtype: DType): number {
  */
 export function weightBytesOf(launch: LaunchRecord, excluded: ReadonlySet<GPUBuffer>): number {
   const { kernel, tensors } = launch;
+  const gathers = kernel.gathers ?? [];
   let bytes = 0;
   for (const name of kernel.bindingNames) {
     const t = tensors[name];
-    if (kernel.bindings[name] !== "read" || kernel.gathers?.includes(name)) continue;
+    if (kernel.bindings[name] !== "read" || gathers.includes(name)) continue;
     if (t.storage.pooled || excluded.has(t.storage.buffer)) continue; // (a replayed launch's tensors may be views disposed since)
     bytes += t.byteLength;
   }
@@ -227,8 +246,8 @@ function isSoftwareAdapter(gpu: Gpu): boolean {
   return a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.description} ${a.architecture} ${a.device}`);
 }
 
-/** GPU memory a run needs, roughly: weights, KV-caches, and a layer's activations twice over (pool). */
-function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DType, contextLength: number, positions: number, caches: number): number {
+/** GPU memory a run needs, roughly: weights (packed where quantized), KV-caches, and a layer's activations twice over (pool). */
+function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DType, quantize: QuantizedType | undefined, contextLength: number, positions: number, caches: number): number {
   const t = config.text;
   const cache = caches * kvCacheBytes(t, contextLength, dtype);
   let activations = positions * (8 * t.hiddenSize + 3 * t.intermediateSize) * 4;
@@ -236,9 +255,10 @@ function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DTyp
     const v = config.vision;
     activations = Math.max(activations, (v.numPatches + 1) * (8 * v.hiddenSize + 2 * v.intermediateSize) * 4);
   }
-  return weightBytes(config, dtype) + cache + 2 * activations + 256 * 2 ** 20;
+  return weightBytes(config, dtype, quantize) + cache + 2 * activations + 256 * 2 ** 20;
 }
 
+/** The weight types in words: "156 Q4_K, 311 f16 tensors". */
 function gb(bytes: number): string {
   return `${(bytes / 1e9).toFixed(1)} GB`;
 }
@@ -319,11 +339,13 @@ function settings(config: ModelConfig & { text: LlamaConfig }, isRandom: boolean
   }
   const dtype: DType | undefined = options.dtype ?? (isRandom ? (gpu.hasF16 ? "f16" : "f32") : undefined);
   if (dtype === "f16" && !gpu.hasF16) throw new Error("dtype f16 was requested, but this adapter has no shader-f16");
+  const quantize = options.quantize;
+  if (quantize !== undefined && !isRandom) throw new Error(`quantize ${quantize}: only a random-weight shape (--shape) is quantized here; load a quantized checkpoint instead`);
   const batches = options.batches ?? (quick && large ? [1, 4] : [1, 2, 4, 8, 16]);
   for (const size of batches) {
     if (!Number.isInteger(size) || size < 1 || size > 256) throw new RangeError(`batch sizes must be integers in [1, 256], not ${size}`);
   }
-  return { sampleLayers, repeats, steps, context, features, textTokens, positions, contextLength, dtype, batches };
+  return { sampleLayers, repeats, steps, context, features, textTokens, positions, contextLength, dtype, quantize, batches };
 }
 
 /** Image encoding of random pixels; returns its timing and the features of the last run (the caller's to free). */
@@ -602,29 +624,30 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
   const s = settings(config, isRandom, large, gpu, options);
 
   if (isRandom && isSoftwareAdapter(gpu)) {
-    const needed = memoryEstimate(config, s.dtype!, s.contextLength, s.positions, Math.max(...s.batches));
+    const needed = memoryEstimate(config, s.dtype!, s.quantize, s.contextLength, s.positions, Math.max(...s.batches));
     const available = availableMemory();
     if (needed > 0.9 * available) {
       throw new Error(
-        `${name} in ${s.dtype} does not fit: it needs about ${gb(needed)} (weights ${gb(weightBytes(config, s.dtype!))}), and this ` +
+        `${name} in ${s.quantize ?? s.dtype} does not fit: it needs about ${gb(needed)} (weights ${gb(weightBytes(config, s.dtype!, s.quantize))}), and this ` +
           `software adapter's memory is the machine's, of which ${gb(available)} is available` +
           (s.dtype === "f32" && gpu.hasF16 ? "; --dtype f16 halves the weights" : ""),
       );
     }
   }
 
-  progress(`building ${name} (${describe(config)})${isRandom ? ` with random ${s.dtype} weights on the GPU` : ""}`);
+  const weightsText = s.quantize ? `${s.quantize} decoder matrices and ${s.dtype} others` : `${s.dtype} weights`;
+  progress(`building ${name} (${describe(config)})${isRandom ? ` with random ${weightsText} on the GPU` : ""}`);
   gpu.pool.resetPeak();
   let model: LlavaModel;
   let weights: WeightStore | null = null;
   if (isRandom) {
-    ({ model, weights } = await randomLlava(gpu, config, { dtype: s.dtype!, contextLength: s.contextLength, name }));
+    ({ model, weights } = await randomLlava(gpu, config, { dtype: s.dtype!, quantize: s.quantize, contextLength: s.contextLength, name }));
   } else {
     model = await loadLlava(source.path, { gpu, dtype: s.dtype, contextLength: s.contextLength });
   }
   const owned: Tensor[] = [];
   try {
-    progress(`weights ${gb(model.loadReport.weightBytes)} ready in ${(model.loadReport.loadMs / 1000).toFixed(1)} s`);
+    progress(`weights ${gb(model.loadReport.weightBytes)} (${describeWeightTypes(model.loadReport.weightTypes)}) ready in ${(model.loadReport.loadMs / 1000).toFixed(1)} s`);
     const ids = promptIds(config.text, model.vision ? model.vision.imageTokenId : null, s.textTokens);
     const history = gpu.empty([ids.length + 1], "u32", { name: "token history" });
     const first = gpu.empty([1], "u32", { name: "first token" });
@@ -656,7 +679,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
     const nextTurn = { ...followUpTiming, newPositions: FOLLOW_UP_TOKENS, cachedPositions: s.positions };
     progress(`next chat turn: first token ${nextTurn.ms.toFixed(1)} ms after ${FOLLOW_UP_TOKENS} new positions`);
     progress(`prefill ${prefill.method === "estimated" ? "(estimated) " : ""}${prefill.ms.toFixed(1)} ms, ${prefill.tokensPerSecond.toFixed(1)} tokens/s`);
-    const decoderBytes = decoderWeightBytes(config, model.dtype);
+    const decoderBytes = decoderWeightBytes(config, model.dtype, s.quantize, gpu.limits.maxStorageBufferBindingSize);
     const { decode, perToken, batches } = await measureDecode(run, s.context, s.steps, decoderBytes, s.batches);
 
     const limits = options.limits;
@@ -671,8 +694,11 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
 
     return {
       model: name,
+      // Packed weights named in the description too, which the markdown shows.
       description: describe(config),
       dtype: model.dtype,
+      quantize: s.quantize ?? null,
+      weightTypes: model.loadReport.weightTypes,
       weightBytes: model.loadReport.weightBytes,
       decoderWeightBytes: decoderBytes,
       splitTensors: model.loadReport.splitTensors,

@@ -10,6 +10,7 @@ import { describeCheck } from "./check.js";
 import type { E2EResult } from "./e2e.js";
 import type { KernelResult } from "./kernels.js";
 import type { DeviceLimits, LimitMeasurement } from "./limits.js";
+import { describeWeightTypes } from "../models/load.js";
 
 export interface Environment {
   date: string;
@@ -194,7 +195,7 @@ export function e2eMarkdown(r: E2EResult): string {
     ["model", `${r.model}: ${r.description}`],
     [
       "weights",
-      `${bytes(r.weightBytes)} ${r.dtype}, ready in ${ms(r.buildMs)}${r.splitTensors.length ? `; split in row parts: ${r.splitTensors.join(", ")}` : ""}`,
+      `${bytes(r.weightBytes)} ${describeWeightTypes(r.weightTypes)}, ready in ${ms(r.buildMs)}${r.splitTensors.length ? `; split in row parts: ${r.splitTensors.join(", ")}` : ""}`,
     ],
   ];
   if (r.image) {

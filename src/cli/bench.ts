@@ -26,6 +26,7 @@ import { Gpu } from "../tensor/gpu.js";
 import { measureServeLoad, serveLoadMarkdown } from "../bench/serve_load.js";
 import { DEFAULT_SHARD_BYTES, loadMarkdown, measureLoad, temporaryShapeCheckpoint } from "../bench/load.js";
 import { MAX_BATCH } from "../models/llava.js";
+import { QUANTIZED_TYPES, type QuantizedType } from "../kernels/quant/blocks.js";
 import { UsageError, type Command } from "./command.js";
 import { loadModelFrom, MODEL_OPTIONS } from "./model_options.js";
 import { GPU_OPTIONS, GPU_USAGE, gpuOptions, numberOption } from "./options.js";
@@ -51,9 +52,12 @@ const COMMON_USAGE = `  --quick          fewer and shorter measurements (a few m
                    this device (limits.json, kernels.json, ...) instead of measuring them first
 ${GPU_USAGE}`;
 
+/** The quantized types e2e's --dtype takes, as written on the command line. */
+const E2E_QUANTIZED = QUANTIZED_TYPES.map((t) => t.toLowerCase());
+
 const USAGE = `usage: wgsl-vlm bench limits [--sizes real|tiny] [options]
        wgsl-vlm bench kernels [--only NAME[,NAME...]] [--dtype f16|f32] [--sizes real|tiny] [options]
-       wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} | --model DIR [--dtype f16|f32] [e2e options] [options]
+       wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} [--dtype f16|f32|${E2E_QUANTIZED.join("|")}] | --model DIR [--dtype f16|f32] [e2e options] [options]
        wgsl-vlm bench serve --model DIR [--clients LIST] [--requests N] [--max-tokens N] [--json] [--out DIR]
        wgsl-vlm bench load --model DIR | --shape ${Object.keys(E2E_SHAPES).join("|")} [--checkpoint-dtype bf16|f16|f32] [--shard-mb N] [--dtype f16|f32] [--json] [--out DIR]
 
@@ -86,6 +90,10 @@ load      loading a checkpoint against reading its files: with the page cache dr
   --dtype f16|f32  weight and KV-cache storage (default f16 where the GPU has shader-f16)
   --sizes tiny     small buffers and model sizes: checks the suite runs, the figures mean nothing
 e2e options:
+  --dtype q4_k     with --shape, also any of ${E2E_QUANTIZED.join(", ")}: the decoder's matrices (its
+                   embedding table and LM head too) held as ggml's packed blocks of that type, random
+                   bytes with fixed scales made on the GPU; the vision tower, projector, norms and
+                   KV-cache in f16 (f32 without shader-f16)
   --context N      context at which decoding is timed (default 1024)
   --decode-steps N decoded tokens timed (default 32; --quick: 8 on the tiny shape, 2 on the others)
   --batches LIST   batch sizes decoded together, comma-separated (default 1,2,4,8,16;
@@ -106,6 +114,17 @@ function dtypeOption(value: string | undefined, gpu: Gpu): DType {
   if (value !== "f16" && value !== "f32") throw new UsageError(`--dtype must be f16 or f32, not '${value}'`);
   if (value === "f16" && !gpu.hasF16) throw new UsageError("--dtype f16: this adapter has no shader-f16");
   return value;
+}
+
+/** e2e's --dtype: a float dtype, or (for a random shape) a ggml type for the decoder's matrices with the float default for the rest. */
+function e2eDtypeOption(value: string | undefined, gpu: Gpu, random: boolean): { dtype?: DType; quantize?: QuantizedType } {
+  const quantize = QUANTIZED_TYPES.find((t) => t.toLowerCase() === value?.toLowerCase());
+  if (quantize === undefined) {
+    if (value !== undefined && value !== "f16" && value !== "f32") throw new UsageError(`--dtype must be f16, f32 or (with --shape) one of ${E2E_QUANTIZED.join(", ")}, not '${value}'`);
+    return { dtype: value === undefined ? undefined : dtypeOption(value, gpu) };
+  }
+  if (!random) throw new UsageError(`--dtype ${value}: random weights of a shape (--shape) only; a quantized checkpoint (GGUF) loads as it is stored`);
+  return { quantize };
 }
 
 function sizesOption(value: string | undefined): "real" | "tiny" {
@@ -260,11 +279,12 @@ async function e2eCommand(argv: string[]): Promise<number> {
   const quick = values.quick ?? false;
   const gpu = await Gpu.create(gpuOptions(values));
   try {
-    const dtype = values.dtype === undefined ? undefined : dtypeOption(values.dtype, gpu);
+    const { dtype, quantize } = e2eDtypeOption(values.dtype, gpu, "shape" in source);
     const env = environment(gpu);
     const limits = await limitsFor(gpu, quick, false, values.limits);
     const result = await runE2E(gpu, source, {
       dtype,
+      quantize,
       quick,
       context: positive("context"),
       decodeSteps: positive("decode-steps"),
@@ -277,7 +297,8 @@ async function e2eCommand(argv: string[]): Promise<number> {
     });
     const document = { kind: "e2e", environment: env, quick, limits, result };
     const markdown = `## End to end: ${result.model}\n\n${environmentMarkdown(env)}${quick ? "; --quick" : ""}\n\n${e2eMarkdown(result)}\n`;
-    const stem = `e2e-${"shape" in source ? source.shape : basename(source.path)}`;
+    // A quantized run's files are named for its type, beside the float run's.
+    const stem = `e2e-${"shape" in source ? source.shape : basename(source.path)}${quantize ? `-${quantize.toLowerCase()}` : ""}`;
     await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown }, values.limits);
     process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
     return 0;

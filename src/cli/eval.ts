@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { evaluate, type EvalReport } from "../shapes/eval.js";
 import { QUESTION_TYPES } from "../shapes/questions.js";
 import type { Command } from "./command.js";
+import { describeWeightTypes } from "../models/load.js";
 import { loadModelFrom, MODEL_OPTIONS, MODEL_USAGE } from "./model_options.js";
 import { numberOption } from "./options.js";
 
@@ -47,7 +48,7 @@ ${MODEL_USAGE}`,
         },
       });
       if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      else process.stdout.write(formatReport(report, model.gpu.adapter.description || model.gpu.adapter.device, model.loadReport.dtype));
+      else process.stdout.write(formatReport(report, model.gpu.adapter.description || model.gpu.adapter.device, describeWeightTypes(model.loadReport.weightTypes)));
       return 0;
     } finally {
       model.dispose();

@@ -10,10 +10,9 @@
  */
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import { openRegularFile } from "../files/read.js";
 import { Checkpoint, CheckpointError } from "../weights/checkpoint.js";
-import { GgufError, GgufFile } from "../weights/gguf.js";
-import { GGUF_MAGIC, type GgufArray, type GgufValue } from "../weights/gguf_types.js";
+import { GgufError, GgufFile, isGgufFile } from "../weights/gguf.js";
+import type { GgufArray, GgufValue } from "../weights/gguf_types.js";
 import { SafetensorsError } from "../weights/safetensors.js";
 import { UsageError, type Command } from "./command.js";
 
@@ -29,7 +28,7 @@ const command: Command = {
       process.stderr.write(`wgsl-vlm inspect: ${error.message.replace(/\s*\n\s*/g, "; ")}\n`);
       return 1;
     };
-    if (await startsWithGgufMagic(positionals[0])) {
+    if (await isGgufFile(positionals[0])) {
       let gguf: GgufFile;
       try {
         gguf = await GgufFile.open(positionals[0]);
@@ -104,22 +103,6 @@ function table(checkpoint: Checkpoint): string {
       (files.length > 1 ? ` in ${files.length} files` : ""),
   );
   return `${lines.join("\n")}\n`;
-}
-
-/** Whether `path` is a regular file whose first bytes are GGUF's magic (anything else goes to the safetensors reader). */
-async function startsWithGgufMagic(path: string): Promise<boolean> {
-  // Only a regular file is opened (a FIFO would block the open): anything else, and a path that
-  // cannot be opened, goes to the checkpoint reader, whose error says what it is.
-  const opened = await openRegularFile(path).catch(() => null);
-  if (!opened) return false;
-  const { handle } = opened;
-  try {
-    const head = new Uint8Array(4);
-    const { bytesRead } = await handle.read(head, 0, 4, 0);
-    return bytesRead === 4 && GGUF_MAGIC.every((b, i) => head[i] === b);
-  } finally {
-    await handle.close();
-  }
 }
 
 function ggufReport(gguf: GgufFile) {

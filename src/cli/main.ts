@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   chat: () => import("./chat.js"),
   inspect: () => import("./inspect.js"),
   preprocess: () => import("./preprocess.js"),
+  convert: () => import("./convert.js"),
   tokenize: () => import("./tokenize.js"),
   verify: () => import("./verify.js"),
   eval: () => import("./eval.js"),

@@ -4,19 +4,26 @@ import { GPU_OPTIONS, GPU_USAGE, numberOption } from "./options.js";
 import { performance } from "node:perf_hooks";
 import { SingleBar } from "cli-progress";
 import { loadModel, type ModelOptions, type VisionLanguageModel } from "../generate/model.js";
-import type { LoadProgress } from "../models/load.js";
+import { describeWeightTypes, type LoadProgress } from "../models/load.js";
+import { QUANTIZABLE_TYPES } from "../kernels/quant/quantize.js";
 
 export const MODEL_OPTIONS = {
   ...GPU_OPTIONS,
   model: { type: "string" },
+  mmproj: { type: "string" },
   dtype: { type: "string" },
   context: { type: "string" },
   ctx: { type: "string" },
   quiet: { type: "boolean" },
 } as const;
 
-export const MODEL_USAGE = `  --model DIR      a Hugging Face LLaVA or LLaMA folder (config.json, *.safetensors, tokenizer)
-  --dtype f16|f32  weight storage (default: f16 for 16-bit checkpoints when the GPU has shader-f16)
+export const MODEL_USAGE = `  --model PATH     a Hugging Face LLaVA or LLaMA folder (config.json, *.safetensors, tokenizer);
+                   or llama.cpp's GGUF text model (its mmproj found beside it, or --mmproj), a
+                   folder holding the pair, or an Ollama model (ollama:llava, or a manifest)
+  --mmproj FILE    the mmproj GGUF (vision tower and projector) of a GGUF text model
+  --dtype TYPE     weight storage: f16 or f32 (default: f16 for 16-bit checkpoints when the GPU
+                   has shader-f16), or q8_0, q4_0, q4_1, q5_0, q5_1 to quantize the decoder's
+                   matrices while loading (ggml's quantizers; GGUF files keep their own types)
   --context N      positions the KV-cache holds (default: max_position_embeddings, at most 4096; --ctx N too)
   --quiet          no loading progress or statistics on stderr
 ${GPU_USAGE}`;
@@ -97,8 +104,12 @@ export function mb(bytes: number): string {
 export async function loadModelFrom(values: Values, extra: Pick<ModelOptions, "maxBatch" | "kvCacheBytes"> = {}): Promise<VisionLanguageModel> {
   const path = text(values, "model");
   if (!path) throw new UsageError("--model DIR is required");
-  const dtype = text(values, "dtype");
-  if (dtype !== undefined && dtype !== "f16" && dtype !== "f32") throw new UsageError(`--dtype must be f16 or f32, not '${dtype}'`);
+  const dtypeText = text(values, "dtype");
+  const quantize = QUANTIZABLE_TYPES.find((t) => t.toLowerCase() === dtypeText);
+  if (dtypeText !== undefined && dtypeText !== "f16" && dtypeText !== "f32" && !quantize) {
+    throw new UsageError(`--dtype must be f16, f32, ${QUANTIZABLE_TYPES.map((t) => t.toLowerCase()).join(", ")}, not '${dtypeText}'`);
+  }
+  const dtype = quantize ? undefined : (dtypeText as "f16" | "f32" | undefined);
   if (values.context !== undefined && values.ctx !== undefined) throw new UsageError("give --context or --ctx, not both");
   const contextText = text(values, "context") ?? text(values, "ctx");
   const contextLength = contextText === undefined ? undefined : numberOption(contextText, "context", 0, (n) => Number.isInteger(n) && n >= 1);
@@ -109,6 +120,8 @@ export async function loadModelFrom(values: Values, extra: Pick<ModelOptions, "m
     model = await loadModel(path, {
       ...extra,
       dtype,
+      quantize,
+      mmproj: text(values, "mmproj"),
       contextLength,
       adapter: text(values, "adapter"),
       backend: text(values, "backend"),
@@ -122,7 +135,7 @@ export async function loadModelFrom(values: Values, extra: Pick<ModelOptions, "m
   if (!quiet) {
     const r = model.loadReport;
     process.stderr.write(
-      `loaded ${path} in ${(r.loadMs / 1000).toFixed(2)} s: ${r.dtype} weights ${mb(r.weightBytes)}, KV-cache ${mb(r.cacheBytes)}, ` +
+      `loaded ${path} in ${(r.loadMs / 1000).toFixed(2)} s: ${describeWeightTypes(r.weightTypes)} weights ${mb(r.weightBytes)}, KV-cache ${mb(r.cacheBytes)}, ` +
         `peak GPU memory ${mb(r.peakBytes)} on ${model.gpu.adapter.description || model.gpu.adapter.device}\n`,
     );
   }

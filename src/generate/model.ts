@@ -450,9 +450,9 @@ export async function loadModel(path: string, options: ModelOptions = {}): Promi
   const llava = await loadLlava(path, options);
   try {
     const hasTokenizer = (await exists(join(path, "tokenizer.json"))) || (await exists(join(path, "tokenizer.model")));
-    const tokenizer = hasTokenizer ? await loadTokenizer(path) : null;
-    let preprocessor: PreprocessorConfig | null = null;
-    if (llava.vision) {
+    const tokenizer = llava.bundled.tokenizer ?? (hasTokenizer ? await loadTokenizer(path) : null);
+    let preprocessor: PreprocessorConfig | null = llava.bundled.preprocessor ?? null;
+    if (llava.vision && !preprocessor) {
       const size = llava.vision.tower.config.imageSize;
       // Without a preprocessor_config.json, CLIPImageProcessor's defaults, at the tower's image size.
       preprocessor = (await exists(join(path, CONFIG_FILE_NAME)))

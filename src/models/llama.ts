@@ -213,10 +213,10 @@ export interface SequenceRows {
   count: number;
 }
 
-/** q | k | v of x in one tensor [rows, (H + 2·H_kv)·D]: one launch, unless a weight is split in parts. */
+/** q | k | v of x in one tensor [rows, (H + 2·H_kv)·D]: one launch, unless a weight is split in parts or quantized. */
 function projectQKV(x: Tensor, q: Linear, k: Linear, v: Linear): Tensor {
   const linears = [q, k, v];
-  if (linears.every((l) => l.parts.length === 1)) return qkvLinear(x, linears.map((l) => ({ weight: l.parts[0].weight, bias: l.parts[0].bias })));
+  if (linears.every((l) => l.parts.length === 1 && l.dense)) return qkvLinear(x, linears.map((l) => ({ weight: l.parts[0].weight as Tensor, bias: l.parts[0].bias })));
   const out = x.gpu.empty([x.dim(0), linears.reduce((n, l) => n + l.outFeatures, 0)], x.dtype, { name: "qkv" });
   let column = 0;
   for (const linear of linears) {
@@ -226,11 +226,11 @@ function projectQKV(x: Tensor, q: Linear, k: Linear, v: Linear): Tensor {
   return out;
 }
 
-/** act(x·gateᵀ) ⊙ x·upᵀ: one launch, unless a weight is split in parts. */
+/** act(x·gateᵀ) ⊙ x·upᵀ: one launch, unless a weight is split in parts or quantized. */
 function projectGated(x: Tensor, gate: Linear, up: Linear, act: ActivationKind): Tensor {
-  if (gate.parts.length === 1 && up.parts.length === 1) {
+  if (gate.parts.length === 1 && up.parts.length === 1 && gate.dense && up.dense) {
     const [g, u] = [gate.parts[0], up.parts[0]];
-    return gatedLinear(x, g.weight, u.weight, { activation: act, gateBias: g.bias, upBias: u.bias });
+    return gatedLinear(x, g.weight as Tensor, u.weight as Tensor, { activation: act, gateBias: g.bias, upBias: u.bias });
   }
   const [a, b] = [gate.forward(x), up.forward(x)];
   return act === "silu" ? siluMul(a, b) : mul(activation(a, act), b);

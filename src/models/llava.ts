@@ -17,15 +17,30 @@ import { check } from "../tensor/errors.js";
 import { Gpu, type GpuOptions } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { Checkpoint, checkModelFolder } from "../weights/checkpoint.js";
+import { parsePreprocessorConfig, type PreprocessorConfig } from "../image/config.js";
+import { QUANTIZABLE_TYPES, type QuantizableType } from "../kernels/quant/quantize.js";
+import { ggufTokenizer } from "../tokenizer/gguf_vocab.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { GgufCheckpoint } from "../weights/gguf_checkpoint.js";
+import { GgufFields } from "../weights/gguf_config.js";
+import { resolveModelFiles } from "../weights/model_files.js";
 import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
 import { resolveWeights, visionLayersUsed } from "../weights/names.js";
 import { ClipVisionTower } from "./clip.js";
 import { KVCache, LlamaDecoder, type Trace } from "./llama.js";
-import { chooseDtype, loadWeights, type LoadProgress } from "./load.js";
+import { chooseDtype, loadWeights, type LoadProgress, type WeightFiles } from "./load.js";
 import { Projector } from "./projector.js";
 import type { WeightStore } from "./weights.js";
 
 export interface LoadModelOptions extends GpuOptions {
+  /** The mmproj GGUF (vision tower and projector) to load with a GGUF text model. */
+  mmproj?: string;
+  /**
+   * Quantize the decoder's float matrices into this ggml type while loading (load.ts's
+   * quantizedOnLoad; ggml's reference quantizers, bit-exact). Matrices a GGUF file already
+   * holds quantized stay as they are.
+   */
+  quantize?: QuantizableType;
   /** Storage dtype of the weights (and KV-cache). Default: f16 for 16-bit checkpoints on adapters with shader-f16, else f32. */
   dtype?: DType;
   /**
@@ -62,6 +77,8 @@ export interface LoadReport {
   /** Most GPU memory held at once while loading. */
   peakBytes: number;
   dtype: DType;
+  /** How many weight tensors are held in each type: f32 or f16 for floats, a ggml type (Q4_K, ...) for packed blocks. */
+  weightTypes: Record<string, number>;
   /** Tensors too big for one storage binding, stored in row parts. */
   splitTensors: string[];
   /** Checkpoint tensors the model does not use, and why. */
@@ -258,6 +275,9 @@ export class LlavaModel {
   /** Whether dispose() also destroys the device (true when loadModel created it). */
   ownsDevice = false;
 
+  /** The tokenizer and image preprocessing the checkpoint's own files hold (a GGUF pair's). */
+  bundled: BundledParts = {};
+
   /** Frees every GPU buffer of the model, and the device if loadModel created it. */
   dispose(): void {
     for (const cache of this.caches) cache.dispose();
@@ -267,33 +287,94 @@ export class LlavaModel {
   }
 }
 
+/** What a checkpoint holds besides weights, where its format keeps it in the same files (GGUF). */
+export interface BundledParts {
+  tokenizer?: Tokenizer;
+  preprocessor?: PreprocessorConfig;
+}
+
+/** A checkpoint opened for loading, with its config: a Hugging Face folder or a GGUF pair. */
+interface OpenedModel {
+  config: ModelConfig;
+  checkpoint: WeightFiles & { close(): Promise<void> };
+  /** What the format itself tells the user on loading (the GGUF pair's notes). */
+  notes: string[];
+  bundled: BundledParts;
+}
+
 /**
- * Loads a Hugging Face LLaVA (LlavaForConditionalGeneration) or LLaMA (LlamaForCausalLM)
- * folder onto the GPU.
+ * The GGUF pair's tokenizer (tokenizer.ggml.*, with LLaVA's `<image>` added past the
+ * vocabulary when it has none: see weights/gguf_config.ts) and image preprocessing (the
+ * mmproj's image size, mean and std, with CLIPImageProcessor's resize and crop).
+ */
+function ggufBundled(checkpoint: GgufCheckpoint): BundledParts {
+  const { config, text, mmproj } = checkpoint;
+  const bundled: BundledParts = {};
+  if (text.metadata.has("tokenizer.ggml.tokens")) {
+    const imageToken = config.kind === "llava" && config.imageTokenIndex === config.text.vocabSize;
+    bundled.tokenizer = ggufTokenizer(text.metadata, text.path, { extraControlTokens: imageToken ? ["<image>"] : [] });
+  }
+  if (config.kind === "llava" && mmproj) {
+    const fields = new GgufFields(mmproj);
+    const size = config.vision.imageSize;
+    const stats = (key: string) => {
+      const values = fields.numbers(key);
+      if (values !== undefined && values.length !== 3) fields.fail(key, `must hold 3 values (R, G, B), not ${values.length}`);
+      return values;
+    };
+    bundled.preprocessor = parsePreprocessorConfig(
+      { size: { shortest_edge: size }, crop_size: { height: size, width: size }, image_mean: stats("clip.vision.image_mean"), image_std: stats("clip.vision.image_std") },
+      `${mmproj.path} (clip.vision.image_size, image_mean, image_std; CLIPImageProcessor's resize and crop)`,
+    );
+  }
+  return bundled;
+}
+
+/** Opens what `path` names (see weights/model_files.ts) and reads its config, before any device exists. */
+async function openModel(path: string, mmproj: string | undefined): Promise<OpenedModel> {
+  const files = await resolveModelFiles(path, mmproj);
+  if (files.format === "gguf") {
+    const checkpoint = await GgufCheckpoint.open(files.text, files.mmproj);
+    try {
+      return { config: checkpoint.config, checkpoint, notes: checkpoint.notes, bundled: ggufBundled(checkpoint) };
+    } catch (error) {
+      await checkpoint.close();
+      throw error;
+    }
+  }
+  await checkModelFolder(files.folder);
+  const config = await loadConfig(files.folder);
+  return { config, checkpoint: await Checkpoint.open(files.folder), notes: [], bundled: {} };
+}
+
+/**
+ * Loads a LLaVA (LlavaForConditionalGeneration) or LLaMA (LlamaForCausalLM) model onto the
+ * GPU: a Hugging Face folder, or llama.cpp's GGUF text model with its mmproj file (options.mmproj,
+ * or found beside it), or an Ollama model (weights/model_files.ts).
  */
 export async function loadLlava(path: string, options: LoadModelOptions = {}): Promise<LlavaModel> {
   const started = performance.now();
-  await checkModelFolder(path);
-  const config = await loadConfig(path);
-  if (config.kind === "clip_vision") {
-    throw new Error(`${path}: a CLIPVisionModel checkpoint has no language model to generate with`);
-  }
-  const text = config.text;
-  // Refused before a device is made; whether it fits a storage binding is known once the dtype is.
-  if (options.contextLength !== undefined) checkContextLength(text, options.contextLength);
-  checkBatchOptions(options);
-  // The checkpoint is opened and matched with the config before a device is made too.
-  const checkpoint = await Checkpoint.open(path);
+  const { config, checkpoint, notes, bundled } = await openModel(path, options.mmproj);
   const ownsDevice = options.gpu === undefined;
   let gpu: Gpu | undefined;
   let store: WeightStore | undefined;
   try {
+    if (config.kind === "clip_vision") {
+      throw new Error(`${path}: a CLIPVisionModel checkpoint has no language model to generate with`);
+    }
+    const text = config.text;
+    // Refused before a device is made; whether it fits a storage binding is known once the dtype is.
+    if (options.contextLength !== undefined) checkContextLength(text, options.contextLength);
+    checkBatchOptions(options);
+    if (options.quantize !== undefined && !QUANTIZABLE_TYPES.includes(options.quantize)) {
+      throw new RangeError(`quantize must be one of ${QUANTIZABLE_TYPES.join(", ")}, not ${JSON.stringify(options.quantize)}`);
+    }
     const resolved = resolveWeights(config, checkpoint);
     gpu = options.gpu ?? (await Gpu.acquire(options));
     const dtype = chooseDtype(gpu, checkpoint, resolved, options.dtype);
     const contextLength = chooseContextLength(text, dtype, gpu.limits.maxStorageBufferBindingSize, options.contextLength);
     gpu.pool.resetPeak();
-    const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress, options.partBytes);
+    const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress, options.partBytes, options.quantize);
     store = loaded.store;
     const decoder = new LlamaDecoder(gpu, text, store, contextLength);
     const vision = visionPart(gpu, config, store, resolved.projector ?? "mlp");
@@ -304,13 +385,15 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
       caches: 0,
       peakBytes: 0,
       dtype,
+      weightTypes: loaded.types,
       splitTensors: loaded.splitTensors,
       unusedTensors: resolved.unused,
-      warnings: resolved.warnings,
+      warnings: [...notes, ...resolved.warnings],
     };
     const cacheCount = chooseCacheCount(kvCacheBytes(text, contextLength, dtype), contextLength, options);
     const model = new LlavaModel(gpu, config, path, dtype, decoder, vision, store, report, cacheCount);
     model.ownsDevice = ownsDevice;
+    model.bundled = bundled;
     await gpu.sync();
     report.caches = cacheCount;
     report.cacheBytes = model.caches.reduce((sum, c) => sum + c.bytes, 0);

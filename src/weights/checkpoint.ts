@@ -17,7 +17,7 @@
  * the first file read makes of it.
  */
 import { readdir, stat } from "node:fs/promises";
-import { basename, dirname, extname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { JSON_CONFIG_FILE } from "../files/limits.js";
 import { readTextFileWithin } from "../files/read.js";
 import { MODEL_CONFIG_FILE } from "./config.js";
@@ -169,9 +169,8 @@ export async function checkModelFolder(path: string): Promise<void> {
   }
 }
 
-/** What to pass instead of a file: the folder holding it when that is a model folder; GGUF is named as unsupported. */
+/** What to pass instead of a file: the folder holding it when that is a model folder. */
 async function folderHint(file: string): Promise<string> {
-  if (extname(file).toLowerCase() === ".gguf") return " (GGUF files are not supported yet: pass a Hugging Face folder with config.json and safetensors weights)";
   const folder = dirname(file);
   if ((await pathKind(join(folder, MODEL_CONFIG_FILE))) === "file") return ` (pass the folder that holds ${MODEL_CONFIG_FILE}: ${folder})`;
   return ` (pass the folder that holds ${MODEL_CONFIG_FILE})`;
@@ -194,7 +193,8 @@ async function noWeightsMessage(folder: string): Promise<string> {
   const names = await readdir(folder).catch(() => [] as string[]);
   const notes: string[] = [];
   if (names.some((n) => n.endsWith(".bin") || n.endsWith(".pt") || n.endsWith(".pth"))) notes.push("PyTorch pickles (.bin, .pt) are not read: convert them to safetensors");
-  if (names.some((n) => n.toLowerCase().endsWith(".gguf"))) notes.push("GGUF files are not supported yet");
+  const gguf = names.find((n) => n.toLowerCase().endsWith(".gguf"));
+  if (gguf) notes.push(`to load its GGUF files, pass the .gguf file itself (e.g. ${join(folder, gguf)})`);
   return `${folder}: a model folder needs ${SINGLE_FILE} or ${INDEX_FILE}, and has neither${notes.length ? ` (${notes.join("; ")})` : ""}`;
 }
 

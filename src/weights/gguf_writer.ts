@@ -23,7 +23,8 @@
  * refuses to load a file holding one.
  *
  * The header is encoded first, in memory (for a real model, a few tens of MB of vocabulary);
- * the tensors' bytes are then written straight from the caller's arrays, never concatenated.
+ * the tensors' bytes are then written straight from the caller's arrays, never concatenated,
+ * or made one tensor at a time by the caller's functions as the file is written.
  */
 import type { FileHandle } from "node:fs/promises";
 import { writeAll, writeFileSafely, type WriteOptions } from "../files/write.js";
@@ -43,8 +44,11 @@ export interface GgufTensorToWrite {
   type: string;
   /** ggml's order: the first is the innermost (a row's length), as GGUF stores ne[]. */
   dims: number[];
-  /** The raw bytes, already in the type's layout. */
-  data: ArrayBufferView;
+  /**
+   * The raw bytes, already in the type's layout; or a function making them, called by
+   * writeGguf when the tensor's turn comes, so that a converter holds one tensor at a time.
+   */
+  data: ArrayBufferView | (() => Promise<ArrayBufferView>);
 }
 
 export interface GgufToWrite {
@@ -61,7 +65,9 @@ export interface GgufTensorLayout {
   type: GgmlType;
   dims: number[];
   offset: number;
-  data: Uint8Array;
+  /** Its bytes' length, and the bytes (or what makes them). */
+  bytes: number;
+  data: Uint8Array | (() => Promise<ArrayBufferView>);
 }
 
 export interface GgufHeader {
@@ -223,7 +229,7 @@ function alignmentOf(metadata: Record<string, GgufValue>): number {
   return v;
 }
 
-function checkTensor(name: string, tensor: GgufTensorToWrite): { type: GgmlType; data: Uint8Array } {
+function checkTensor(name: string, tensor: GgufTensorToWrite): { type: GgmlType; bytes: number; data: Uint8Array | (() => Promise<ArrayBufferView>) } {
   const fail = (message: string): never => {
     throw new GgufWriteError(`tensor '${name}': ${message}`);
   };
@@ -238,10 +244,16 @@ function checkTensor(name: string, tensor: GgufTensorToWrite): { type: GgmlType;
     fail(`dims ${show(dims)} must be 1 to ${MAX_DIMS} integers >= 0`);
   }
   if (dims[0] % type.blockElements !== 0) fail(`rows of ${dims[0]} elements are not whole ${type.name} blocks of ${type.blockElements}`);
-  if (!ArrayBuffer.isView(data)) fail("data is not a typed array or DataView");
   const bytes = (dims.reduce((n, d) => n * d, 1) / type.blockElements) * type.blockBytes;
-  if (data.byteLength !== bytes) fail(`${data.byteLength} bytes given, but ${type.name} [${dims.join(", ")}] is ${bytes}`);
-  return { type, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  if (typeof data === "function") return { type, bytes, data };
+  if (!ArrayBuffer.isView(data)) fail("data is not a typed array, a DataView or a function making one");
+  checkBytes(name, type, dims, bytes, data);
+  return { type, bytes, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+function checkBytes(name: string, type: GgmlType, dims: readonly number[], bytes: number, data: unknown): asserts data is ArrayBufferView {
+  if (!ArrayBuffer.isView(data)) throw new GgufWriteError(`tensor '${name}': data is not a typed array or DataView`);
+  if (data.byteLength !== bytes) throw new GgufWriteError(`tensor '${name}': ${data.byteLength} bytes given, but ${type.name} [${dims.join(", ")}] is ${bytes}`);
 }
 
 /** Checks the file's contents and lays it out: the header's bytes (padded), and where each tensor goes. */
@@ -274,27 +286,30 @@ export function encodeGgufHeader(file: GgufToWrite): GgufHeader {
   const tensors: GgufTensorLayout[] = [];
   let offset = 0;
   for (const name of names) {
-    const { type, data } = checkTensor(name, file.tensors[name]);
+    const { type, bytes, data } = checkTensor(name, file.tensors[name]);
     const dims = [...file.tensors[name].dims];
     out.string(name, `tensor '${name}'`);
     out.u32(dims.length);
     for (const d of dims) out.u64(d);
     out.u32(type.id);
     out.u64(offset);
-    tensors.push({ name, type, dims, offset, data });
-    offset += pad(data.byteLength, alignment);
+    tensors.push({ name, type, dims, offset, bytes, data });
+    offset += pad(bytes, alignment);
   }
   out.zeros(pad(out.length, alignment) - out.length);
   const header = out.done();
   return { header, alignment, dataStart: header.byteLength, tensors, fileBytes: header.byteLength + offset };
 }
 
-/** The whole file as bytes (for small files: tests, fixtures). */
+/** The whole file as bytes (for small files: tests, fixtures; every tensor's data given as bytes). */
 export function encodeGguf(file: GgufToWrite): Uint8Array {
   const { header, tensors, dataStart, fileBytes } = encodeGgufHeader(file);
   const out = new Uint8Array(fileBytes);
   out.set(header);
-  for (const t of tensors) out.set(t.data, dataStart + t.offset);
+  for (const t of tensors) {
+    if (typeof t.data === "function") throw new GgufWriteError(`tensor '${t.name}': encodeGguf takes bytes, not a function making them (writeGguf does)`);
+    out.set(t.data, dataStart + t.offset);
+  }
   return out;
 }
 
@@ -310,8 +325,14 @@ export async function writeGguf(path: string, file: GgufToWrite, options: WriteO
     async (handle) => {
       await writeAll(handle, header);
       for (const t of tensors) {
-        await writeAll(handle, t.data);
-        await writeZeros(handle, pad(t.data.byteLength, alignment) - t.data.byteLength);
+        let data = t.data;
+        if (typeof data === "function") {
+          const made = await data();
+          checkBytes(t.name, t.type, t.dims, t.bytes, made);
+          data = new Uint8Array(made.buffer, made.byteOffset, made.byteLength);
+        }
+        await writeAll(handle, data);
+        await writeZeros(handle, pad(t.bytes, alignment) - t.bytes);
       }
     },
     options,

@@ -12,6 +12,8 @@
  *   vision.*      vision_tower.vision_model.*     model.vision_tower.vision_model.*   vision_model.*
  *   projector.*   multi_modal_projector.*         model.multi_modal_projector.*       -
  *
+ * and llama.cpp's GGUF names (token_embd, blk.N.attn_q, v.blk.N.ffn_up, mm.0, ...: gguf_names.ts).
+ *
  * The resolver picks the scheme that finds the most of the model's tensors, then requires every
  * one of them in it, with the right shape; everything wrong is named in one error.
  *
@@ -30,6 +32,7 @@
  * model checkpoint were not used"). The layers LLaVA legitimately leaves unused are not.
  */
 import type { ClipVisionConfig, LlamaConfig, ModelConfig } from "./config.js";
+import { GGUF_LAYER_PREFIXES, ggufTensorName } from "./gguf_names.js";
 
 export interface ExpectedTensor {
   /** The canonical name (see above). */
@@ -70,22 +73,49 @@ type Component = "text" | "lm_head" | "vision" | "projector";
 
 interface Scheme {
   name: string;
-  prefixes: Partial<Record<Component, string>>;
+  /** A canonical name's name in this scheme; undefined when the scheme has no such tensor. */
+  rename: (canonical: string) => string | undefined;
+  /** Where the numbered layers of the decoder (`text`) and of the vision tower start, for counting them. */
+  layers: { text?: string; vision?: string };
 }
+
+/** A scheme that puts a prefix per component in front of the name inside it. */
+function prefixScheme(name: string, prefixes: Partial<Record<Component, string>>): Scheme {
+  return {
+    name,
+    rename: (canonical) => {
+      const dot = canonical.indexOf(".");
+      const prefix = prefixes[canonical.slice(0, dot) as Component];
+      return prefix === undefined ? undefined : prefix + canonical.slice(dot + 1);
+    },
+    layers: {
+      text: prefixes.text && `${prefixes.text}layers.`,
+      vision: prefixes.vision && `${prefixes.vision}encoder.layers.`,
+    },
+  };
+}
+
+/** llama.cpp's names (gguf_names.ts): a GGUF text model with its mmproj file. */
+const GGUF_SCHEME: Scheme = { name: "GGUF (token_embd, blk.N.*, v.blk.N.*, mm.*)", rename: ggufTensorName, layers: GGUF_LAYER_PREFIXES };
 
 const SCHEMES: Record<ModelConfig["kind"], Scheme[]> = {
   llava: [
-    {
-      name: "llava-hf (language_model.model.*, vision_tower.*, multi_modal_projector.*)",
-      prefixes: { text: "language_model.model.", lm_head: "language_model.lm_head.", vision: "vision_tower.vision_model.", projector: "multi_modal_projector." },
-    },
-    {
-      name: "transformers >= 4.52 (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*, lm_head.*)",
-      prefixes: { text: "model.language_model.", lm_head: "lm_head.", vision: "model.vision_tower.vision_model.", projector: "model.multi_modal_projector." },
-    },
+    prefixScheme("llava-hf (language_model.model.*, vision_tower.*, multi_modal_projector.*)", {
+      text: "language_model.model.",
+      lm_head: "language_model.lm_head.",
+      vision: "vision_tower.vision_model.",
+      projector: "multi_modal_projector.",
+    }),
+    prefixScheme("transformers >= 4.52 (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*, lm_head.*)", {
+      text: "model.language_model.",
+      lm_head: "lm_head.",
+      vision: "model.vision_tower.vision_model.",
+      projector: "model.multi_modal_projector.",
+    }),
+    GGUF_SCHEME,
   ],
-  llama: [{ name: "LlamaForCausalLM (model.*, lm_head.*)", prefixes: { text: "model.", lm_head: "lm_head." } }],
-  clip_vision: [{ name: "CLIPVisionModel (vision_model.*)", prefixes: { vision: "vision_model." } }],
+  llama: [prefixScheme("LlamaForCausalLM (model.*, lm_head.*)", { text: "model.", lm_head: "lm_head." }), GGUF_SCHEME],
+  clip_vision: [prefixScheme("CLIPVisionModel (vision_model.*)", { vision: "vision_model." }), GGUF_SCHEME],
 };
 
 /** A tensor of the architecture; `unusedBecause` marks one the model never reads. */
@@ -217,10 +247,7 @@ const NOT_PART_OF_THE_MODEL = "not part of the model";
 const MAX_LISTED = 50;
 
 function checkpointName(canonical: string, scheme: Scheme): string | undefined {
-  const dot = canonical.indexOf(".");
-  const component = canonical.slice(0, dot) as Component;
-  const prefix = scheme.prefixes[component];
-  return prefix === undefined ? undefined : prefix + canonical.slice(dot + 1);
+  return scheme.rename(canonical);
 }
 
 /**
@@ -311,8 +338,8 @@ function layerCounts(config: ModelConfig, scheme: Scheme, checkpoint: TensorInde
     counts.push({ what, field, stored, configured });
   };
   const nested = config.kind === "llava";
-  if (config.kind !== "clip_vision") count(scheme.prefixes.text && `${scheme.prefixes.text}layers.`, "decoder", nested ? "text_config.num_hidden_layers" : "num_hidden_layers", config.text.numHiddenLayers);
-  if (config.kind !== "llama") count(scheme.prefixes.vision && `${scheme.prefixes.vision}encoder.layers.`, "vision", nested ? "vision_config.num_hidden_layers" : "num_hidden_layers", config.vision.numHiddenLayers);
+  if (config.kind !== "clip_vision") count(scheme.layers.text, "decoder", nested ? "text_config.num_hidden_layers" : "num_hidden_layers", config.text.numHiddenLayers);
+  if (config.kind !== "llama") count(scheme.layers.vision, "vision", nested ? "vision_config.num_hidden_layers" : "num_hidden_layers", config.vision.numHiddenLayers);
   return counts;
 }
 

@@ -20,19 +20,21 @@
  *   before it, so the next chunk cannot overwrite the staging buffer before the previous one is
  *   converted.)
  *
- * Floats only: F32, F16 and BF16 become f32 or f16. Any other dtype is refused with an error
+ * Floats: F32, F16 and BF16 become f32 or f16. Any other dtype is refused with an error
  * naming the tensor; so is a tensor larger than one GPU buffer can hold, for which the caller
- * uploads row ranges (`rows`) into separate tensors.
+ * uploads row ranges (`rows`) into separate tensors. ggml's quantized blocks are not floats:
+ * uploadPacked writes a byte range of them as it is, into u32 words the kernels unpack.
  */
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { bf16ToF16, bf16ToF32, f16ToF32, f32ToF16 } from "./convert.js";
 import { SAFETENSORS_DTYPES, type SafetensorsDType } from "./safetensors.js";
 
-/** Where tensors come from: a Checkpoint or a single SafetensorsFile. */
+/** Where tensors come from: a Checkpoint, a single SafetensorsFile, or a GgufCheckpoint. */
 export interface TensorSource {
   readonly path: string;
-  entry(name: string): { dtype: SafetensorsDType; shape: number[] };
+  /** `dtype`: a safetensors dtype, or a ggml type's name for GGUF. */
+  entry(name: string): { dtype: string; shape: number[] };
   readInto(name: string, offset: number, target: Uint8Array): Promise<void>;
 }
 
@@ -59,7 +61,7 @@ export class WeightUploadError extends Error {
   override name = "WeightUploadError";
 }
 
-const UPLOADABLE: readonly SafetensorsDType[] = ["F32", "F16", "BF16"];
+const UPLOADABLE: readonly string[] = ["F32", "F16", "BF16"] satisfies SafetensorsDType[];
 
 /**
  * Source bytes per chunk: large enough that each write's fixed cost is negligible, and no
@@ -110,12 +112,13 @@ export class WeightUploader {
   }
 
   private async uploadNow(source: TensorSource, name: string, options: UploadOptions): Promise<Tensor> {
-    const { dtype: from, shape } = source.entry(name);
+    const { dtype, shape } = source.entry(name);
     const to = options.dtype;
     const where = `${source.path}: tensor '${name}'`;
-    if (!UPLOADABLE.includes(from)) {
-      throw new WeightUploadError(`${where} is ${from}; only F32, F16 and BF16 tensors can be uploaded as float weights`);
+    if (!UPLOADABLE.includes(dtype)) {
+      throw new WeightUploadError(`${where} is ${dtype}; only F32, F16 and BF16 tensors can be uploaded as float weights`);
     }
+    const from = dtype as SafetensorsDType;
     if (to !== "f32" && to !== "f16") throw new WeightUploadError(`${where}: cannot store as ${String(to)} (f32 or f16 only)`);
     if (to === "f16" && !this.gpu.hasF16) throw new WeightUploadError(`${where}: this GPU has no shader-f16, so it cannot hold f16 weights`);
 
@@ -181,6 +184,49 @@ export class WeightUploader {
       throw error;
     }
     if (inPlace) this.conversions!.bf16ToF16InPlace(tensor);
+    return tensor;
+  }
+
+  /**
+   * Bytes [begin, end) of tensor `name` as they are, into a new persistent u32 tensor of
+   * ceil((end - begin) / 4) words (the last one padded with zeros): ggml's packed blocks.
+   */
+  uploadPacked(source: TensorSource, name: string, [begin, end]: readonly [number, number], label = name): Promise<Tensor> {
+    const result = this.queue.then(() => this.uploadPackedNow(source, name, begin, end, label));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async uploadPackedNow(source: TensorSource, name: string, begin: number, end: number, label: string): Promise<Tensor> {
+    const words = Math.ceil((end - begin) / 4);
+    if (words * 4 > this.gpu.limits.maxBufferSize) {
+      throw new WeightUploadError(`${source.path}: tensor '${name}': ${words * 4} bytes are over this GPU's maxBufferSize (${this.gpu.limits.maxBufferSize}); upload it in row ranges`);
+    }
+    const tensor = this.gpu.empty([words], "u32", { name: label, persistent: true });
+    const pending: Promise<Uint8Array>[] = [];
+    const chunks = Math.ceil((end - begin) / this.chunkBytes);
+    const read = (chunk: number): void => {
+      if (chunk >= chunks) return;
+      const start = begin + chunk * this.chunkBytes;
+      const length = Math.min(this.chunkBytes, end - start);
+      // The last chunk is padded to whole words; the padding stays zero.
+      const target = this.reads[chunk % READS_AHEAD].subarray(0, Math.ceil(length / 4) * 4).fill(0, length);
+      pending[chunk] = source.readInto(name, start, target.subarray(0, length)).then(() => target);
+    };
+    try {
+      for (let chunk = 0; chunk < READS_AHEAD; chunk++) read(chunk);
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        const bytes = await pending[chunk];
+        this.bytesRead += Math.min(bytes.byteLength, end - begin - chunk * this.chunkBytes);
+        this.gpu.write(tensor, bytes, chunk * this.chunkBytes);
+        this.bytesUploaded += bytes.byteLength;
+        read(chunk + READS_AHEAD);
+      }
+    } catch (error) {
+      await Promise.allSettled(pending);
+      tensor.dispose();
+      throw error;
+    }
     return tensor;
   }
 
