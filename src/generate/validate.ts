@@ -71,7 +71,7 @@ export function validateRequest(request: unknown, limits: ModelLimits): ValidReq
   }
   const form = forms[0];
   if (form !== "promptIds" && !limits.hasTokenizer) {
-    throw new RequestError(form, "this model has no tokenizer files: give promptIds instead of text");
+    throw new RequestError(form, "this model has no tokenizer (no tokenizer files in its folder, or no tokenizer.ggml.* vocabulary in its GGUF file): give promptIds instead of text");
   }
   const valid: ValidRequest = {
     images: r.images === undefined ? [] : images(r.images, "images", limits),
