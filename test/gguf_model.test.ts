@@ -392,6 +392,23 @@ describe("a converted model, through loadModel", async () => {
   });
 });
 
+describe("quantizing while loading", async () => {
+  const gpu = await testGpu();
+
+  it("packs the decoder's matrices whose rows are whole blocks, keeps the rest in floats, and refuses an unknown type", async () => {
+    const folder = join(GOLDEN, "tiny-llava-a", "model");
+    const model = await loadLlava(folder, { gpu, dtype: "f32", quantize: "Q4_1" });
+    try {
+      // Decoder: embed_tokens, lm_head, 2 layers × 7 matrices; everything else (norms, vision, projector) f32.
+      expect(model.loadReport.weightTypes.Q4_1).toBe(16);
+      expect(model.loadReport.weightTypes.f32).toBeGreaterThan(16);
+    } finally {
+      model.dispose();
+    }
+    await expect(loadLlava(folder, { gpu, quantize: "Q3_K" as never })).rejects.toThrow(/quantize must be one of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, not "Q3_K"/);
+  });
+});
+
 describe("K-quants of a model whose rows are whole 256-element blocks", async () => {
   const gpu = await testGpu();
   const config = {

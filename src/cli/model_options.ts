@@ -22,8 +22,9 @@ export const MODEL_USAGE = `  --model PATH     a Hugging Face LLaVA or LLaMA fol
                    folder holding the pair, or an Ollama model (ollama:llava, or a manifest)
   --mmproj FILE    the mmproj GGUF (vision tower and projector) of a GGUF text model
   --dtype TYPE     weight storage: f16 or f32 (default: f16 for 16-bit checkpoints when the GPU
-                   has shader-f16), or q8_0, q4_0, q4_1, q5_0, q5_1 to quantize the decoder's
-                   matrices while loading (ggml's quantizers; GGUF files keep their own types)
+                   has shader-f16), or q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k to quantize
+                   the decoder's matrices while loading (ggml's quantizers, on the CPU: the K
+                   types take minutes per billion weights; GGUF files keep their own types)
   --context N      positions the KV-cache holds (default: max_position_embeddings, at most 4096; --ctx N too)
   --quiet          no loading progress or statistics on stderr
 ${GPU_USAGE}`;
