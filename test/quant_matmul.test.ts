@@ -14,6 +14,7 @@ import { quantizedMatmulTiled } from "../src/kernels/quant/matmul_v1_tiled.js";
 import { QMATVEC_MAX_ROWS, type QuantizedMatrix } from "../src/kernels/quant/matvec_common.js";
 import { quantizedMatmulErrorBounds, quantizedMatmulReference } from "../src/kernels/quant/reference.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
+import { fixedSubgroupSize } from "../src/kernels/subgroups.js";
 import { launchesOf } from "./launches.js";
 import { randomQuantizedBlocks } from "./quant_helpers.js";
 import { expectWithin, rng, testGpu, upload } from "./helpers.js";
@@ -138,17 +139,22 @@ describe("quantizedLinear", async () => {
   const gpu = await testGpu();
   const random = rng();
 
-  it(`runs matvec v3 for up to ${QMATVEC_MAX_ROWS} rows and the tiled matmul beyond, folding leading dimensions`, async () => {
+  it(`runs the matvec for up to ${QMATVEC_MAX_ROWS} rows (v4 with a fixed subgroup size, else v3) and the tiled matmul beyond, folding leading dimensions`, async () => {
     const [type, N, K] = ["Q8_0", 19, 96] as const;
     const blocks = randomQuantizedBlocks(type, N, K, random);
     const words = new Uint32Array(Math.ceil(blocks.byteLength / 4));
     new Uint8Array(words.buffer).set(blocks);
     const w: QuantizedMatrix = { type, rows: N, cols: K, data: gpu.tensor(words, [words.length], "u32") };
     const bias = upload(gpu, Float32Array.from({ length: N }, () => random() - 0.5), [N], "f32");
-    const cases: [number[], string][] = [[[1], "qmatvec_v3_unrolled"], [[2, 2], "qmatvec_v3_unrolled"], [[5], "qmatmul_v1_tiled"], [[3, 2], "qmatmul_v1_tiled"]];
-    for (const [lead, kernel] of cases) {
+    const subgroups = fixedSubgroupSize(gpu);
+    const matvec = subgroups === null ? "matvec_v3_unrolled" : "matvec_v4_subgroup";
+    expect(chooseQuantizedVersion(1, null)).toBe("matvec_v3_unrolled");
+    expect(chooseQuantizedVersion(4, 8)).toBe("matvec_v4_subgroup");
+    const cases: [number[], string][] = [[[1], matvec], [[2, 2], matvec], [[5], "matmul_v1_tiled"], [[3, 2], "matmul_v1_tiled"]];
+    for (const [lead, version] of cases) {
       const M = lead.reduce((x, y) => x * y, 1);
-      expect(chooseQuantizedVersion(M)).toBe(kernel === "qmatvec_v3_unrolled" ? "matvec_v3_unrolled" : "matmul_v1_tiled");
+      expect(chooseQuantizedVersion(M, subgroups)).toBe(version);
+      const kernel = `q${version}`;
       const a = Float32Array.from({ length: M * K }, () => random() * 2 - 1);
       const residual = upload(gpu, Float32Array.from({ length: M * N }, () => random() - 0.5), [...lead, N], "f32");
       const { result, kernels } = launchesOf(gpu, () => quantizedLinear(gpu.tensor(a, [...lead, K]), w, { bias: bias.t, residual: residual.t }));

@@ -12,12 +12,14 @@
  * quantizedMatmulReference within quantizedMatmulErrorBounds (src/kernels/quant/reference.ts).
  */
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it as vitestIt } from "vitest";
 import { BLOCK_LAYOUT, dequantize, QUANTIZED_TYPES, type QuantizedType } from "../src/kernels/quant/blocks.js";
 import { QMATVEC_MAX_ROWS, type QuantizedMatmulOptions, type QuantizedMatrix } from "../src/kernels/quant/matvec_common.js";
 import { quantizedMatvec } from "../src/kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../src/kernels/quant/matvec_v2_words.js";
 import { quantizedMatvecUnrolled } from "../src/kernels/quant/matvec_v3_unrolled.js";
+import { quantizedMatvecSubgroup } from "../src/kernels/quant/matvec_v4_subgroup.js";
+import { fixedSubgroupSize } from "../src/kernels/subgroups.js";
 import { quantizedMatmulErrorBounds, quantizedMatmulReference } from "../src/kernels/quant/reference.js";
 import type { Gpu } from "../src/tensor/gpu.js";
 import type { Tensor } from "../src/tensor/tensor.js";
@@ -26,13 +28,17 @@ const VERSIONS: Record<string, (gpu: Gpu, a: Tensor, w: QuantizedMatrix, options
   v1_blocks: quantizedMatvec,
   v2_words: quantizedMatvecWords,
   v3_unrolled: quantizedMatvecUnrolled,
+  v4_subgroup: quantizedMatvecSubgroup,
+  v4_subgroup_2_outputs: (gpu, a, w, options) => quantizedMatvecSubgroup(gpu, a, w, options, 2),
 };
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { randomQuantizedBlocks } from "./quant_helpers.js";
 import { expectWithin, rng, testGpu, upload } from "./helpers.js";
 
-describe.each(Object.entries(VERSIONS))("quantized matvec %s", async (_version, run) => {
+describe.each(Object.entries(VERSIONS))("quantized matvec %s", async (version, run) => {
   const gpu = await testGpu();
+  // v4 needs a fixed subgroup size (subgroups.ts); without one it is skipped.
+  const it = version.startsWith("v4") && fixedSubgroupSize(gpu) === null ? vitestIt.skip : vitestIt;
   const random = rng();
 
   async function check(type: QuantizedType, blocks: Uint8Array, N: number, K: number, M: number) {

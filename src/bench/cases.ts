@@ -31,7 +31,7 @@ import { quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec
 import { quantizedMatvec } from "../kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../kernels/quant/matvec_v2_words.js";
 import { quantizedMatvecUnrolled } from "../kernels/quant/matvec_v3_unrolled.js";
-import { quantizedLinear, quantizedMatmulTiled } from "../kernels/quant/index.js";
+import { quantizedLinear, quantizedMatmulTiled, quantizedMatvecSubgroup } from "../kernels/quant/index.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
@@ -275,11 +275,12 @@ function matmulCase(model: string, phase: Phase, what: string, M: number, N: num
 
 // ------------------------------------------------------------------ quantized weights
 
-/** The quantized matvec's versions (kernels/quant); quantizedLinear is the runtime's rule (v3 up to 4 rows, the tiled matmul beyond). */
+/** The quantized matvec's versions (kernels/quant); quantizedLinear is the runtime's rule (kernels/quant/index.ts). */
 const QUANTIZED_MATVEC_VERSIONS = {
   qmatvec_v1_blocks: quantizedMatvec,
   qmatvec_v2_words: quantizedMatvecWords,
   qmatvec_v3_unrolled: quantizedMatvecUnrolled,
+  qmatvec_v4_subgroup: (gpu: Gpu, a: Tensor, w: QuantizedMatrix) => quantizedMatvecSubgroup(gpu, a, w),
 };
 
 /**
@@ -326,6 +327,7 @@ function quantizedProductCase(model: string, what: string, type: QuantizedType, 
     },
     versions: Object.fromEntries(Object.entries(versions).map(([name, run]) => [name, ({ a, weight }: Inputs) => run(a.gpu, a, weight)])),
     runtime: ({ a, weight }) => quantizedLinear(a, weight),
+    supports: (gpu, version) => !version.endsWith("_subgroup") || fixedSubgroupSize(gpu) !== null,
     check: ({ a, bytes }, out) => checkQuantizedMatvec(a, type, bytes, out),
   });
 }
