@@ -26,12 +26,13 @@ import { GATED_VERSIONS, gatedLinear } from "../kernels/matmul/gated_matvec.js";
 import { fixedSubgroupSize, MATMUL_VERSIONS, matmulVersionSupported, type MatmulVersion } from "../kernels/matmul/index.js";
 import { QKV_VERSIONS, qkvLinear } from "../kernels/matmul/qkv_matvec.js";
 import { patchEmbed } from "../kernels/patch_embed.js";
-import { BLOCK_LAYOUT, type QuantizedType } from "../kernels/quant/blocks.js";
+import type { QuantizedType } from "../kernels/quant/blocks.js";
 import { quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec_common.js";
 import { quantizedMatvec } from "../kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../kernels/quant/matvec_v2_words.js";
 import { quantizedMatvecUnrolled } from "../kernels/quant/matvec_v3_unrolled.js";
 import { quantizedLinear, quantizedMatmulTiled, quantizedMatvecSubgroup } from "../kernels/quant/index.js";
+import { randomBlocksReference } from "../kernels/quant/random_blocks.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
 import { rope, ropeTable } from "../kernels/rope.js";
@@ -40,7 +41,7 @@ import { softmax, softmaxReference } from "../kernels/softmax.js";
 import { storageTolerance, TOLERANCE } from "../kernels/tolerance.js";
 import { EmbeddingTable, Linear, type RowPart } from "../models/linear.js";
 import { partRows } from "../models/load.js";
-import { bytesPerElement, f32ToF16Bits, type DType } from "../tensor/dtype.js";
+import { bytesPerElement, type DType } from "../tensor/dtype.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { Tensor } from "../tensor/tensor.js";
 import {
@@ -284,25 +285,6 @@ const QUANTIZED_MATVEC_VERSIONS = {
 };
 
 /**
- * Random blocks of `type` for an [N, K] matrix: random bytes, with every scale and minimum a
- * half of transformers' weight scale (random half bits would hold NaN and Inf).
- */
-function randomBlocks(type: QuantizedType, N: number, K: number): Uint8Array {
-  const { elements, bytes, halves } = BLOCK_LAYOUT[type];
-  const length = N * quantizedRowBytes(type, K);
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let state = Math.imul(nextSeed++, 0x9e3779b1);
-  for (let i = 0; i < words.length; i++) {
-    state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
-    words[i] = state;
-  }
-  const view = new DataView(words.buffer);
-  const scale = f32ToF16Bits(0.001); // a weight scale of 0.02 over a 5-bit range of quants
-  for (let b = 0; b < (N * K) / elements; b++) for (const half of halves) view.setUint16(b * bytes + half, scale, true);
-  return new Uint8Array(words.buffer, 0, length);
-}
-
-/**
  * M rows of activations against an [N, K] weight in ggml's blocks, read where it lies: one
  * row is decoding from a GGUF file (the matvec versions), many a prefill (the tiled matmul).
  */
@@ -320,7 +302,8 @@ function quantizedProductCase(model: string, what: string, type: QuantizedType, 
     inputBytes: M * K * 4 + packed,
     quick,
     inputs: (gpu) => {
-      const bytes = randomBlocks(type, N, K);
+      // (On the CPU, since the check dequantizes them; the bytes randomBlocks makes on the GPU.)
+      const bytes = randomBlocksReference(type, N, K, { seed: nextSeed++ });
       const words = new Uint32Array(bytes.buffer); // (padded to whole words)
       const data = gpu.tensor(words, [words.length], "u32", { name: `${what} ${type}`, persistent: true });
       return { a: random(gpu, [M, K], "f32"), weight: { type, rows: N, cols: K, data }, bytes };
