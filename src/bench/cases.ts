@@ -31,7 +31,7 @@ import { quantizedRowBytes, type QuantizedMatrix } from "../kernels/quant/matvec
 import { quantizedMatvec } from "../kernels/quant/matvec_v1_blocks.js";
 import { quantizedMatvecWords } from "../kernels/quant/matvec_v2_words.js";
 import { quantizedMatvecUnrolled } from "../kernels/quant/matvec_v3_unrolled.js";
-import { quantizedLinear, quantizedMatmulTiled, quantizedMatvecSubgroup } from "../kernels/quant/index.js";
+import { quantizedLinear, quantizedMatmulSubgroup, quantizedMatmulTiled, quantizedMatvecSubgroup } from "../kernels/quant/index.js";
 import { randomBlocksReference } from "../kernels/quant/random_blocks.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { rmsnorm, rmsnormReference } from "../kernels/rmsnorm.js";
@@ -284,6 +284,12 @@ const QUANTIZED_MATVEC_VERSIONS = {
   qmatvec_v4_subgroup: (gpu: Gpu, a: Tensor, w: QuantizedMatrix) => quantizedMatvecSubgroup(gpu, a, w),
 };
 
+/** The quantized matmul's versions, for prefill. */
+const QUANTIZED_MATMUL_VERSIONS = {
+  qmatmul_v1_tiled: quantizedMatmulTiled,
+  qmatmul_v2_subgroup: (gpu: Gpu, a: Tensor, w: QuantizedMatrix) => quantizedMatmulSubgroup(gpu, a, w),
+};
+
 /**
  * M rows of activations against an [N, K] weight in ggml's blocks, read where it lies: one
  * row is decoding from a GGUF file (the matvec versions), many a prefill (the tiled matmul).
@@ -291,7 +297,7 @@ const QUANTIZED_MATVEC_VERSIONS = {
 function quantizedProductCase(model: string, what: string, type: QuantizedType, M: number, N: number, K: number, quick = false): KernelCase {
   type Inputs = { a: Tensor; weight: QuantizedMatrix; bytes: Uint8Array };
   const packed = N * quantizedRowBytes(type, K);
-  const versions = M === 1 ? QUANTIZED_MATVEC_VERSIONS : { qmatmul_v1_tiled: quantizedMatmulTiled };
+  const versions = M === 1 ? QUANTIZED_MATVEC_VERSIONS : QUANTIZED_MATMUL_VERSIONS;
   return defineCase<Inputs>({
     op: M === 1 ? "quantizedMatvec" : "quantizedMatmul",
     model,
