@@ -35,6 +35,11 @@ export function describeFileType(s: Stats): string {
 }
 
 /** Opens a regular file for positioned reads; the caller closes the handle. */
+/** Whether anything is at `path` (what is there, if not a regular file, is refused when read). */
+export async function pathExists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
+}
+
 export function openRegularFile(path: string, options: ReadOptions = {}): Promise<{ handle: FileHandle; size: number }> {
   return openChecked(path, "cannot open", options.as ?? FileError);
 }

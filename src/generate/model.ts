@@ -19,13 +19,12 @@
  * forever).
  */
 import { randomInt } from "node:crypto";
-import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { CONFIG_FILE_NAME, loadPreprocessorConfig, parsePreprocessorConfig, type PreprocessorConfig } from "../image/config.js";
 import { ImageError } from "../image/decode.js";
 import { preprocessImage, type PixelValues } from "../image/preprocess.js";
-import { readFileWithin } from "../files/read.js";
+import { pathExists, readFileWithin } from "../files/read.js";
 import { IMAGE_FILE } from "../files/limits.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
@@ -432,12 +431,6 @@ function checkImageCacheBytes(value: unknown): void {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 
 /**
  * Loads a Hugging Face LLaVA (or LLaMA) folder: weights on the GPU, plus its tokenizer and
@@ -449,13 +442,13 @@ export async function loadModel(path: string, options: ModelOptions = {}): Promi
   if (options.imageCacheBytes !== undefined) checkImageCacheBytes(options.imageCacheBytes);
   const llava = await loadLlava(path, options);
   try {
-    const hasTokenizer = (await exists(join(path, "tokenizer.json"))) || (await exists(join(path, "tokenizer.model")));
+    const hasTokenizer = (await pathExists(join(path, "tokenizer.json"))) || (await pathExists(join(path, "tokenizer.model")));
     const tokenizer = llava.bundled.tokenizer ?? (hasTokenizer ? await loadTokenizer(path) : null);
     let preprocessor: PreprocessorConfig | null = llava.bundled.preprocessor ?? null;
     if (llava.vision && !preprocessor) {
       const size = llava.vision.tower.config.imageSize;
       // Without a preprocessor_config.json, CLIPImageProcessor's defaults, at the tower's image size.
-      preprocessor = (await exists(join(path, CONFIG_FILE_NAME)))
+      preprocessor = (await pathExists(join(path, CONFIG_FILE_NAME)))
         ? await loadPreprocessorConfig(path)
         : parsePreprocessorConfig(
             { size: { shortest_edge: size }, crop_size: { height: size, width: size } },

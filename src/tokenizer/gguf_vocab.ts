@@ -90,7 +90,7 @@ import { TokenKind } from "./decoding.js";
 import { TokenizerError } from "./errors.js";
 import { byteOfPiece, pieceOfByte, type PieceType, type SentencePiece, type SentencePieceModel } from "./sentencepiece_model.js";
 import { SPACE_SYMBOL, utf8Bytes, wellFormed, WordCache } from "./text.js";
-import { Tokenizer } from "./tokenizer.js";
+import { Tokenizer, type TokenizerParts } from "./tokenizer.js";
 
 /** The metadata keys, as gguf-py's constants.py names them. */
 export const GGUF_TOKENIZER_KEYS = {
@@ -146,13 +146,7 @@ const OTHER_MODELS: Record<string, string> = {
 };
 
 /** A SentencePieceModel read from GGUF metadata, with the special ids and flags the file sets. */
-export interface GgufSentencePieceModel extends SentencePieceModel {
-  bosId: number | undefined;
-  eosId: number | undefined;
-  unkId: number | undefined;
-  padId: number | undefined;
-  addBos: boolean;
-  addEos: boolean;
+export interface GgufSentencePieceModel extends SentencePieceModel, Pick<TokenizerParts, "bosId" | "eosId" | "unkId" | "padId" | "addBos" | "addEos"> {
   /** tokenizer.chat_template, if the file has one. */
   chatTemplate: string | undefined;
 }

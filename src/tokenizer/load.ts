@@ -10,7 +10,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { JSON_CONFIG_FILE, TOKENIZER_JSON_FILE, TOKENIZER_MODEL_FILE } from "../files/limits.js";
-import { readFileWithin, readTextFileWithin } from "../files/read.js";
+import { pathExists, readFileWithin, readTextFileWithin } from "../files/read.js";
 import { applySpecialTokensMap, emptyConfig, parseTokenizerConfig, type TokenizerConfig } from "./config.js";
 import { TokenizerError } from "./errors.js";
 import { parseSentencePieceModel } from "./sentencepiece_model.js";
@@ -29,7 +29,7 @@ async function loadFolder(folder: string): Promise<Tokenizer> {
   const config = await readConfig(folder);
   for (const name of ["tokenizer.json", "tokenizer.model"]) {
     const file = join(folder, name);
-    if (await exists(file)) return loadFile(file, config);
+    if (await pathExists(file)) return loadFile(file, config);
   }
   throw new TokenizerError(`${folder}: no tokenizer.json or tokenizer.model in this folder`);
 }
@@ -45,16 +45,11 @@ async function loadFile(path: string, config: TokenizerConfig | undefined): Prom
 async function readConfig(folder: string): Promise<TokenizerConfig | undefined> {
   const configFile = join(folder, "tokenizer_config.json");
   const mapFile = join(folder, "special_tokens_map.json");
-  const hasConfig = await exists(configFile);
-  const hasMap = await exists(mapFile);
+  const hasConfig = await pathExists(configFile);
+  const hasMap = await pathExists(mapFile);
   if (!hasConfig && !hasMap) return undefined;
   const read = (file: string) => readTextFileWithin(file, JSON_CONFIG_FILE, { as: TokenizerError });
   let config = hasConfig ? parseTokenizerConfig(await read(configFile), configFile) : emptyConfig(mapFile);
   if (hasMap) config = applySpecialTokensMap(config, await read(mapFile), mapFile);
   return config;
-}
-
-/** Whether anything is at `path`: what is there, if not a regular file, is refused when read. */
-async function exists(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined)) !== undefined;
 }

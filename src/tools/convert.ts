@@ -23,7 +23,6 @@
  * What llama.cpp could not express is refused by name: LLaVA keeping the class token's
  * features (vision_feature_select_strategy "full"), activations it has no key for.
  */
-import { access } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { BLOCK_LAYOUT } from "../kernels/quant/blocks.js";
 import { QUANTIZABLE_TYPES, quantize, type QuantizableType } from "../kernels/quant/quantize.js";
@@ -31,9 +30,9 @@ import { f32ToF16Bits } from "../tensor/dtype.js";
 import { parseSentencePieceModel } from "../tokenizer/sentencepiece_model.js";
 import { parseTokenizerConfig } from "../tokenizer/config.js";
 import { ggufTokenizerMetadata } from "../tokenizer/gguf_vocab.js";
-import { readFileWithin, readTextFileWithin } from "../files/read.js";
+import { pathExists, readFileWithin, readTextFileWithin } from "../files/read.js";
 import { JSON_CONFIG_FILE, TOKENIZER_MODEL_FILE } from "../files/limits.js";
-import { loadPreprocessorConfig } from "../image/config.js";
+import { CONFIG_FILE_NAME, loadPreprocessorConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from "../image/config.js";
 import { Checkpoint, checkModelFolder } from "../weights/checkpoint.js";
 import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
 import { ggufTensorName } from "../weights/gguf_names.js";
@@ -129,13 +128,13 @@ function textMetadata(text: LlamaConfig, name: string, dtype: ConvertDType): Rec
 
 async function tokenizerMetadata(folder: string, text: LlamaConfig, notes: string[]): Promise<Record<string, GgufValue>> {
   const modelFile = join(folder, "tokenizer.model");
-  if (!(await access(modelFile).then(() => true, () => false))) {
+  if (!(await pathExists(modelFile))) {
     notes.push(`${folder} has no tokenizer.model: the text model's GGUF has no vocabulary, which llama.cpp needs (this runtime loads it for verification)`);
     return {};
   }
   const model = parseSentencePieceModel(await readFileWithin(modelFile, TOKENIZER_MODEL_FILE), modelFile);
   const configFile = join(folder, "tokenizer_config.json");
-  const config = (await access(configFile).then(() => true, () => false))
+  const config = (await pathExists(configFile))
     ? parseTokenizerConfig(await readTextFileWithin(configFile, JSON_CONFIG_FILE), configFile)
     : undefined;
   const eos = text.eosTokenIds[0];
@@ -158,8 +157,7 @@ async function visionMetadata(folder: string, config: Extract<ModelConfig, { kin
   if (config.visionFeatureSelectStrategy !== "default") fail("vision_feature_select_strategy", `is ${JSON.stringify(config.visionFeatureSelectStrategy)} (llama.cpp always drops the class token's features)`);
   if (config.projectorHiddenAct !== "gelu") fail("projector_hidden_act", `is ${JSON.stringify(config.projectorHiddenAct)} (llama.cpp's MLP projector uses GELU)`);
   if (!["gelu", "quick_gelu", "silu"].includes(v.hiddenAct)) fail("vision_config.hidden_act", `is ${JSON.stringify(v.hiddenAct)} (clip.use_gelu, clip.use_silu or quick GELU)`);
-  const hasPreprocessor = await access(join(folder, "preprocessor_config.json")).then(() => true, () => false);
-  const preprocessor = hasPreprocessor ? await loadPreprocessorConfig(folder) : undefined;
+  const preprocessor = (await pathExists(join(folder, CONFIG_FILE_NAME))) ? await loadPreprocessorConfig(folder) : undefined;
   const used = visionLayersUsed(config);
   return {
     "general.architecture": str("clip"),
@@ -178,8 +176,8 @@ async function visionMetadata(folder: string, config: Extract<ModelConfig, { kin
     "clip.vision.attention.layer_norm_epsilon": f32(v.layerNormEps),
     "clip.vision.block_count": u32(used),
     "clip.vision.feature_layer": { type: "ARRAY", value: { itemType: "INT32", values: [used] } },
-    "clip.vision.image_mean": floats(preprocessor?.imageMean ?? [0.48145466, 0.4578275, 0.40821073]),
-    "clip.vision.image_std": floats(preprocessor?.imageStd ?? [0.26862954, 0.26130258, 0.27577711]),
+    "clip.vision.image_mean": floats(preprocessor?.imageMean ?? OPENAI_CLIP_MEAN),
+    "clip.vision.image_std": floats(preprocessor?.imageStd ?? OPENAI_CLIP_STD),
     "clip.use_gelu": bool(v.hiddenAct === "gelu"),
     "clip.use_silu": bool(v.hiddenAct === "silu"),
   };

@@ -146,23 +146,10 @@ export class WeightUploader {
     const inPlace = this.conversions !== undefined && to === "f16" && from === "BF16";
     // (An odd count would leave a half word at the end: those few tensors convert on the CPU.)
     const viaStaging = this.conversions !== undefined && to === "f16" && from === "F32" && count % 2 === 0;
-    const pending: Promise<Uint8Array>[] = [];
+    // An even number of elements per chunk keeps every f16 write at a multiple of 4 bytes.
+    const chunkElements = Math.floor(this.chunkBytes / inSize / 2) * 2;
     try {
-      // An even number of elements per chunk keeps every f16 write at a multiple of 4 bytes.
-      const chunkElements = Math.floor(this.chunkBytes / inSize / 2) * 2;
-      const firstByte = rowStart * rowElements * inSize;
-      const chunks = Math.ceil(count / chunkElements);
-      const read = (chunk: number): void => {
-        if (chunk >= chunks) return;
-        const start = chunk * chunkElements;
-        const elements = Math.min(chunkElements, count - start);
-        const target = this.reads[chunk % READS_AHEAD].subarray(0, elements * inSize);
-        pending[chunk] = source.readInto(name, firstByte + start * inSize, target).then(() => target);
-      };
-      for (let chunk = 0; chunk < READS_AHEAD; chunk++) read(chunk);
-      for (let chunk = 0; chunk < chunks; chunk++) {
-        const bytes = await pending[chunk];
-        this.bytesRead += bytes.byteLength;
+      await this.readChunks(source, name, rowStart * rowElements * inSize, count * inSize, chunkElements * inSize, (bytes, chunk) => {
         if (viaStaging) {
           this.staging ??= this.gpu.empty([this.chunkBytes / 4], "u32", { name: "weight upload staging", persistent: true });
           this.gpu.write(this.staging, bytes);
@@ -175,11 +162,8 @@ export class WeightUploader {
           this.gpu.write(tensor, out, chunk * chunkElements * outSize);
           this.bytesUploaded += out.byteLength;
         }
-        // The chunk is written (Gpu.write copies it at once): its buffer takes the read READS_AHEAD on.
-        read(chunk + READS_AHEAD);
-      }
+      });
     } catch (error) {
-      await Promise.allSettled(pending); // a read still in flight must not fail unobserved
       tensor.dispose();
       throw error;
     }
@@ -203,31 +187,54 @@ export class WeightUploader {
       throw new WeightUploadError(`${source.path}: tensor '${name}': ${words * 4} bytes are over this GPU's maxBufferSize (${this.gpu.limits.maxBufferSize}); upload it in row ranges`);
     }
     const tensor = this.gpu.empty([words], "u32", { name: label, persistent: true });
+    try {
+      await this.readChunks(source, name, begin, end - begin, this.chunkBytes, (bytes, chunk) => {
+        // The last chunk is padded to whole words with zeros (the read buffer has room: the chunk size is a multiple of 8).
+        const padded = new Uint8Array(bytes.buffer, bytes.byteOffset, Math.ceil(bytes.byteLength / 4) * 4).fill(0, bytes.byteLength);
+        this.gpu.write(tensor, padded, chunk * this.chunkBytes);
+        this.bytesUploaded += padded.byteLength;
+      });
+    } catch (error) {
+      tensor.dispose();
+      throw error;
+    }
+    return tensor;
+  }
+
+  /**
+   * Reads bytes [begin, begin + length) of tensor `name` in chunks of `chunkBytes`, with the
+   * next READS_AHEAD chunks read while `take` has this one, and hands each to `take` in order
+   * (which must be done with it when it returns: its buffer takes a later read).
+   */
+  private async readChunks(
+    source: TensorSource,
+    name: string,
+    begin: number,
+    length: number,
+    chunkBytes: number,
+    take: (bytes: Uint8Array, chunk: number) => void,
+  ): Promise<void> {
     const pending: Promise<Uint8Array>[] = [];
-    const chunks = Math.ceil((end - begin) / this.chunkBytes);
+    const chunks = Math.ceil(length / chunkBytes);
     const read = (chunk: number): void => {
       if (chunk >= chunks) return;
-      const start = begin + chunk * this.chunkBytes;
-      const length = Math.min(this.chunkBytes, end - start);
-      // The last chunk is padded to whole words; the padding stays zero.
-      const target = this.reads[chunk % READS_AHEAD].subarray(0, Math.ceil(length / 4) * 4).fill(0, length);
-      pending[chunk] = source.readInto(name, start, target.subarray(0, length)).then(() => target);
+      const start = chunk * chunkBytes;
+      const target = this.reads[chunk % READS_AHEAD].subarray(0, Math.min(chunkBytes, length - start));
+      pending[chunk] = source.readInto(name, begin + start, target).then(() => target);
     };
     try {
       for (let chunk = 0; chunk < READS_AHEAD; chunk++) read(chunk);
       for (let chunk = 0; chunk < chunks; chunk++) {
         const bytes = await pending[chunk];
-        this.bytesRead += Math.min(bytes.byteLength, end - begin - chunk * this.chunkBytes);
-        this.gpu.write(tensor, bytes, chunk * this.chunkBytes);
-        this.bytesUploaded += bytes.byteLength;
+        this.bytesRead += bytes.byteLength;
+        take(bytes, chunk);
+        // The chunk is written (Gpu.write copies it at once): its buffer takes the read READS_AHEAD on.
         read(chunk + READS_AHEAD);
       }
     } catch (error) {
-      await Promise.allSettled(pending);
-      tensor.dispose();
+      await Promise.allSettled(pending); // a read still in flight must not fail unobserved
       throw error;
     }
-    return tensor;
   }
 
   /** Frees the staging buffer (conversions already recorded still run). */
