@@ -90,7 +90,7 @@ describe("parsePreprocessorConfig", () => {
   };
   it("refuses other processor types", () => {
     refuses({ image_processor_type: "SiglipImageProcessor" }, /^cfg\.json: image_processor_type "SiglipImageProcessor" is not supported/);
-    refuses({ image_processor_type: "LlavaNextImageProcessor" }, /LlavaNextImageProcessor/);
+    refuses({ image_processor_type: "LlavaNextImageProcessorFast" }, /LlavaNextImageProcessorFast" is not supported/);
   });
   it("refuses resampling filters other than bicubic", () => {
     refuses({ resample: 2 }, /resample 2 \(bilinear\) is not supported: only 3 \(bicubic\)/);

@@ -2,6 +2,10 @@
  * `preprocessor_config.json`, read as transformers' CLIPImageProcessor reads it (4.40): every
  * field is optional and falls back to CLIPImageProcessor's default, and the older
  * CLIPFeatureExtractor forms (`"size": 336`, `"crop_size": 336`) mean what they meant there.
+ *
+ * LlavaNextImageProcessor (LLaVA-NeXT) takes the same fields, with the same defaults, plus
+ * `image_grid_pinpoints` and `do_pad` for its anyres tiling (see anyres.ts); those give
+ * `anyres`, which is null for the CLIP processors.
  */
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -19,6 +23,16 @@ export const BICUBIC = 3;
 /** How to resize: the shortest edge to a length (aspect kept), or to an exact size. */
 export type ResizeTarget = { shortestEdge: number } | { height: number; width: number };
 
+export interface AnyresPreprocessing {
+  /** The canvases an image may be tiled on, each [height, width], multiples of the tile side (crop_size.height). */
+  gridPinpoints: [number, number][];
+  /**
+   * `do_pad`: in a batch, pad every image's tiles with zero tiles up to the largest count.
+   * Only batching (the CLI's stacked tensor) uses it; one image's tiles are never padded.
+   */
+  doPad: boolean;
+}
+
 export interface PreprocessorConfig {
   doResize: boolean;
   size: ResizeTarget;
@@ -32,6 +46,8 @@ export interface PreprocessorConfig {
   imageMean: [number, number, number];
   imageStd: [number, number, number];
   doConvertRgb: boolean;
+  /** LlavaNextImageProcessor's tiling (anyres.ts); null for CLIPImageProcessor. */
+  anyres: AnyresPreprocessing | null;
   /** Where this came from: a file path, or a note that it is the defaults. */
   source: string;
 }
@@ -48,7 +64,20 @@ export class PreprocessorConfigError extends Error {
 }
 
 /** The processor types whose preprocessing this module implements. */
-const SUPPORTED_TYPES = ["CLIPImageProcessor", "CLIPFeatureExtractor"];
+const SUPPORTED_TYPES = ["CLIPImageProcessor", "CLIPFeatureExtractor", "LlavaNextImageProcessor"];
+const ANYRES_TYPE = "LlavaNextImageProcessor";
+
+/** LlavaNextImageProcessor's default image_grid_pinpoints (llava-v1.6 at 336 pixels), each [height, width]. */
+export const LLAVA_NEXT_DEFAULT_PINPOINTS: readonly (readonly [number, number])[] = [
+  [336, 672],
+  [672, 336],
+  [672, 672],
+  [1008, 336],
+  [336, 1008],
+];
+
+/** The most canvases image_grid_pinpoints may list (real configs list 5 to 36). */
+export const MAX_GRID_PINPOINTS = 256;
 
 export const CONFIG_FILE_NAME = "preprocessor_config.json";
 
@@ -97,9 +126,11 @@ export function parsePreprocessorConfig(json: unknown, source: string): Preproce
   for (const key of ["image_processor_type", "feature_extractor_type"]) {
     const type = raw[key];
     if (type !== undefined && !SUPPORTED_TYPES.includes(type as string)) {
-      fail(`${key} ${JSON.stringify(type)} is not supported (only ${SUPPORTED_TYPES.join(" and ")} preprocessing is implemented)`);
+      fail(`${key} ${JSON.stringify(type)} is not supported (only ${SUPPORTED_TYPES.join(", ")} preprocessing is implemented)`);
     }
   }
+  // transformers' AutoImageProcessor goes by image_processor_type first.
+  const isAnyres = (raw.image_processor_type ?? raw.feature_extractor_type) === ANYRES_TYPE;
 
   // An absent field takes the default. JSON null does too where transformers replaces None by the
   // default (size, crop_size, image_mean, image_std); elsewhere None would not work there, so
@@ -159,6 +190,30 @@ export function parsePreprocessorConfig(json: unknown, source: string): Preproce
   const rescaleFactor = finite(valueOf("rescale_factor", 1 / 255), "rescale_factor");
   if (rescaleFactor <= 0) fail(`rescale_factor ${rescaleFactor} must be positive (1/255 maps bytes to [0, 1])`);
 
+  let anyres: AnyresPreprocessing | null = null;
+  if (isAnyres) {
+    // The tiles are crop_size.height square (get_image_patches' patch_size); a canvas that is
+    // not a whole number of tiles would leave partial tiles, which the model cannot place.
+    const tile = (crop as { height: number }).height;
+    const pinpoints = raw.image_grid_pinpoints ?? LLAVA_NEXT_DEFAULT_PINPOINTS;
+    if (!Array.isArray(pinpoints) || pinpoints.length === 0 || pinpoints.length > MAX_GRID_PINPOINTS) {
+      fail(`image_grid_pinpoints must be a list of 1 to ${MAX_GRID_PINPOINTS} [height, width] pairs, not ${JSON.stringify(pinpoints)?.slice(0, 200)}`);
+    }
+    const gridPinpoints = (pinpoints as unknown[]).map((pair, i): [number, number] => {
+      const what = `image_grid_pinpoints[${i}]`;
+      if (!Array.isArray(pair) || pair.length !== 2) fail(`${what} must be a [height, width] pair, not ${JSON.stringify(pair)}`);
+      const [height, width] = [side((pair as unknown[])[0], `${what}[0] (height)`), side((pair as unknown[])[1], `${what}[1] (width)`)];
+      if (height % tile !== 0 || width % tile !== 0) {
+        fail(
+          `${what} ${JSON.stringify(pair)} must be whole multiples of the tile side ${tile}: ` +
+            `${ANYRES_TYPE} cuts the canvas into crop_size.height x crop_size.height tiles`,
+        );
+      }
+      return [height, width];
+    });
+    anyres = { gridPinpoints, doPad: flag("do_pad", true) };
+  }
+
   return {
     doResize: flag("do_resize", true),
     size,
@@ -171,6 +226,7 @@ export function parsePreprocessorConfig(json: unknown, source: string): Preproce
     imageMean: triple("image_mean", OPENAI_CLIP_MEAN),
     imageStd,
     doConvertRgb: flag("do_convert_rgb", true),
+    anyres,
     source,
   };
 }

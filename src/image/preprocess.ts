@@ -37,6 +37,14 @@ export async function preprocessImage(
   config: PreprocessorConfig,
   options: PreprocessOptions = {},
 ): Promise<PixelValues> {
+  return preprocessRgb(await decodeForPreprocessing(input, config, options), config, options);
+}
+
+/**
+ * Step 1 alone: decodes an image file (path or bytes) to RGB, refusing an image that is not
+ * 3-channel when the config sets do_convert_rgb false (transformers would not convert it).
+ */
+export async function decodeForPreprocessing(input: string | Uint8Array, config: PreprocessorConfig, options: DecodeOptions = {}): Promise<RgbImage> {
   const image = await decodeImage(input, options);
   if (!config.doConvertRgb && image.sourceChannels !== 3) {
     const name = typeof input === "string" ? input : (options.name ?? "image buffer");
@@ -45,7 +53,7 @@ export async function preprocessImage(
         "transformers would not turn it into the 3 channels the model takes",
     );
   }
-  return preprocessRgb(image, config, options);
+  return image;
 }
 
 /** Preprocesses several images into one batch, `pixel_values` [N, 3, H, W]. */
