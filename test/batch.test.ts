@@ -154,7 +154,9 @@ describe("prompt cache bookkeeping", () => {
   it("finds common prefixes and expands images into their rows", () => {
     expect(commonPrefix([1, 2, 3], [1, 2, 4])).toBe(2);
     expect(commonPrefix([], [1])).toBe(0);
-    expect(promptKeys([1, 9, 2], 9, 3, ["abc"])).toEqual([1, "image abc 0", "image abc 1", "image abc 2", 2]);
+    expect(promptKeys([1, 9, 2], 9, [3], ["abc"])).toEqual([1, "image abc 0", "image abc 1", "image abc 2", 2]);
+    // Images of different sizes (tiled) take different numbers of positions.
+    expect(promptKeys([9, 1, 9], 9, [1, 2], ["a", "b"])).toEqual(["image a 0", 1, "image b 0", "image b 1"]);
   });
 
   it("picks the free cache holding most of a prompt, else the one used least recently", () => {

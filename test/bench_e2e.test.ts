@@ -25,6 +25,7 @@ import { defineKernel, type AnyKernel } from "../src/tensor/kernel.js";
 import { parseConfig, type LlamaConfig, type ModelConfig } from "../src/weights/config.js";
 import { expectedTensors } from "../src/weights/names.js";
 import type { Tensor } from "../src/tensor/tensor.js";
+import { fallbackChatTemplate } from "../src/generate/chat_template.js";
 import { expectClose, roundTo } from "./helpers.js";
 
 /** Kernels each attention version launches: v1 scores, softmax and P·V; v3 the partial sums and their combination. */
@@ -106,7 +107,7 @@ describe("end-to-end measurement", async () => {
     );
     const dtype = gpu.hasF16 ? "f16" : "f32";
     const { model } = await randomLlava(gpu, config, { dtype, contextLength: 64 });
-    const vlm = new VisionLanguageModel(model, null, null);
+    const vlm = new VisionLanguageModel(model, null, null, fallbackChatTemplate("llava-1.5"));
     const pixels = gpu.empty([3, 32, 32], "f32");
     try {
       const counts = async (maxNewTokens: number) => {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig, parseConfig, type ClipVisionConfig, type LlamaConfig, type ModelConfig } from "../src/weights/config.js";
+import { expectedTensors } from "../src/weights/names.js";
 
 const dir = await mkdtemp(join(tmpdir(), "wgsl-vlm-config-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -12,7 +13,7 @@ const fixture = (model: string) => fileURLToPath(new URL(`./fixtures/weights/${m
 /** transformers 4.40's LlamaConfig() and CLIPVisionConfig(), as our types. */
 const LLAMA_DEFAULTS: LlamaConfig = {
   vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numHiddenLayers: 32, numAttentionHeads: 32, numKeyValueHeads: 32,
-  headDim: 128, hiddenAct: "silu", maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: false,
+  headDim: 128, hiddenAct: "silu", maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, slidingWindow: null, family: "llama", tieWordEmbeddings: false,
   attentionBias: false, bosTokenId: 1, eosTokenIds: [2], padTokenId: null,
 };
 const CLIP_DEFAULTS: ClipVisionConfig = {
@@ -93,9 +94,9 @@ describe("config.json", () => {
     const cases: [unknown, RegExp][] = [
       [[], /cfg: the config is not a JSON object/],
       [{}, /cfg: model_type is missing/],
-      [{ model_type: "mistral" }, /cfg: model_type "mistral" is not supported/],
+      [{ model_type: "qwen2" }, /cfg: model_type "qwen2" is not supported \(llava, llava_next, llama, mistral/],
       [{ model_type: 7 }, /model_type must be a string, got 7/],
-      [text({ model_type: "mistral" }), /text_config\.model_type "mistral" is not supported/],
+      [text({ model_type: "qwen2" }), /text_config\.model_type "qwen2" is not supported/],
       [vision({ model_type: "siglip_vision_model" }), /vision_config\.model_type "siglip_vision_model" is not supported/],
       [{ ...LLAVA_15, text_config: "llama" }, /text_config must be an object, got "llama"/],
       [text({ num_attention_heads: "32" }), /text_config\.num_attention_heads must be an integer >= 1, got "32"/],
@@ -151,5 +152,38 @@ describe("config.json", () => {
     await expect(loadConfig(dir)).rejects.toThrow(/config\.json: not valid JSON \(expected a string key at character 23\)/);
     await writeFile(join(dir, "config.json"), '{"model_type": "llama", "hidden_size": 64, "hidden_size": 128}');
     await expect(loadConfig(dir)).rejects.toThrow(/duplicate key "hidden_size"/);
+  });
+
+  it("reads LLaVA-NeXT configs: the golden one, llava-v1.6's defaults, a Mistral decoder", async () => {
+    const next = llava(await loadConfig(fileURLToPath(new URL("./fixtures/golden/tiny-llava-next-a/model", import.meta.url))));
+    expect(next.anyres).toEqual({ gridPinpoints: [[32, 64], [64, 32], [64, 64], [96, 32], [32, 96]], imageSeqLength: 576 });
+    expect(next).toMatchObject({ imageTokenIndex: 127, visionFeatureLayer: -2, visionFeatureSelectStrategy: "default" });
+    expect(next.text).toMatchObject({ family: "llama", slidingWindow: null, numKeyValueHeads: 2, headDim: 10 });
+    expect(expectedTensors(next)).toContainEqual({ name: "image_newline", shape: [40] });
+    // llava-1.5 has no image_newline.
+    expect(expectedTensors(llava(parseConfig(LLAVA_15, "c"))).some((t) => t.name === "image_newline")).toBe(false);
+
+    const defaults = llava(parseConfig({ ...LLAVA_15, model_type: "llava_next" }, "v1.6/config.json"));
+    expect(defaults.anyres!.gridPinpoints).toEqual([[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]);
+
+    const mistral = llava(parseConfig({ ...LLAVA_15, model_type: "llava_next", text_config: { model_type: "mistral", rope_theta: 1e6, sliding_window: null, vocab_size: 32064 } }, "m"));
+    expect(mistral.text).toMatchObject({ family: "mistral", slidingWindow: null, numKeyValueHeads: 8, intermediateSize: 14336, ropeTheta: 1e6, maxPositionEmbeddings: 131072 });
+    const windowed = parseConfig({ model_type: "mistral", num_attention_heads: 4, hidden_size: 64 }, "w");
+    expect(windowed.kind === "llama" && windowed.text).toMatchObject({ family: "mistral", slidingWindow: 4096, numKeyValueHeads: 4 });
+  });
+
+  it("refuses LLaVA-NeXT fields it cannot honour, naming them", () => {
+    const bad: [object, RegExp][] = [
+      [{ image_grid_pinpoints: [] }, /image_grid_pinpoints must be a list of 1 to 256/],
+      [{ image_grid_pinpoints: [[336, 600]] }, /image_grid_pinpoints\[0\] must be \[height, width\], positive multiples of the vision tower's image_size 336, got \[336,600\]/],
+      [{ image_grid_pinpoints: [[336]] }, /image_grid_pinpoints\[0\] must be \[height, width\]/],
+      [{ image_grid_pinpoints: [[336 * 9, 336 * 9]] }, /makes 81 tiles of 336 px, more than the 64/],
+      [{ vision_feature_select_strategy: "full" }, /vision_feature_select_strategy "full" cannot be tiled/],
+      [{ text_config: { model_type: "gemma" } }, /text_config\.model_type "gemma" is not supported \(llama or mistral decoders\)/],
+      [{ text_config: { model_type: "mistral", sliding_window: 0, vocab_size: 32064 } }, /text_config\.sliding_window must be an integer >= 1, got 0/],
+    ];
+    for (const [fields, message] of bad) {
+      expect(() => parseConfig({ ...LLAVA_15, model_type: "llava_next", ...fields }, "cfg"), JSON.stringify(fields)).toThrow(message);
+    }
   });
 });

@@ -67,7 +67,7 @@ async function answerLogits(model: VisionLanguageModel, rgb: Uint8Array, size: n
     const input = ids.slice(0, -1);
     const hidden = llava.decoder.forward(llava.embedPrompt(input, [features]), llava.cache);
     // The image token became featuresPerImage positions; the answer is predicted from the prompt's last one on.
-    const first = promptLength - 1 + llava.vision!.featuresPerImage - 1;
+    const first = promptLength - 1 + llava.featureCount() - 1;
     return llava.decoder.logits(takeRows(hidden, first, hidden.dim(0) - first));
   });
   const data = (await logits.read()) as Float32Array;

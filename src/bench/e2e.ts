@@ -52,6 +52,7 @@ import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/confi
 import { visionLayersUsed } from "../weights/names.js";
 import type { DeviceLimits } from "./limits.js";
 import { shapeConfig, type E2EShape } from "./shapes.js";
+import { anyresLayout, type ImageSize } from "../models/anyres.js";
 import { summarize, type Summary } from "./stats.js";
 
 export type ModelSource = { shape: E2EShape } | { path: string };
@@ -118,7 +119,8 @@ export interface E2EResult {
   splitTensors: string[];
   /** Milliseconds to load the checkpoint, or to make the random weights on the GPU. */
   buildMs: number;
-  image: (PhaseTiming & { features: number }) | null;
+  /** `tiles` vision tower passes for one image (1 but with LLaVA-NeXT's tiling, then of a `source`-sized photo). */
+  image: (PhaseTiming & { features: number; tiles: number; source: ImageSize | null }) | null;
   prefill: PhaseTiming & { positions: number; tokensPerSecond: number };
   timeToFirstTokenMs: number;
   /** Time to first token of the next chat turn: FOLLOW_UP_TOKENS new positions after the first turn's, which the cache holds. */
@@ -202,15 +204,17 @@ export function weightBytesOf(launch: LaunchRecord, excluded: ReadonlySet<GPUBuf
  * FLOPs of image encoding: the used encoder layers' matrix products and attention over all
  * tokens, the patch convolution, the projector over the features.
  */
-export function imageFlops(config: Extract<ModelConfig, { kind: "llava" }>, features: number): number {
+export function imageFlops(config: Extract<ModelConfig, { kind: "llava" }>, features: number, tiles = 1): number {
   const v = config.vision;
   const tokens = v.numPatches + 1;
   const h = v.hiddenSize;
   const layer = 2 * tokens * (4 * h * h + 2 * h * v.intermediateSize) + 4 * h * tokens * tokens;
   const patches = 2 * v.numPatches * h * v.numChannels * v.patchSize * v.patchSize;
   const t = config.text.hiddenSize;
-  const projector = 2 * features * (h * t + t * t);
-  return visionLayersUsed(config) * layer + patches + projector;
+  // With tiles (LLaVA-NeXT) every tile is encoded, and the projector runs over all their patches.
+  const projected = tiles > 1 ? tiles * v.numPatches : features;
+  const projector = 2 * projected * (h * t + t * t);
+  return tiles * (visionLayersUsed(config) * layer + patches) + projector;
 }
 
 /** FLOPs of a prefill of `positions`: every layer's matrix products and causal attention, and the LM head for the last row. */
@@ -322,7 +326,10 @@ function settings(config: ModelConfig & { text: LlamaConfig }, isRandom: boolean
   const repeats = options.repeats ?? (quick ? 1 : 3);
   const steps = options.decodeSteps ?? (quick ? (large ? 2 : 8) : 32);
   const context = options.context ?? 1024;
-  const features = config.kind === "llava" ? config.vision.numPatches + (config.visionFeatureSelectStrategy === "full" ? 1 : 0) : 0;
+  // A tiled model (LLaVA-NeXT) sees a photo of BENCH_PHOTO's size: its tiles and features follow from it.
+  const layout = config.kind === "llava" && config.anyres ? anyresLayout(BENCH_PHOTO, config.anyres, config.vision) : null;
+  const tiles = layout?.tiles ?? 1;
+  const features = config.kind === "llava" ? (layout?.features ?? config.vision.numPatches + (config.visionFeatureSelectStrategy === "full" ? 1 : 0)) : 0;
   const textTokens = options.textTokens ?? (features > 0 ? 64 : 640);
   for (const [name, n] of [["steps", steps], ["context", context], ["text tokens", textTokens], ["repeats", repeats]] as const) {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name} must be an integer >= 1, not ${n}`);
@@ -345,19 +352,23 @@ function settings(config: ModelConfig & { text: LlamaConfig }, isRandom: boolean
   for (const size of batches) {
     if (!Number.isInteger(size) || size < 1 || size > 256) throw new RangeError(`batch sizes must be integers in [1, 256], not ${size}`);
   }
-  return { sampleLayers, repeats, steps, context, features, textTokens, positions, contextLength, dtype, quantize, batches };
+  return { sampleLayers, repeats, steps, context, features, tiles, textTokens, positions, contextLength, dtype, quantize, batches };
 }
 
 /** Image encoding of random pixels; returns its timing and the features of the last run (the caller's to free). */
-async function measureImage(run: Run, vision: VisionPart, featureCount: number): Promise<{ image: NonNullable<E2EResult["image"]>; features: Tensor }> {
+async function measureImage(run: Run, vision: VisionPart, featureCount: number, tiles: number): Promise<{ image: NonNullable<E2EResult["image"]>; features: Tensor }> {
   const { gpu, weights, repeats, progress } = run;
   const { imageSize } = vision.tower.config;
-  const pixels = randomFill(gpu.empty([3, imageSize, imageSize], "f32", { name: "pixel values" }), { seed: 3 });
+  const tiled = vision.anyres !== null;
+  const shape = tiled ? [tiles, 3, imageSize, imageSize] : [3, imageSize, imageSize];
+  const pixels = randomFill(gpu.empty(shape, "f32", { name: "pixel values" }), { seed: 3 });
+  const imageSize2d = tiled ? BENCH_PHOTO : undefined;
+  if (tiled) progress(`a ${BENCH_PHOTO.width}x${BENCH_PHOTO.height} photo: ${tiles} tiles of ${imageSize} px (the base and a ${tiles - 1}-tile grid), ${featureCount} image positions`);
   // Each run replaces the features of the one before.
   let encoded: Tensor | null = null;
   const encode = (tower: ClipVisionTower) => async () => {
     encoded?.dispose();
-    return wallMs(gpu, () => (encoded = gpu.scope(() => run.model.encodeImage(pixels, undefined, 0, tower))));
+    return wallMs(gpu, () => (encoded = gpu.scope(() => run.model.encodeImage(pixels, { tower, imageSize: imageSize2d }))));
   };
   let timing: PhaseTiming;
   try {
@@ -383,8 +394,11 @@ async function measureImage(run: Run, vision: VisionPart, featureCount: number):
     pixels.dispose();
   }
   progress(`image encoding ${timing.method === "estimated" ? "(estimated) " : ""}${timing.ms.toFixed(1)} ms`);
-  return { image: { ...timing, features: featureCount }, features: encoded! };
+  return { image: { ...timing, features: featureCount, tiles, source: tiled ? BENCH_PHOTO : null }, features: encoded! };
 }
+
+/** The photo a tiled model (LLaVA-NeXT) is timed on: 1024×768, a common camera aspect (4:3). */
+export const BENCH_PHOTO: ImageSize = { height: 768, width: 1024 };
 
 /** New text positions of the next chat turn the benchmark times (a follow-up question). */
 export const FOLLOW_UP_TOKENS = 16;
@@ -669,7 +683,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
     let image: E2EResult["image"] = null;
     const imageFeatures: Tensor[] = [];
     if (model.vision) {
-      const measured = await measureImage(run, model.vision, s.features);
+      const measured = await measureImage(run, model.vision, s.features, s.tiles);
       image = measured.image;
       imageFeatures.push(measured.features);
       owned.push(measured.features);
@@ -687,7 +701,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
       limits ? { gflops: flops / phaseMs / 1e6, fraction: flops / phaseMs / 1e6 / limits.computeGFlops, of: "the f32 FMA rate" } : null;
     const decodeGBps = decoderBytes / decode.msPerToken.median / 1e6;
     const rates = {
-      image: image && config.kind === "llava" ? compute(imageFlops(config, s.features), image.ms) : null,
+      image: image && config.kind === "llava" ? compute(imageFlops(config, s.features, s.tiles), image.ms) : null,
       prefill: compute(prefillFlops(config.text, s.positions), prefill.ms),
       decode: limits ? { gbps: decodeGBps, fraction: decodeGBps / limits.bandwidthGBps, of: "the bandwidth" } : null,
     };

@@ -199,7 +199,8 @@ export function e2eMarkdown(r: E2EResult): string {
     ],
   ];
   if (r.image) {
-    rows.push(["image encoding", `${ms(r.image.ms)}${estimated(r.image.method)}, ${r.image.features} features${rate(r.rates.image)}`]);
+    const tiles = r.image.source ? `, ${r.image.tiles} tiles of a ${r.image.source.width}x${r.image.source.height} photo` : "";
+    rows.push(["image encoding", `${ms(r.image.ms)}${estimated(r.image.method)}, ${r.image.features} features${tiles}${rate(r.rates.image)}`]);
   }
   rows.push(
     ["prefill", `${num(r.prefill.tokensPerSecond)} tokens/s: ${r.prefill.positions} positions in ${ms(r.prefill.ms)}${estimated(r.prefill.method)}${rate(r.rates.prefill)}`],

@@ -10,7 +10,12 @@
  *   llava-1.5-7b     llava-hf/llava-1.5-7b-hf: LLaMA-7B's decoder (hidden 4096, MLP 11008,
  *                    32 layers, 32 heads) with the same tower
  *
- * Both real models read the tower's second-to-last layer (23 of its 24 run) and use the
+ *   llava-v1.6-vicuna-7b   llava-hf/llava-v1.6-vicuna-7b-hf: LLaVA-NeXT, the same decoder and
+ *                    tower, images tiled on llava-v1.6's canvases (image_grid_pinpoints' default)
+ *   llava-v1.6-mistral-7b  llava-hf/llava-v1.6-mistral-7b-hf: the same with Mistral-7B-Instruct-v0.2
+ *                    (hidden 4096, MLP 14336, 32 layers, 8 KV heads, RoPE base 1e6, no sliding window)
+ *
+ * The real models read the tower's second-to-last layer (23 of its 24 run) and use the
  * two-layer GELU projector; their vocabulary is LLaMA's 32000 plus <image>, <pad> and padding
  * to 32064, as in their config.json.
  */
@@ -68,6 +73,29 @@ export const E2E_SHAPES = {
   "llava-1.5-7b": {
     ...LLAVA_COMMON,
     text_config: { model_type: "llama", max_position_embeddings: 4096, rms_norm_eps: 1e-5, vocab_size: 32064 },
+    vision_config: CLIP_VIT_L_14_336,
+  },
+  "llava-v1.6-vicuna-7b": {
+    ...LLAVA_COMMON,
+    architectures: ["LlavaNextForConditionalGeneration"],
+    model_type: "llava_next",
+    text_config: { model_type: "llama", max_position_embeddings: 4096, pad_token_id: 0, rms_norm_eps: 1e-5, vocab_size: 32064 },
+    vision_config: CLIP_VIT_L_14_336,
+  },
+  "llava-v1.6-mistral-7b": {
+    ...LLAVA_COMMON,
+    architectures: ["LlavaNextForConditionalGeneration"],
+    model_type: "llava_next",
+    text_config: {
+      model_type: "mistral",
+      intermediate_size: 14336,
+      max_position_embeddings: 32768,
+      num_key_value_heads: 8,
+      rms_norm_eps: 1e-5,
+      rope_theta: 1e6,
+      sliding_window: null,
+      vocab_size: 32064,
+    },
     vision_config: CLIP_VIT_L_14_336,
   },
 } as const;

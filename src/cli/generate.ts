@@ -17,7 +17,7 @@ export function statistics(r: GenerateResult): string {
 const command: Command = {
   summary: "answer a prompt about zero or more images, streaming the text",
   usage: `usage: wgsl-vlm generate --model DIR [--image PATH]... --prompt TEXT [options]
-  --prompt TEXT    the user's message (put in llava-1.5's chat template)
+  --prompt TEXT    the user's message (put in the checkpoint's chat template, or its family's)
   --image PATH     an image shown with the message (repeat for several)
   --system TEXT    a system message before it
   --raw            use TEXT as the whole prompt, with <image> tags where the images go

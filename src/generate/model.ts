@@ -19,10 +19,14 @@
  * forever).
  */
 import { randomInt } from "node:crypto";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { CONFIG_FILE_NAME, loadPreprocessorConfig, parsePreprocessorConfig, type PreprocessorConfig } from "../image/config.js";
-import { ImageError } from "../image/decode.js";
+import { checkImage, ImageError } from "../image/decode.js";
+import { preprocessAnyresImage, type AnyresPixels } from "../image/anyres.js";
+import type { ImageSize } from "../models/anyres.js";
+import type { AnyresConfig } from "../weights/config.js";
 import { preprocessImage, type PixelValues } from "../image/preprocess.js";
 import { pathExists, readFileWithin } from "../files/read.js";
 import { IMAGE_FILE } from "../files/limits.js";
@@ -30,7 +34,7 @@ import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
 import { Tensor } from "../tensor/tensor.js";
 import { loadTokenizer, type Tokenizer } from "../tokenizer/index.js";
-import { chatPrompt, IMAGE_TAG, type ImageInput } from "./chat_template.js";
+import { ChatTemplate, ChatTemplateError, chooseChatFamily, fallbackChatTemplate, IMAGE_TAG, loadChatTemplate, type ChatMessage, type ImageInput } from "./chat_template.js";
 import { describeValue, RequestError } from "./errors.js";
 import { loadLlava, type LlavaModel, type LoadModelOptions, type LoadReport } from "../models/llava.js";
 import type { GenerateChunk, GenerateRequest, GenerateResult } from "./request.js";
@@ -56,26 +60,32 @@ export interface ModelOptions extends LoadModelOptions {
 /** The default image feature cache: a few images' features at llava-1.5-7b's size (576 × 4096 f32 is 9.4 MB). */
 export const DEFAULT_IMAGE_CACHE_BYTES = 64 * 2 ** 20;
 
-/** A checked request, its prompt tokenized and its token budget fitted to the context. */
+/** A checked request, its prompt tokenized. */
 interface Plan {
   request: ValidRequest;
   ids: readonly number[];
   images: ImageInput[];
-  promptLength: number;
-  maxNewTokens: number;
+  /** The prompt form the ids came from (named in errors). */
+  field: string;
 }
 
 /** An image as given, read (a path's bytes), and named by its content for the caches. */
 interface LoadedImage {
-  source: Uint8Array | PixelValues | Tensor;
+  source: Uint8Array | PixelValues | AnyresPixels | Tensor;
   name: string;
   key: string;
+  /** The image's size in pixels where its features depend on it (anyres). */
+  size?: ImageSize;
+  /** Positions its features take in the prompt. */
+  count: number;
 }
 
-/** A plan whose images are read, with every prompt position's key (prompt_cache.ts). */
+/** A plan whose images are read, with every prompt position's key (prompt_cache.ts), and its token budget fitted to the context. */
 interface ReadyPlan extends Plan {
   loaded: LoadedImage[];
   keys: PositionKey[];
+  promptLength: number;
+  maxNewTokens: number;
 }
 
 export class VisionLanguageModel {
@@ -92,6 +102,8 @@ export class VisionLanguageModel {
     readonly llava: LlavaModel,
     readonly tokenizer: Tokenizer | null,
     readonly preprocessor: PreprocessorConfig | null,
+    /** How `messages` become the prompt: the checkpoint's own chat template, or its family's. */
+    readonly chatTemplate: ChatTemplate,
     readonly abandonAfterMs = DEFAULT_ABANDON_AFTER_MS,
     imageCacheBytes = DEFAULT_IMAGE_CACHE_BYTES,
   ) {
@@ -178,7 +190,7 @@ export class VisionLanguageModel {
       vocabSize: llava.textConfig.vocabSize,
       contextLength: llava.contextLength,
       hasTokenizer: this.tokenizer !== null,
-      vision: vision && { imageTokenId: vision.imageTokenId, imageSize: vision.tower.config.imageSize, featuresPerImage: vision.featuresPerImage },
+      vision: vision && { imageTokenId: vision.imageTokenId, imageSize: vision.tower.config.imageSize, featuresPerImage: vision.featuresPerImage, tiles: vision.anyres !== null },
       gpu: this.gpu,
     };
   }
@@ -189,33 +201,54 @@ export class VisionLanguageModel {
     const limits = this.limits();
     const valid = validateRequest(request, limits);
     const { ids, images, field } = this.promptTokens(valid, limits);
-    const promptLength = this.llava.mergedLength(ids);
-    checkPromptFits(ids, images.length, promptLength, limits, field);
-    // The cache holds the prompt and every generated token but the last, which is never fed back.
-    const maxNewTokens = Math.min(valid.maxNewTokens, limits.contextLength - promptLength + 1);
-    return { request: valid, ids, images, promptLength, maxNewTokens };
+    if (limits.vision?.tiles && valid.padToSquare) {
+      throw new RequestError("padToSquare", "does not apply to this model: it tiles each image at its own aspect ratio (LLaVA-NeXT)");
+    }
+    // The images' positions are known once they are read (ready), except for llava-1.5's fixed count.
+    const fixed = limits.vision?.featuresPerImage;
+    checkPromptFits(ids, images.length, fixed ? this.llava.mergedLength(ids) : ids.length, limits, field);
+    return { request: valid, ids, images, field };
   }
 
-  /** Reads the plan's images and names every prompt position (before the request waits for a KV-cache). */
+  /**
+   * Reads the plan's images, names every prompt position and fits the token budget to the
+   * context (before the request waits for a KV-cache).
+   */
   private async ready(plan: Plan): Promise<ReadyPlan> {
     const loaded: LoadedImage[] = [];
     const variant = `pad ${plan.request.padToSquare}`;
-    for (const image of plan.images) {
-      if (image instanceof Tensor) {
-        loaded.push({ source: image, name: image.describe(), key: `tensor ${++this.tensorImages}` });
-      } else if (typeof image === "string") {
-        const bytes = await readFileWithin(image, IMAGE_FILE, { as: ImageError });
-        loaded.push({ source: bytes, name: image, key: imageKey(bytes, variant) });
-      } else if (image instanceof Uint8Array) {
-        loaded.push({ source: image, name: "image buffer", key: imageKey(image, variant) });
-      } else {
-        const bytes = new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength);
-        loaded.push({ source: image, name: "pixel values", key: imageKey(bytes, `pixels ${image.shape.join("x")}`) });
-      }
-    }
+    for (const image of plan.images) loaded.push(await this.loadImage(image, variant));
     const vision = this.llava.vision;
-    const keys = promptKeys(plan.ids, vision?.imageTokenId ?? null, vision?.featuresPerImage ?? 0, loaded.map((l) => l.key));
-    return { ...plan, loaded, keys };
+    const counts = loaded.map((l) => l.count);
+    const keys = promptKeys(plan.ids, vision?.imageTokenId ?? null, counts, loaded.map((l) => l.key));
+    const promptLength = this.llava.mergedLength(plan.ids, counts);
+    const limits = this.limits();
+    checkPromptFits(plan.ids, loaded.length, promptLength, limits, plan.field, counts);
+    // The cache holds the prompt and every generated token but the last, which is never fed back.
+    const maxNewTokens = Math.min(plan.request.maxNewTokens, limits.contextLength - promptLength + 1);
+    return { ...plan, loaded, keys, promptLength, maxNewTokens };
+  }
+
+  /** One image of a request, read, keyed, and with the positions it will take. */
+  private async loadImage(image: ImageInput, variant: string): Promise<LoadedImage> {
+    const llava = this.llava;
+    const tiles = llava.vision?.anyres != null;
+    const counted = async (l: Omit<LoadedImage, "count">): Promise<LoadedImage> => {
+      if (!tiles) return { ...l, count: llava.featureCount() };
+      // The features of a tiled image follow from its size: read from the file's header here.
+      const size = l.size ?? (l.source instanceof Uint8Array ? await checkImage(l.source, { name: l.name }) : undefined);
+      if (!size) throw new RequestError("images", `${l.name}: this model tiles each image by its size (LLaVA-NeXT); give the image file, or preprocessAnyres() output`);
+      return { ...l, size: { height: size.height, width: size.width }, count: llava.featureCount(size) };
+    };
+    if (image instanceof Tensor) return counted({ source: image, name: image.describe(), key: `tensor ${++this.tensorImages}` });
+    if (typeof image === "string") {
+      const bytes = await readFileWithin(image, IMAGE_FILE, { as: ImageError });
+      return counted({ source: bytes, name: image, key: imageKey(bytes, variant) });
+    }
+    if (image instanceof Uint8Array) return counted({ source: image, name: "image buffer", key: imageKey(image, variant) });
+    const bytes = new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength);
+    const size = "imageSize" in image ? image.imageSize : undefined;
+    return counted({ source: image, name: "pixel values", key: imageKey(bytes, `pixels ${image.shape.join("x")}`), size });
   }
 
   /** One generation, in KV-cache `slot`: its images and prefill here, its decoding in the model's batch. */
@@ -273,7 +306,7 @@ export class VisionLanguageModel {
       owned.push(history, first);
       gpu.write(history, new Uint32Array(ids));
       const sampler = new TokenSampler(history, ids.length, sampling);
-      recordPrefill(llava, ids, features, sampler, { tokens: first }, llava.decoder, cache, reuse);
+      recordPrefill(llava, ids, features, sampler, { tokens: first }, llava.decoder, cache, reuse, plan.loaded.map((l) => l.count));
       for (const f of features) f?.dispose();
       const token = (await first.read())[0];
       held = keys;
@@ -347,7 +380,7 @@ export class VisionLanguageModel {
   private async imageFeatures(plan: ReadyPlan, reuse: number, owned: Tensor[]): Promise<(Tensor | null)[]> {
     const { llava, gpu } = this;
     const features: (Tensor | null)[] = [];
-    const toEncode: { index: number; pixels: Tensor }[] = [];
+    const toEncode: { index: number; pixels: Tensor; imageSize?: ImageSize }[] = [];
     let position = 0;
     let image = 0;
     for (const id of plan.ids) {
@@ -355,17 +388,17 @@ export class VisionLanguageModel {
         position++;
         continue;
       }
-      const { key } = plan.loaded[image];
-      const end = (position += llava.vision.featuresPerImage);
+      const { key, count, size } = plan.loaded[image];
+      const end = (position += count);
       const needed = end > reuse;
       const cached = needed ? this.imageCache.get(key) : null;
       if (cached) owned.push(cached);
       features.push(cached);
-      if (needed && !cached) toEncode.push({ index: image, pixels: await this.pixels(plan.loaded[image], plan.request.padToSquare, owned) });
+      if (needed && !cached) toEncode.push({ index: image, pixels: await this.pixels(plan.loaded[image], plan.request.padToSquare, owned), imageSize: size });
       image++;
     }
     if (toEncode.length === 0) return features;
-    const encoded = gpu.scope(() => toEncode.map(({ pixels }) => llava.encodeImage(pixels)));
+    const encoded = gpu.scope(() => toEncode.map(({ pixels, imageSize }) => llava.encodeImage(pixels, { imageSize })));
     owned.push(...encoded);
     toEncode.forEach(({ index }, i) => {
       features[index] = encoded[i];
@@ -382,6 +415,7 @@ export class VisionLanguageModel {
     let text: string;
     let images: ImageInput[];
     let field: string;
+    let addBos: boolean | undefined;
     if (request.messages) {
       const messages = request.messages;
       if (request.images.length > 0) {
@@ -389,7 +423,7 @@ export class VisionLanguageModel {
         if (last < 0) throw new RequestError("images", "no message has the user role to attach them to");
         messages[last] = { ...messages[last], images: [...(messages[last].images ?? []), ...request.images] };
       }
-      ({ text, images } = chatPrompt(messages));
+      ({ text, images, addBos } = this.render(messages));
       field = "messages";
     } else {
       text = request.prompt!;
@@ -405,17 +439,30 @@ export class VisionLanguageModel {
       );
     }
     checkPromptText(text, limits, field);
-    return { ids: tokenizer.encode(text), images, field };
+    // A template that writes the BOS token itself gets none added (no double BOS).
+    return { ids: tokenizer.encode(text, addBos === false ? { addBos: false } : {}), images, field };
   }
 
-  /** An image → pixel values [3, size, size] on the GPU (registered in `owned` when made here). */
+  /** The chat template over `messages`; its failures (a template's raise_exception) are the request's. */
+  private render(messages: ChatMessage[]): { text: string; images: ImageInput[]; addBos: boolean } {
+    try {
+      return this.chatTemplate.render(messages);
+    } catch (error) {
+      if (error instanceof ChatTemplateError) throw new RequestError("messages", error.message);
+      throw error;
+    }
+  }
+
+  /** An image → pixel values [3, size, size] (anyres: its tiles [tiles, 3, size, size]) on the GPU (registered in `owned` when made here). */
   private async pixels(image: LoadedImage, padToSquare: boolean, owned: Tensor[]): Promise<Tensor> {
     const { source } = image;
     if (source instanceof Tensor) return source;
-    let values: PixelValues;
+    let values: PixelValues | AnyresPixels;
     if (source instanceof Uint8Array) {
       check(this.preprocessor !== null, () => `${this.llava.path} has no vision tower: it cannot take images`);
-      values = await preprocessImage(source, this.preprocessor, { padToSquare, name: image.name });
+      values = this.llava.vision?.anyres
+        ? await preprocessAnyresImage(source, this.preprocessor, { name: image.name })
+        : await preprocessImage(source, this.preprocessor, { padToSquare, name: image.name });
     } else {
       values = source;
     }
@@ -423,6 +470,20 @@ export class VisionLanguageModel {
     owned.push(t);
     return t;
   }
+}
+
+/** A tiled model (LLaVA-NeXT) needs its processor to cut the tiles on the canvases the model puts back together. */
+function checkTiling(preprocessor: PreprocessorConfig, anyres: AnyresConfig | undefined): void {
+  const tiles = preprocessor.anyres;
+  if (!anyres) {
+    check(tiles === null, () => `${preprocessor.source}: tiles images (LlavaNextImageProcessor), but the model is not LLaVA-NeXT`);
+    return;
+  }
+  check(tiles !== null, () => `${preprocessor.source}: the model tiles its images (LLaVA-NeXT), but this is not a LlavaNextImageProcessor config`);
+  check(
+    JSON.stringify(tiles.gridPinpoints) === JSON.stringify(anyres.gridPinpoints),
+    () => `${preprocessor.source}: image_grid_pinpoints ${JSON.stringify(tiles.gridPinpoints)} differ from the model config's ${JSON.stringify(anyres.gridPinpoints)}; the tiles would not fit the model's grid`,
+  );
 }
 
 function checkImageCacheBytes(value: unknown): void {
@@ -448,21 +509,44 @@ export async function loadModel(path: string, options: ModelOptions = {}): Promi
     if (llava.vision && !preprocessor) {
       const size = llava.vision.tower.config.imageSize;
       // Without a preprocessor_config.json, CLIPImageProcessor's defaults, at the tower's image size.
+      const anyres = llava.vision.anyres?.config;
       preprocessor = (await pathExists(join(path, CONFIG_FILE_NAME)))
         ? await loadPreprocessorConfig(path)
         : parsePreprocessorConfig(
-            { size: { shortest_edge: size }, crop_size: { height: size, width: size } },
-            `CLIPImageProcessor defaults at ${size} px (no ${CONFIG_FILE_NAME} in ${path})`,
+            {
+              size: { shortest_edge: size },
+              crop_size: { height: size, width: size },
+              ...(anyres && { image_processor_type: "LlavaNextImageProcessor", image_grid_pinpoints: anyres.gridPinpoints }),
+            },
+            `${anyres ? "LlavaNextImageProcessor" : "CLIPImageProcessor"} defaults at ${size} px (no ${CONFIG_FILE_NAME} in ${path})`,
           );
+      checkTiling(preprocessor, anyres);
       const crop = preprocessor.cropSize;
       check(
         !preprocessor.doCenterCrop || (crop.height === size && crop.width === size),
         () => `${preprocessor!.source}: crops to ${crop.width}x${crop.height}, but the vision tower takes ${size}x${size} images`,
       );
     }
-    return new VisionLanguageModel(llava, tokenizer, preprocessor, options.abandonAfterMs, options.imageCacheBytes);
+    const chatTemplate = await modelChatTemplate(path, llava, tokenizer);
+    return new VisionLanguageModel(llava, tokenizer, preprocessor, chatTemplate, options.abandonAfterMs, options.imageCacheBytes);
   } catch (error) {
     llava.dispose();
     throw error;
   }
+}
+
+/**
+ * The chat template `messages` are rendered with: the checkpoint's own (a folder's
+ * chat_template.jinja, chat_template.json or tokenizer_config.json; a GGUF's
+ * tokenizer.chat_template), else the known format of its family (chat_template.ts).
+ */
+async function modelChatTemplate(path: string, llava: LlavaModel, tokenizer: Tokenizer | null): Promise<ChatTemplate> {
+  const family = chooseChatFamily(llava.config, (piece) => tokenizer?.idOf(piece) !== undefined);
+  const specialTokens: Record<string, string> = {};
+  if (tokenizer?.bosId !== undefined) specialTokens.bos_token = tokenizer.pieceOf(tokenizer.bosId);
+  if (tokenizer?.eosId !== undefined) specialTokens.eos_token = tokenizer.pieceOf(tokenizer.eosId);
+  const bundled = llava.bundled.chatTemplate;
+  if (bundled) return new ChatTemplate(bundled.template, { source: bundled.source, family, specialTokens });
+  const isFolder = await stat(path).then((s) => s.isDirectory(), () => false);
+  return isFolder ? loadChatTemplate(path, { family, specialTokens }) : fallbackChatTemplate(family, specialTokens);
 }

@@ -34,7 +34,7 @@ export function imageKey(bytes: Uint8Array, variant: string): string {
 }
 
 /** Each prompt position's key: the ids, with each image token expanded to its image's feature rows. */
-export function promptKeys(ids: readonly number[], imageTokenId: number | null, featuresPerImage: number, imageKeys: readonly string[]): PositionKey[] {
+export function promptKeys(ids: readonly number[], imageTokenId: number | null, featureCounts: readonly number[], imageKeys: readonly string[]): PositionKey[] {
   const keys: PositionKey[] = [];
   let image = 0;
   for (const id of ids) {
@@ -42,8 +42,9 @@ export function promptKeys(ids: readonly number[], imageTokenId: number | null, 
       keys.push(id);
       continue;
     }
+    const count = featureCounts[image];
     const key = imageKeys[image++];
-    for (let row = 0; row < featuresPerImage; row++) keys.push(`image ${key} ${row}`);
+    for (let row = 0; row < count; row++) keys.push(`image ${key} ${row}`);
   }
   return keys;
 }

@@ -6,7 +6,7 @@
 import type { ChatMessage, ImageInput } from "./chat_template.js";
 
 export interface GenerateRequest {
-  /** A conversation, rendered with llava-1.5's chat template; the reply is generated. */
+  /** A conversation, rendered with the model's chat template (the checkpoint's own, else its family's); the reply is generated. */
   messages?: readonly ChatMessage[];
   /** Or a raw prompt, with an `<image>` tag where each image goes (no template applied). */
   prompt?: string;

@@ -61,8 +61,8 @@ export class TokenSampler {
 /**
  * Records the prompt through the decoder into the cache, and draw 0 into `target`. The cache
  * is taken to hold the prompt's first `reuse` positions already (prompt caching), so only the
- * rest runs; images entirely among those may have null features. (The decoder and cache
- * default to the model's own.)
+ * rest runs; images entirely among those may have null features (`featureCounts` then says
+ * how many positions each image takes). (The decoder and cache default to the model's own.)
  */
 export function recordPrefill(
   model: LlavaModel,
@@ -73,10 +73,11 @@ export function recordPrefill(
   decoder: LlamaDecoder = model.decoder,
   cache: KVCache = model.cache,
   reuse = 0,
+  featureCounts?: readonly number[],
 ): void {
   cache.length = reuse;
   model.gpu.scope(() => {
-    const hidden = decoder.forward(model.embedPrompt(ids, imageFeatures, reuse), cache);
+    const hidden = decoder.forward(model.embedPrompt(ids, imageFeatures, reuse, featureCounts), cache);
     sampler.sample(decoder.logits(takeRows(hidden, hidden.dim(0) - 1, 1)), 0, target);
   });
 }

@@ -22,7 +22,14 @@ export interface ModelLimits {
   contextLength: number;
   hasTokenizer: boolean;
   /** null for a text-only model. */
-  vision: { imageTokenId: number; imageSize: number; featuresPerImage: number } | null;
+  vision: {
+    imageTokenId: number;
+    imageSize: number;
+    /** Positions per image; null where they depend on the image (tiles). */
+    featuresPerImage: number | null;
+    /** Whether images are tiled by their size (LLaVA-NeXT). */
+    tiles: boolean;
+  } | null;
   /** The device a tensor image must be on. */
   gpu: Gpu;
 }
@@ -113,7 +120,7 @@ export function checkPromptText(text: string, limits: ModelLimits, field: string
  * `positions` (images expanded) leave nothing of the context to generate into. `field` is the
  * prompt form the ids came from.
  */
-export function checkPromptFits(ids: readonly number[], imageCount: number, positions: number, limits: ModelLimits, field: string): void {
+export function checkPromptFits(ids: readonly number[], imageCount: number, positions: number, limits: ModelLimits, field: string, featureCounts?: readonly number[]): void {
   const vision = limits.vision;
   const slots = vision ? ids.filter((id) => id === vision.imageTokenId).length : 0;
   if (slots !== imageCount) {
@@ -121,7 +128,10 @@ export function checkPromptFits(ids: readonly number[], imageCount: number, posi
     throw new RequestError("images", `the prompt has ${slots} image token${slots === 1 ? "" : "s"} but ${given}`);
   }
   if (positions >= limits.contextLength) {
-    const what = slots ? `, ${slots} image${slots > 1 ? "s" : ""} of ${vision!.featuresPerImage} positions each` : "";
+    const counts = featureCounts ?? Array.from({ length: slots }, () => vision!.featuresPerImage);
+    const distinct = new Set(counts);
+    const each = distinct.size === 1 ? `${counts[0]} positions each` : `${counts.join(", ")} positions`;
+    const what = slots && counts.every((c) => c !== null) ? `, ${slots} image${slots > 1 ? "s" : ""} of ${each}` : "";
     throw new RequestError(
       field,
       `the prompt takes ${positions} positions (${ids.length} tokens${what}), ` +

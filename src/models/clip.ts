@@ -9,7 +9,9 @@
  *
  * LLaVA reads hidden_states[vision_feature_layer], where hidden_states[0] is the output of
  * pre_layrnorm and hidden_states[i] that of layer i, so only the first `layers` layers run.
- * Images are encoded one at a time; each is an independent sequence of 1 + patches tokens.
+ * Several images (LLaVA-NeXT's tiles) go through in one pass: each is an independent sequence
+ * of 1 + patches tokens, their rows stacked, so every linear layer is one matrix product over
+ * all of them; only attention runs image by image (it must not mix them).
  */
 import { activation, activationFromConfig } from "../kernels/activations.js";
 import { attention } from "../kernels/attention/index.js";
@@ -17,6 +19,7 @@ import { add } from "../kernels/elementwise.js";
 import { layernorm } from "../kernels/layernorm.js";
 import { patchEmbed, type PatchEmbedWeights } from "../kernels/patch_embed.js";
 import { check } from "../tensor/errors.js";
+import { takeRows } from "../tensor/copy.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { ClipVisionConfig } from "../weights/config.js";
@@ -85,40 +88,69 @@ export class ClipVisionTower {
     return this.config.numPatches + 1;
   }
 
-  /** One image's pixel values [3, size, size] → hidden_states[layerCount], [tokens, hidden] (f32). */
+  /**
+   * Pixel values, one image [3, size, size] or several [N, 3, size, size] → hidden_states[layerCount],
+   * [N · tokens, hidden] (f32), image i's tokens at rows [i · tokens, (i + 1) · tokens).
+   * `image`: the trace index of the first image (each image is traced on its own).
+   */
   forward(pixels: Tensor, trace?: Trace, image = 0): Tensor {
     const { imageSize, numChannels, hiddenSize, layerNormEps: eps } = this.config;
+    const batched = pixels.rank === 4;
+    const images = batched ? pixels.dim(0) : 1;
+    const imageShape = pixels.shape.slice(batched ? 1 : 0);
     check(
-      pixels.rank === 3 && pixels.dim(0) === numChannels && pixels.dim(1) === imageSize && pixels.dim(2) === imageSize,
-      () => `vision tower: pixel values ${pixels.describe()} are not [${numChannels}, ${imageSize}, ${imageSize}]`,
+      (pixels.rank === 3 || batched) && images > 0 && imageShape[0] === numChannels && imageShape[1] === imageSize && imageShape[2] === imageSize,
+      () => `vision tower: pixel values ${pixels.describe()} are not [${numChannels}, ${imageSize}, ${imageSize}] or [images, ${numChannels}, ${imageSize}, ${imageSize}]`,
     );
     const embedded = this.gpu.scope(() => {
-      const patches = patchEmbed(pixels.reshape([1, numChannels, imageSize, imageSize]), this.embeddings, "f32");
-      return layernorm(patches.reshape([this.tokens, hiddenSize]), this.preNorm.weight, this.preNorm.bias, eps);
+      const patches = patchEmbed(pixels.reshape([images, numChannels, imageSize, imageSize]), this.embeddings, "f32");
+      return layernorm(patches.reshape([images * this.tokens, hiddenSize]), this.preNorm.weight, this.preNorm.bias, eps);
     });
-    trace?.("vision_embeddings", [image], embedded);
+    const traceEach = (name: string, index: readonly number[], t: Tensor) => {
+      for (let i = 0; i < images; i++) {
+        if (images === 1) trace!(name, [...index, image], t);
+        else this.gpu.scope(() => trace!(name, [...index, image + i], takeRows(t, i * this.tokens, this.tokens)));
+      }
+    };
+    if (trace) traceEach("vision_embeddings", [], embedded);
     let h = embedded;
     this.layers.forEach((layer, i) => {
-      trace?.("vision_hidden_states", [i, image], h);
-      const next = this.gpu.scope(() => this.layer(layer, h));
+      if (trace) traceEach("vision_hidden_states", [i], h);
+      const next = this.gpu.scope(() => this.layer(layer, h, images));
       h.dispose();
       h = next;
     });
-    trace?.("vision_hidden_states", [this.layers.length, image], h);
+    if (trace) traceEach("vision_hidden_states", [this.layers.length], h);
     return h;
   }
 
-  private layer(layer: EncoderLayer, x: Tensor): Tensor {
+  private layer(layer: EncoderLayer, x: Tensor, images: number): Tensor {
     const { numAttentionHeads: H, headDim: D, hiddenSize, layerNormEps: eps } = this.config;
     const T = x.dim(0);
     const h = layernorm(x, layer.norm1.weight, layer.norm1.bias, eps);
     const q = layer.q.forward(h).reshape([T, H, D]);
     const k = layer.k.forward(h).reshape([T, H, D]);
     const v = layer.v.forward(h).reshape([T, H, D]);
-    const attended = attention(q, k, v, { layout: "tokens" });
+    const attended = images === 1 ? attention(q, k, v, { layout: "tokens" }) : this.attendEach(q, k, v, images);
     const afterAttention = add(x, layer.out.forward(attended.reshape([T, hiddenSize])));
     const h2 = layernorm(afterAttention, layer.norm2.weight, layer.norm2.bias, eps);
     const mlp = layer.fc2.forward(activation(layer.fc1.forward(h2), this.mlpActivation));
     return add(afterAttention, mlp);
+  }
+
+  /**
+   * Attention within each image of a stack: image i's queries (rows of q, written to the same
+   * rows of one output) over its own keys and values (copied out: the kernels bind k and v whole).
+   */
+  private attendEach(q: Tensor, k: Tensor, v: Tensor, images: number): Tensor {
+    const tokens = this.tokens;
+    const out = this.gpu.empty(q.shape, q.dtype, { name: "vision attention" });
+    for (let i = 0; i < images; i++) {
+      this.gpu.scope(() => {
+        const own = (t: Tensor) => takeRows(t, i * tokens, tokens);
+        attention(q, own(k), own(v), { layout: "tokens", rows: { start: i * tokens, count: tokens }, out });
+      });
+    }
+    return out;
   }
 }

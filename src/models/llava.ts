@@ -9,6 +9,8 @@
  *   embeddings = [embed(text before) | projector(vision(image)) | embed(text after) ...]
  *
  * The image rows are placed by the GPU's copy engine; no arithmetic happens on the CPU.
+ * LLaVA-NeXT (anyres) cuts an image into tiles, encodes them together and packs their features
+ * into one sequence whose length depends on the image's size (anyres.ts).
  */
 import { performance } from "node:perf_hooks";
 import { copyRows, takeRows } from "../tensor/copy.js";
@@ -26,6 +28,8 @@ import { GgufFields } from "../weights/gguf_config.js";
 import { resolveModelFiles } from "../weights/model_files.js";
 import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
 import { resolveWeights, visionLayersUsed } from "../weights/names.js";
+import type { AnyresConfig } from "../weights/config.js";
+import { anyresLayout, packAnyresFeatures, type ImageSize } from "./anyres.js";
 import { ClipVisionTower } from "./clip.js";
 import { KVCache, LlamaDecoder, type Trace } from "./llama.js";
 import { chooseDtype, loadWeights, type LoadProgress, type WeightFiles } from "./load.js";
@@ -132,8 +136,23 @@ export interface VisionPart {
   imageTokenId: number;
   /** `default` drops the class token's features, `full` keeps them. */
   keepClassToken: boolean;
-  /** Positions one image takes in the prompt. */
-  featuresPerImage: number;
+  /** Positions one image takes in the prompt; null when it depends on the image's size (anyres: featureCount). */
+  featuresPerImage: number | null;
+  /** LLaVA-NeXT's tiling, and its learned end-of-row vector [text hidden] (null for llava-1.5). */
+  anyres: { config: AnyresConfig; newline: Tensor } | null;
+}
+
+/** Options of encodeImage. */
+export interface EncodeImageOptions {
+  /** Records the intermediates (verification). */
+  trace?: Trace;
+  /** The trace index of the image's first tile (its index among all tiles encoded), and of the image. */
+  firstTile?: number;
+  image?: number;
+  /** A tower over fewer of the same layers (the benchmarks time them). */
+  tower?: ClipVisionTower;
+  /** The image's original size: required with anyres, where the features follow from it. */
+  imageSize?: ImageSize;
 }
 
 /** The vision tower and projector of a LLaVA config (null for a text-only model), on weights already in `store`. */
@@ -145,7 +164,8 @@ export function visionPart(gpu: Gpu, config: ModelConfig, store: WeightStore, pr
     projector: new Projector(store, projector, config.projectorHiddenAct),
     imageTokenId: config.imageTokenIndex,
     keepClassToken,
-    featuresPerImage: config.vision.numPatches + (keepClassToken ? 1 : 0),
+    featuresPerImage: config.anyres ? null : config.vision.numPatches + (keepClassToken ? 1 : 0),
+    anyres: config.anyres && { config: config.anyres, newline: store.tensor("image_newline") },
   };
 }
 
@@ -207,34 +227,87 @@ export class LlavaModel {
     return this.caches[0].capacity;
   }
 
-  /** One image's pixel values [3, size, size] → its features in the decoder's space [features, hidden]. */
-  encodeImage(pixels: Tensor, trace?: Trace, image = 0, tower?: ClipVisionTower): Tensor {
+  /**
+   * One image's features in the decoder's space [features, hidden]: from its pixel values
+   * [3, size, size], or with anyres from its tiles [tiles, 3, size, size] (the base tile first,
+   * all encoded in one pass) and its original size.
+   */
+  encodeImage(pixels: Tensor, options: EncodeImageOptions = {}): Tensor {
     const vision = this.vision;
     check(vision !== null, () => `${this.path} has no vision tower: it takes text only`);
-    // (`tower`: one built over fewer of the same layers, as the benchmarks time them.)
-    const hidden = (tower ?? vision.tower).forward(pixels, trace, image);
-    const selected = vision.keepClassToken ? hidden : takeRows(hidden, 1, hidden.dim(0) - 1);
-    if (selected !== hidden) hidden.dispose();
-    trace?.("vision_selected_features", [image], selected);
-    const features = vision.projector.forward(selected);
-    selected.dispose();
-    trace?.("projector_output", [image], features);
-    return features;
+    const { trace, firstTile = 0, image = 0 } = options;
+    const tower = options.tower ?? vision.tower;
+    if (!vision.anyres) {
+      const hidden = tower.forward(pixels, trace, firstTile);
+      const selected = vision.keepClassToken ? hidden : takeRows(hidden, 1, hidden.dim(0) - 1);
+      if (selected !== hidden) hidden.dispose();
+      trace?.("vision_selected_features", [firstTile], selected);
+      const features = vision.projector.forward(selected);
+      selected.dispose();
+      trace?.("projector_output", [firstTile], features);
+      return features;
+    }
+    const size = options.imageSize;
+    check(size !== undefined, () => `${this.path} tiles its images (LLaVA-NeXT): encodeImage needs the image's original size`);
+    const layout = anyresLayout(size, vision.anyres.config, tower.config);
+    const side = tower.config.imageSize;
+    check(
+      pixels.rank === 4 && pixels.dim(0) === layout.tiles,
+      () => `a ${size.width}x${size.height} image is ${layout.tiles} tiles of [3, ${side}, ${side}] (the base tile, then a ${layout.grid.rows}x${layout.grid.cols} grid), not ${pixels.describe()}`,
+    );
+    return this.gpu.scope(() => {
+      const hidden = tower.forward(pixels, trace, firstTile);
+      // Each tile's patch features, its class token dropped (anyres takes the default strategy only).
+      const tokens = tower.tokens;
+      const patches = tokens - 1;
+      const selected = this.gpu.empty([layout.tiles * patches, hidden.dim(1)], hidden.dtype, { name: "tile features" });
+      for (let i = 0; i < layout.tiles; i++) copyRows(hidden, i * tokens + 1, selected, i * patches, patches);
+      const features = vision.projector.forward(selected);
+      for (let i = 0; trace && i < layout.tiles; i++) {
+        this.gpu.scope(() => trace("vision_selected_features", [firstTile + i], takeRows(selected, i * patches, patches)));
+        this.gpu.scope(() => trace("projector_output", [firstTile + i], takeRows(features, i * patches, patches)));
+      }
+      const packed = packAnyresFeatures(features, vision.anyres!.newline, layout);
+      trace?.("packed_image_features", [image], packed);
+      return packed;
+    });
   }
 
-  /** Prompt length once each image token becomes its image's features. */
-  mergedLength(ids: readonly number[]): number {
+  /** Positions an image takes in the prompt (with anyres, for an image of `size`). */
+  featureCount(size?: ImageSize): number {
+    const vision = this.vision;
+    check(vision !== null, () => `${this.path} has no vision tower: it takes text only`);
+    if (!vision.anyres) return vision.featuresPerImage!;
+    check(size !== undefined, () => `${this.path} tiles its images (LLaVA-NeXT): how many positions an image takes depends on its size`);
+    return anyresLayout(size, vision.anyres.config, vision.tower.config).features;
+  }
+
+  /** Prompt length once each image token becomes its image's features (`featureCounts[i]` positions for image i). */
+  mergedLength(ids: readonly number[], featureCounts?: readonly number[]): number {
     if (!this.vision) return ids.length;
     const images = ids.filter((id) => id === this.vision!.imageTokenId).length;
-    return ids.length + images * (this.vision.featuresPerImage - 1);
+    const counts = this.imageCounts(images, featureCounts);
+    return ids.length - images + counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** Each image's positions: as given, or the one count of llava-1.5. */
+  private imageCounts(images: number, featureCounts?: readonly number[]): readonly number[] {
+    if (featureCounts) {
+      check(featureCounts.length === images, () => `${images} image${images === 1 ? "" : "s"} in the prompt, but ${featureCounts.length} feature counts`);
+      return featureCounts;
+    }
+    const fixed = this.vision?.featuresPerImage ?? null;
+    check(fixed !== null || images === 0, () => `${this.path} tiles its images (LLaVA-NeXT): give each image's feature count`);
+    return Array.from({ length: images }, () => fixed!);
   }
 
   /**
    * The prompt's embeddings [merged length - from, hidden] from position `from` on: token
    * embeddings, with each image token replaced by the rows of the matching entry of
-   * `imageFeatures` (in order; an image whose rows all come before `from` may be null).
+   * `imageFeatures` (in order; an image whose rows all come before `from` may be null, and
+   * then `featureCounts` must say how many positions each image takes).
    */
-  embedPrompt(ids: readonly number[], imageFeatures: readonly (Tensor | null)[], from = 0): Tensor {
+  embedPrompt(ids: readonly number[], imageFeatures: readonly (Tensor | null)[], from = 0, featureCounts?: readonly number[]): Tensor {
     const imageToken = this.vision?.imageTokenId;
     const slots = imageToken === undefined ? 0 : ids.filter((id) => id === imageToken).length;
     check(
@@ -245,12 +318,14 @@ export class LlavaModel {
     const expanded: number[] = [];
     const placements: { row: number; features: Tensor; first: number }[] = [];
     let position = 0;
-    imageFeatures.forEach((f, i) => check(f === null || f.dim(0) === this.vision!.featuresPerImage, () => `image ${i}: features ${f!.describe()} do not have ${this.vision!.featuresPerImage} rows`));
+    const counts = featureCounts ?? (imageFeatures.every((f) => f !== null) ? imageFeatures.map((f) => f!.dim(0)) : undefined);
+    const expected = this.imageCounts(slots, counts);
+    imageFeatures.forEach((f, i) => check(f === null || f.dim(0) === expected[i], () => `image ${i}: features ${f!.describe()} do not have ${expected[i]} rows`));
     let image = 0;
     for (const id of ids) {
       if (id === imageToken) {
+        const rows = expected[image];
         const features = imageFeatures[image++];
-        const rows = this.vision!.featuresPerImage;
         if (position + rows > from) {
           check(features !== null, () => `image ${image - 1} is needed from position ${from} on, but no features were given`);
           const first = Math.max(0, from - position);
@@ -291,6 +366,8 @@ export class LlavaModel {
 export interface BundledParts {
   tokenizer?: Tokenizer;
   preprocessor?: PreprocessorConfig;
+  /** The chat template the file carries (a GGUF's tokenizer.chat_template), with where it came from. */
+  chatTemplate?: { template: string; source: string };
 }
 
 /** A checkpoint opened for loading, with its config: a Hugging Face folder or a GGUF pair. */
@@ -304,8 +381,8 @@ interface OpenedModel {
 
 /**
  * The GGUF pair's tokenizer (tokenizer.ggml.*, with LLaVA's `<image>` added past the
- * vocabulary when it has none: see weights/gguf_config.ts) and image preprocessing (the
- * mmproj's image size, mean and std, with CLIPImageProcessor's resize and crop).
+ * vocabulary when it has none: see weights/gguf_config.ts), chat template, and image
+ * preprocessing (the mmproj's image size, mean and std, with CLIPImageProcessor's resize and crop).
  */
 function ggufBundled(checkpoint: GgufCheckpoint): BundledParts {
   const { config, text, mmproj } = checkpoint;
@@ -314,6 +391,8 @@ function ggufBundled(checkpoint: GgufCheckpoint): BundledParts {
     const imageToken = config.kind === "llava" && config.imageTokenIndex === config.text.vocabSize;
     bundled.tokenizer = ggufTokenizer(text.metadata, text.path, { extraControlTokens: imageToken ? ["<image>"] : [] });
   }
+  const template = new GgufFields(text).string("tokenizer.chat_template");
+  if (template !== undefined) bundled.chatTemplate = { template, source: `${text.path} (tokenizer.chat_template)` };
   if (config.kind === "llava" && mmproj) {
     const fields = new GgufFields(mmproj);
     const size = config.vision.imageSize;

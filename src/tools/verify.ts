@@ -4,6 +4,7 @@
  * compares every reference tensor that is present:
  *
  *   vision_embeddings, vision_hidden_states, vision_selected_features, projector_output
+ *   packed_image_features                               (LLaVA-NeXT: the tiles' features as the decoder gets them)
  *   text_hidden_states, logits                          (one pass over the prompt)
  *   generate_step_logits                                (teacher-forced on the reference tokens)
  *   generated_ids                                       (our own greedy decoding, KV-cache)
@@ -26,6 +27,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import { loadLlava, type LlavaModel } from "../models/llava.js";
 import type { Trace } from "../models/llama.js";
+import { anyresLayout } from "../models/anyres.js";
 
 export interface Comparison {
   name: string;
@@ -117,7 +119,7 @@ async function verifyLoaded(folder: string, inputs: SafetensorsFile, golden: Saf
     const { data: idRows, shape: idShape } = await inputs.readIntegers("input_ids");
     if (idShape.length !== 2 || idShape[0] !== 1) throw new Error(`${inputs.path}: input_ids must be [1, length], not [${idShape}]`);
     const ids = idRows;
-    const pixels = inputs.tensors.has("pixel_values") ? await inputs.readFloat32("pixel_values") : null;
+    const pixels = inputs.tensors.has("pixel_values") ? await readImages(inputs) : null;
     const tolerance = TOLERANCES[model.dtype === "f16" ? "f16" : "f32"];
     const comparisons: Comparison[] = [];
 
@@ -198,21 +200,67 @@ async function compareTraces(golden: SafetensorsFile, traces: TraceStore, tolera
       : undefined;
     out.push(compare(name, concat(ours), referenceParts, reference.shape, tolerance, note));
   }
+  if (golden.tensors.has("packed_image_features")) {
+    // LLaVA-NeXT: [all images' features, hidden], image after image.
+    const reference = await golden.readFloat32("packed_image_features");
+    const byImage = traces.tensors.get("packed_image_features");
+    const ours = byImage ? await Promise.all([...byImage.keys()].sort((a, b) => Number(a) - Number(b)).map((key) => byImage.get(key)!.read())) : [];
+    out.push(compare("packed_image_features", concat(ours), reference.data, reference.shape, tolerance, ours.length ? undefined : "not computed"));
+  }
   return out;
 }
 
+/**
+ * The inputs' images: `pixel_values` [images, 3, H, W], or LLaVA-NeXT's tiles [images, tiles,
+ * 3, H, W] (zero tiles pad an image to the batch's most) with `image_sizes` [images, 2] (height, width).
+ */
+interface InputImages {
+  pixels: { shape: number[]; data: Float32Array };
+  sizes: { height: number; width: number }[] | null;
+}
+
+async function readImages(inputs: SafetensorsFile): Promise<InputImages> {
+  const pixels = await inputs.readFloat32("pixel_values");
+  if (pixels.shape.length === 4) return { pixels, sizes: null };
+  if (pixels.shape.length !== 5 || !inputs.tensors.has("image_sizes")) {
+    throw new Error(`${inputs.path}: pixel_values [${pixels.shape}] must be [images, 3, H, W], or [images, tiles, 3, H, W] with image_sizes`);
+  }
+  const { data, shape } = await inputs.readIntegers("image_sizes");
+  if (shape.length !== 2 || shape[0] !== pixels.shape[0] || shape[1] !== 2) throw new Error(`${inputs.path}: image_sizes [${shape}] must be [${pixels.shape[0]}, 2]`);
+  return { pixels, sizes: Array.from({ length: shape[0] }, (_, i) => ({ height: data[2 * i], width: data[2 * i + 1] })) };
+}
+
 /** Features for every image of the inputs (in the current scope). */
-function imageFeatures(model: LlavaModel, pixels: { shape: number[]; data: Float32Array } | null, trace?: Trace): Tensor[] {
-  if (!pixels) return [];
-  const [n, c, h, w] = pixels.shape;
-  const size = c * h * w;
-  return Array.from({ length: n }, (_, i) =>
-    model.encodeImage(model.gpu.tensor(pixels.data.subarray(i * size, (i + 1) * size), [c, h, w]), trace, i),
-  );
+function imageFeatures(model: LlavaModel, images: InputImages | null, trace?: Trace): Tensor[] {
+  if (!images) return [];
+  const { pixels, sizes } = images;
+  const gpu = model.gpu;
+  if (!sizes) {
+    const [n, c, h, w] = pixels.shape;
+    const size = c * h * w;
+    return Array.from({ length: n }, (_, i) => model.encodeImage(gpu.tensor(pixels.data.subarray(i * size, (i + 1) * size), [c, h, w]), { trace, firstTile: i, image: i }));
+  }
+  const [, most, c, h, w] = pixels.shape;
+  const tileSize = c * h * w;
+  let firstTile = 0;
+  return sizes.map((imageSize, i) => {
+    // The real tiles of image i; the rest of its row is batch padding.
+    const tiles = anyresTiles(model, imageSize);
+    if (tiles > most) throw new Error(`image ${i} (${imageSize.width}x${imageSize.height}) has ${tiles} tiles, but pixel_values holds ${most} per image`);
+    const start = i * most * tileSize;
+    const features = model.encodeImage(gpu.tensor(pixels.data.subarray(start, start + tiles * tileSize), [tiles, c, h, w]), { trace, firstTile, image: i, imageSize });
+    firstTile += tiles;
+    return features;
+  });
+}
+
+function anyresTiles(model: LlavaModel, imageSize: { height: number; width: number }): number {
+  const vision = model.vision!;
+  return anyresLayout(imageSize, vision.anyres!.config, vision.tower.config).tiles;
 }
 
 /** Logits of the prompt's last position, then of each reference token fed in turn: [steps, vocab]. */
-async function stepLogits(model: LlavaModel, ids: number[], pixels: { shape: number[]; data: Float32Array } | null, reference: number[]): Promise<Float32Array> {
+async function stepLogits(model: LlavaModel, ids: number[], pixels: InputImages | null, reference: number[]): Promise<Float32Array> {
   const gpu = model.gpu;
   model.cache.length = 0;
   const rows: ArrayLike<number>[] = [];
@@ -231,7 +279,7 @@ async function stepLogits(model: LlavaModel, ids: number[], pixels: { shape: num
 }
 
 /** Our own greedy decoding with the KV-cache: argmax on the GPU, one id read back per step. */
-async function greedy(model: LlavaModel, ids: number[], pixels: { shape: number[]; data: Float32Array } | null, steps: number): Promise<number[]> {
+async function greedy(model: LlavaModel, ids: number[], pixels: InputImages | null, steps: number): Promise<number[]> {
   const gpu = model.gpu;
   model.cache.length = 0;
   const out: number[] = [];

@@ -23,6 +23,7 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { JSON_CONFIG_FILE } from "../files/limits.js";
 import { readTextFileWithin } from "../files/read.js";
+import { LLAVA_NEXT_DEFAULT_PINPOINTS, MAX_GRID_PINPOINTS } from "../image/config.js";
 import { JsonError, parseJson } from "./json.js";
 
 /** Activation names as transformers' ACT2FN spells them, for those the kernels implement. */
@@ -43,6 +44,13 @@ export interface LlamaConfig {
   maxPositionEmbeddings: number;
   rmsNormEps: number;
   ropeTheta: number;
+  /**
+   * Mistral's sliding-window attention: each query sees only the last `slidingWindow` keys (its
+   * own included), as transformers' eager masking does; null: every earlier key (LLaMA).
+   */
+  slidingWindow: number | null;
+  /** The decoder family, as config.json's model_type names it: its defaults and its chat format differ. */
+  family: "llama" | "mistral";
   /** lm_head shares embed_tokens' weight (and the checkpoint holds no lm_head). */
   tieWordEmbeddings: boolean;
   /** q/k/v/o projections have biases. */
@@ -83,6 +91,20 @@ export interface LlavaConfig {
   visionFeatureSelectStrategy: "default" | "full";
   /** The projector's linear layers have biases (`multimodal_projector_bias`, newer transformers; true before). */
   projectorBias: boolean;
+  /**
+   * LLaVA-NeXT's "anyres" tiling (`model_type: llava_next`), null for llava-1.5: the image is
+   * cut into tiles of the vision tower's size on the best of these grids, each tile encoded,
+   * and the features put back together (models/anyres.ts).
+   */
+  anyres: AnyresConfig | null;
+}
+
+/** LlavaNextConfig's own fields. */
+export interface AnyresConfig {
+  /** The canvases an image may be tiled on, each [height, width] in pixels (multiples of the tile size). */
+  gridPinpoints: [number, number][];
+  /** transformers' `image_seq_length`: the base tile's positions (informational; the count per image follows from its size). */
+  imageSeqLength: number;
 }
 
 export type ModelConfig =
@@ -141,23 +163,31 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
   switch (modelType) {
     case "llava":
       return { kind: "llava", ...llavaConfig(root) };
+    case "llava_next":
+      return { kind: "llava", ...llavaConfig(root, true) };
     case "llama":
-      return { kind: "llama", text: llamaConfig(root) };
+    case "mistral":
+      return { kind: "llama", text: llamaConfig(root, modelType) };
     case "clip_vision_model":
       return { kind: "clip_vision", vision: clipVisionConfig(root) };
     case "clip":
       return { kind: "clip_vision", vision: clipVisionConfig(root.object("vision_config") ?? root.empty("vision_config")) };
     case null:
-      return root.fail("model_type", "is missing; expected llava, llama, clip_vision_model or clip");
+      return root.fail("model_type", `is missing; expected ${MODEL_TYPES}`);
     default:
-      return root.fail("model_type", `${JSON.stringify(modelType)} is not supported (llava, llama, clip_vision_model or clip)`);
+      return root.fail("model_type", `${JSON.stringify(modelType)} is not supported (${MODEL_TYPES})`);
   }
 }
 
-function llavaConfig(root: Fields): LlavaConfig {
+const MODEL_TYPES = "llava, llava_next, llama, mistral, clip_vision_model or clip";
+
+/** The most tiles one canvas may hold (each is a vision tower pass). */
+export const MAX_TILES_PER_IMAGE = 64;
+
+function llavaConfig(root: Fields, next = false): LlavaConfig {
   const textFields = root.object("text_config") ?? root.empty("text_config");
   const textType = textFields.string("model_type", "llama");
-  if (textType !== "llama") textFields.fail("model_type", `${JSON.stringify(textType)} is not supported (only llama decoders)`);
+  if (textType !== "llama" && textType !== "mistral") textFields.fail("model_type", `${JSON.stringify(textType)} is not supported (llama or mistral decoders)`);
   const visionFields = root.object("vision_config");
   const visionType = visionFields?.string("model_type", "clip_vision_model");
   if (visionType && visionType !== "clip_vision_model") visionFields!.fail("model_type", `${JSON.stringify(visionType)} is not supported (only clip_vision_model)`);
@@ -165,7 +195,7 @@ function llavaConfig(root: Fields): LlavaConfig {
   const vision = visionFields
     ? clipVisionConfig(visionFields)
     : clipVisionConfig(root.empty("vision_config"), { hidden_size: 1024, intermediate_size: 4096, patch_size: 14, image_size: 336, num_hidden_layers: 24, num_attention_heads: 16 });
-  const text = llamaConfig(textFields);
+  const text = llamaConfig(textFields, textType as "llama" | "mistral");
 
   // Newer transformers also accept the name image_token_id.
   const tokenField = root.has("image_token_index") || !root.has("image_token_id") ? "image_token_index" : "image_token_id";
@@ -174,7 +204,7 @@ function llavaConfig(root: Fields): LlavaConfig {
   const layers = vision.numHiddenLayers;
   // hidden_states has layers + 1 entries; Python indexing allows -(layers + 1) .. layers.
   const visionFeatureLayer = root.int("vision_feature_layer", -2, -(layers + 1), layers);
-  return {
+  const config: LlavaConfig = {
     text,
     vision,
     imageTokenIndex,
@@ -182,13 +212,44 @@ function llavaConfig(root: Fields): LlavaConfig {
     visionFeatureLayer,
     visionFeatureSelectStrategy: root.oneOf("vision_feature_select_strategy", "default", ["default", "full"] as const),
     projectorBias: root.bool("multimodal_projector_bias", true),
+    anyres: next ? anyresConfig(root, vision) : null,
   };
+  if (next && config.visionFeatureSelectStrategy === "full") {
+    root.fail("vision_feature_select_strategy", `"full" cannot be tiled: LLaVA-NeXT lays out each tile's patch features as a grid, without the class token (transformers refuses it too)`);
+  }
+  return config;
 }
 
-function llamaConfig(f: Fields): LlamaConfig {
+function anyresConfig(root: Fields, vision: ClipVisionConfig): AnyresConfig {
+  // LlavaNextConfig's default: llava-v1.6's canvases for 336-pixel tiles (the processor's too).
+  const raw = root.raw("image_grid_pinpoints", LLAVA_NEXT_DEFAULT_PINPOINTS);
+  const tile = vision.imageSize;
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_GRID_PINPOINTS) {
+    root.fail("image_grid_pinpoints", `must be a list of 1 to ${MAX_GRID_PINPOINTS} [height, width] pairs, got ${JSON.stringify(raw)?.slice(0, 200)}`);
+  }
+  const gridPinpoints = (raw as unknown[]).map((pair, i): [number, number] => {
+    const ok = Array.isArray(pair) && pair.length === 2 && pair.every((n) => Number.isSafeInteger(n) && n > 0 && n % tile === 0);
+    if (!ok) root.fail(`image_grid_pinpoints[${i}]`, `must be [height, width], positive multiples of the vision tower's image_size ${tile}, got ${JSON.stringify(pair)}`);
+    const [h, w] = pair as [number, number];
+    if ((h / tile) * (w / tile) > MAX_TILES_PER_IMAGE) {
+      root.fail(`image_grid_pinpoints[${i}]`, `${JSON.stringify(pair)} makes ${(h / tile) * (w / tile)} tiles of ${tile} px, more than the ${MAX_TILES_PER_IMAGE} this runtime accepts`);
+    }
+    return [h, w];
+  });
+  return { gridPinpoints, imageSeqLength: root.int("image_seq_length", 576, 1) };
+}
+
+/**
+ * MistralConfig's defaults where they differ from LlamaConfig's (transformers 4.49): Mistral-7B's
+ * shapes, grouped-query attention with 8 KV heads, and a 4096-key sliding window.
+ */
+const MISTRAL_DEFAULTS = { intermediate_size: 14336, num_key_value_heads: 8, max_position_embeddings: 4096 * 32, sliding_window: 4096 };
+
+function llamaConfig(f: Fields, modelType: "llama" | "mistral" = "llama"): LlamaConfig {
+  const mistral = modelType === "mistral";
   const hiddenSize = f.size("hidden_size", 4096, CONFIG_LIMITS.hiddenSize);
   const numAttentionHeads = f.size("num_attention_heads", 32, CONFIG_LIMITS.heads);
-  const numKeyValueHeads = f.int("num_key_value_heads", numAttentionHeads, 1, numAttentionHeads, true);
+  const numKeyValueHeads = f.int("num_key_value_heads", mistral ? Math.min(MISTRAL_DEFAULTS.num_key_value_heads, numAttentionHeads) : numAttentionHeads, 1, numAttentionHeads, !mistral);
   if (hiddenSize % numAttentionHeads !== 0) f.fail("hidden_size", `${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
   if (numAttentionHeads % numKeyValueHeads !== 0) f.fail("num_key_value_heads", `${numKeyValueHeads} does not divide num_attention_heads ${numAttentionHeads}`);
   const headDim = hiddenSize / numAttentionHeads;
@@ -217,15 +278,17 @@ function llamaConfig(f: Fields): LlamaConfig {
   return {
     vocabSize,
     hiddenSize,
-    intermediateSize: f.size("intermediate_size", 11008, CONFIG_LIMITS.intermediateSize),
+    intermediateSize: f.size("intermediate_size", mistral ? MISTRAL_DEFAULTS.intermediate_size : 11008, CONFIG_LIMITS.intermediateSize),
     numHiddenLayers: f.size("num_hidden_layers", 32, CONFIG_LIMITS.layers),
     numAttentionHeads,
     numKeyValueHeads,
     headDim,
     hiddenAct: f.activation("hidden_act", "silu"),
-    maxPositionEmbeddings: f.size("max_position_embeddings", 2048, CONFIG_LIMITS.maxPositionEmbeddings),
+    maxPositionEmbeddings: f.size("max_position_embeddings", mistral ? MISTRAL_DEFAULTS.max_position_embeddings : 2048, CONFIG_LIMITS.maxPositionEmbeddings),
     rmsNormEps: f.positive("rms_norm_eps", 1e-6),
     ropeTheta,
+    slidingWindow: mistral ? f.optionalCount("sliding_window", MISTRAL_DEFAULTS.sliding_window) : null,
+    family: modelType,
     tieWordEmbeddings: f.bool("tie_word_embeddings", false),
     attentionBias: f.bool("attention_bias", false),
     bosTokenId,
@@ -328,6 +391,13 @@ class Fields {
     const v = this.raw(field, fallback);
     if (v === null) return null;
     return this.int(field, fallback ?? 0, 0);
+  }
+
+  /** A positive integer, or null (none): a count that may be absent, such as a window. */
+  optionalCount(field: string, fallback: number | null): number | null {
+    const v = this.raw(field, fallback);
+    if (v === null) return null;
+    return this.int(field, fallback ?? 1, 1);
   }
 
   positive(field: string, fallback: number): number {

@@ -69,7 +69,7 @@ export class WeightNameError extends Error {
   override name = "WeightNameError";
 }
 
-type Component = "text" | "lm_head" | "vision" | "projector";
+type Component = "text" | "lm_head" | "vision" | "projector" | "image_newline";
 
 interface Scheme {
   name: string;
@@ -79,12 +79,16 @@ interface Scheme {
   layers: { text?: string; vision?: string };
 }
 
-/** A scheme that puts a prefix per component in front of the name inside it. */
+/**
+ * A scheme that puts a prefix per component in front of the name inside it. A component that
+ * is one tensor (LLaVA-NeXT's `image_newline`) is named whole by its "prefix".
+ */
 function prefixScheme(name: string, prefixes: Partial<Record<Component, string>>): Scheme {
   return {
     name,
     rename: (canonical) => {
       const dot = canonical.indexOf(".");
+      if (dot < 0) return prefixes[canonical as Component];
       const prefix = prefixes[canonical.slice(0, dot) as Component];
       return prefix === undefined ? undefined : prefix + canonical.slice(dot + 1);
     },
@@ -105,12 +109,14 @@ const SCHEMES: Record<ModelConfig["kind"], Scheme[]> = {
       lm_head: "language_model.lm_head.",
       vision: "vision_tower.vision_model.",
       projector: "multi_modal_projector.",
+      image_newline: "image_newline",
     }),
     prefixScheme("transformers >= 4.52 (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*, lm_head.*)", {
       text: "model.language_model.",
       lm_head: "lm_head.",
       vision: "model.vision_tower.vision_model.",
       projector: "model.multi_modal_projector.",
+      image_newline: "model.image_newline",
     }),
     GGUF_SCHEME,
   ],
@@ -220,7 +226,9 @@ function architectureTensors(config: ModelConfig, projector: "mlp" | "linear"): 
       const used = visionLayersUsed(config);
       const after = `vision layer {i} comes after vision_feature_layer ${config.visionFeatureLayer}`;
       const post = "LLaVA reads the vision tower's hidden states, which come before post_layernorm";
-      return [...clipTensors(config.vision, used, after, post), ...projectorTensors(config, projector), ...llamaTensors(config.text)];
+      // LLaVA-NeXT's learned end-of-row vector, in the decoder's space.
+      const newline = config.anyres ? [{ name: "image_newline", shape: [config.text.hiddenSize] }] : [];
+      return [...clipTensors(config.vision, used, after, post), ...projectorTensors(config, projector), ...newline, ...llamaTensors(config.text)];
     }
   }
 }
