@@ -29,6 +29,8 @@ interface Case {
   layout: "tokens" | "cache";
   queryOffset?: number;
   scale?: number;
+  /** Sliding window (causal only). */
+  window?: number;
 }
 
 interface Dtypes {
@@ -62,7 +64,8 @@ function gridCases(): Case[] {
 function describeCase(c: Case): string {
   return (
     `S=${c.queries} T=${c.kvLength} D=${c.headDim} H=${c.heads}:${c.kvHeads} ${c.causal ? "causal" : "full"} ${c.layout}` +
-    (c.queryOffset === undefined ? "" : ` offset=${c.queryOffset}`)
+    (c.queryOffset === undefined ? "" : ` offset=${c.queryOffset}`) +
+    (c.window === undefined ? "" : ` window=${c.window}`)
   );
 }
 
@@ -92,7 +95,7 @@ describe("attention", async () => {
     const k = kvInput(c, dtypes.kv);
     const v = kvInput(c, dtypes.kv);
     const layout = c.layout === "tokens" ? { layout: "tokens" as const } : { layout: "cache" as const, length: c.kvLength };
-    const options: AttentionOptions = { ...layout, causal: c.causal, queryOffset: c.queryOffset, scale: c.scale, outDtype: dtypes.out };
+    const options: AttentionOptions = { ...layout, causal: c.causal, queryOffset: c.queryOffset, scale: c.scale, window: c.window, outDtype: dtypes.out };
     const expected = attentionReference(q, k, v, options);
     return { q, k, v, options, expected };
   }
@@ -127,7 +130,29 @@ describe("attention", async () => {
       it(`decode one token over ${kvLength} cached keys, ${dtype}`, () =>
         checkVersions({ queries: 1, kvLength, headDim: 128, heads: 4, kvHeads: 2, causal: true, layout: "cache" }, same));
     }
+
+    // Sliding windows (Mistral): 1 key, a few, exactly the context, more than it; prefill and
+    // decode far past the window, where the kernels skip the keys before it.
+    for (const window of [1, 3, 37, 100]) {
+      it(`sliding window ${window}: prefill, prefill after cached content, decode, ${dtype}`, async () => {
+        await checkVersions({ queries: 37, kvLength: 37, headDim: 17, heads: 6, kvHeads: 2, causal: true, layout: "tokens", window }, same);
+        await checkVersions({ queries: 9, kvLength: 37, queryOffset: 25, headDim: 64, heads: 4, kvHeads: 2, causal: true, layout: "cache", window }, same);
+        await checkVersions({ queries: 1, kvLength: 600, headDim: 128, heads: 8, kvHeads: 1, causal: true, layout: "cache", window }, same);
+      });
+    }
   }
+
+  it("a window of 1 gives each query its own value; a window past the context changes nothing", () => {
+    const [S, H, D] = [5, 2, 3];
+    const q = { values: randn(random, S * H * D), shape: [S, H, D] };
+    const k = { values: randn(random, S * H * D), shape: [S, H, D] };
+    const v = { values: randn(random, S * H * D), shape: [S, H, D] };
+    const own = attentionReference(q, k, v, { layout: "tokens", causal: true, window: 1 });
+    for (let e = 0; e < own.length; e++) expect(own[e]).toBeCloseTo(v.values[e], 12);
+    expect(attentionReference(q, k, v, { layout: "tokens", causal: true, window: S })).toEqual(attentionReference(q, k, v, { layout: "tokens", causal: true }));
+    expect(() => attentionReference(q, k, v, { layout: "tokens", window: 2 })).toThrow(/a sliding window needs causal attention/);
+    expect(() => attentionReference(q, k, v, { layout: "tokens", causal: true, window: 0 })).toThrow(/window 0 must be a positive integer/);
+  });
 
   it("head dims 200 and 256", async () => {
     const f32 = { q: "f32", kv: "f32", out: "f32" } as const;
@@ -287,6 +312,7 @@ describe("attention over rows of a shared q and out", async () => {
     /** Valid cache positions; query i sits at queryOffset + i, the keys after the last query are masked. */
     length: number;
     queryOffset: number;
+    window?: number;
   }
 
   const CASES: RowsCase[] = [
@@ -294,6 +320,9 @@ describe("attention over rows of a shared q and out", async () => {
     { start: 1, count: 3, D: 8, length: 9, queryOffset: 3 },
     { start: 1, count: 1, D: 17, length: 6, queryOffset: 5 },
     { start: 1, count: 3, D: 17, length: 11, queryOffset: 2 },
+    // The window counts back from each query's run-time position.
+    { start: 1, count: 1, D: 8, length: 10, queryOffset: 9, window: 4 },
+    { start: 2, count: 3, D: 17, length: 11, queryOffset: 6, window: 2 },
   ];
 
   /**
@@ -301,13 +330,13 @@ describe("attention over rows of a shared q and out", async () => {
    * StepValues from one state element, as the decode loop has them.
    */
   async function checkRows(version: AttentionVersion, c: RowsCase, dtype: DType, dynamic: boolean) {
-    const what = `${version} ${dtype} rows [${c.start}, ${c.start + c.count}) of ${R}, D=${c.D}, length ${c.length}, offset ${c.queryOffset}${dynamic ? ", step values" : ""}`;
+    const what = `${version} ${dtype} rows [${c.start}, ${c.start + c.count}) of ${R}, D=${c.D}, length ${c.length}, offset ${c.queryOffset}${c.window ? `, window ${c.window}` : ""}${dynamic ? ", step values" : ""}`;
     // The other sequences' rows of q hold NaN: a version that reads one of them fails.
     const qValues = randn(random, R * H * c.D);
     qValues.fill(NaN, 0, c.start * H * c.D).fill(NaN, (c.start + c.count) * H * c.D);
     const q = upload(gpu, qValues, [R, H, c.D], dtype);
     const [k, v] = [cacheOf(c.D, c.length, dtype), cacheOf(c.D, c.length, dtype)];
-    const numeric: AttentionOptions = { layout: "cache", length: c.length, causal: true, queryOffset: c.queryOffset };
+    const numeric: AttentionOptions = { layout: "cache", length: c.length, causal: true, queryOffset: c.queryOffset, window: c.window };
     let options: AttentionOptions<U32Source> = numeric;
     if (dynamic) {
       // state[1] - 2 is the offset, the length `ahead` keys past it; the max leaves room to spare.

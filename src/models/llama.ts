@@ -17,6 +17,11 @@
  * but RoPE with the cache write and attention, which run per sequence over its own cache.
  *
  * Activations stay in f32 whatever the weights' dtype; the KV-cache takes the weights' dtype.
+ *
+ * Mistral is the same decoder with a sliding window: each position attends to the last
+ * `sliding_window` positions only (prefill and decode alike; the attention kernels skip the
+ * keys before it). The KV-cache still holds every position of the context, not a ring of the
+ * window's: memory is that of LLaMA at the same context.
  */
 import { activation, activationFromConfig, siluMul, type ActivationKind } from "../kernels/activations.js";
 import { attention } from "../kernels/attention/index.js";
@@ -191,12 +196,13 @@ export class LlamaDecoder {
     const qkv = projectQKV(h, layer.q, layer.k, layer.v);
     const q = this.gpu.empty([rows, H, D], "f32", { name: "rotated queries" });
     const attended = this.gpu.empty([rows, H, D], "f32", { name: "attention" });
+    const window = this.config.slidingWindow ?? undefined;
     let row = 0;
     for (const { cache, start, count } of sequences) {
       const [keys, values] = [cache.keys[index], cache.values[index]];
       const span = { start: row, count };
       ropeKV(qkv, this.rope, keys, values, start, { rows: span, out: q });
-      attention(q, keys, values, { layout: "cache", length: offsetBy(start, count), causal: true, queryOffset: start, rows: span, out: attended });
+      attention(q, keys, values, { layout: "cache", length: offsetBy(start, count), causal: true, queryOffset: start, window, rows: span, out: attended });
       row += count;
     }
     const afterAttention = layer.o.forward(attended.reshape([rows, hiddenSize]), "f32", x);

@@ -30,6 +30,11 @@
  * j <= queryOffset + i. The default offset, kvLength - S, places the queries at the end of the
  * keys (a prefill of the whole sequence, or decoding the newest token).
  *
+ * Sliding window (Mistral): with `window` W, causal query i sees only the last W keys up to
+ * its own position, j in [key_start(i), key_limit(i)) with key_start = max(0, queryOffset + i
+ * + 1 - W), as transformers' mask (j > position - W). The kernels start their loops there, so a
+ * query far past the window reads W keys, not the whole cache.
+ *
  * Decoding changes two numbers every token: the cache's length and the query offset. The
  * kernels take each as a U32Source (step_value.ts): a number, or a StepValue read from a state
  * tensor when the launch runs, so one recorded step serves every token (typically
@@ -63,6 +68,8 @@ export type AttentionOptions<N extends U32Source = number> = KVLayout<N> & {
   causal?: boolean;
   /** Absolute position of query 0 (used by causal masking). Default kvLength - S. */
   queryOffset?: N;
+  /** Sliding window: a (causal) query sees only the last `window` keys, its own included. Default: all. */
+  window?: number;
   /** Factor on q·k. Default 1/sqrt(D). */
   scale?: number;
   /** Output dtype. Default out's dtype when given, else q's. */
@@ -101,6 +108,8 @@ export interface AttentionProblem {
   kvHeadStride: number;
   kvPositionStride: number;
   causal: boolean;
+  /** The sliding window (keys a query sees at most); 0: none. */
+  window: number;
   /** Position of query 0; for a StepValue, its max. */
   queryOffset: number;
   /** Position of query 0 as the kernels read it. */
@@ -204,6 +213,11 @@ export function attentionProblem(
         `${describeU32Source(length)} keys whatever ${offset.tensor.describe()}[${offset.index}] holds`,
     );
   }
+  const window = options.window ?? 0;
+  if (options.window !== undefined) {
+    check(Number.isSafeInteger(window) && window >= 1 && window < 2 ** 32, () => `${op}: window ${window} must be a positive integer`);
+    check(causal, () => `${op}: a sliding window needs causal attention (it counts back from each query's position)`);
+  }
   const scale = options.scale ?? 1 / Math.sqrt(headDim);
   check(Number.isFinite(scale), () => `${op}: scale ${scale} is not a finite number`);
   const outDtype = options.outDtype ?? options.out?.dtype ?? defaultOutDtype;
@@ -211,7 +225,7 @@ export function attentionProblem(
 
   return {
     queries, queryRow, qRows, heads, kvHeads, headDim, kvLength, kvLengthSource, groupSize: heads / kvHeads,
-    kvHeadStride, kvPositionStride, causal, queryOffset, queryOffsetSource, scale, outDtype,
+    kvHeadStride, kvPositionStride, causal, window, queryOffset, queryOffsetSource, scale, outDtype,
   };
 }
 
@@ -265,6 +279,11 @@ export function keyLimit(p: AttentionProblem, i: number): number {
   return p.causal ? Math.min(p.queryOffset + i + 1, p.kvLength) : p.kvLength;
 }
 
+/** The first key query `i` sees (the twin of WGSL key_start): 0, or the sliding window's start. */
+export function keyStart(p: AttentionProblem, i: number): number {
+  return p.window > 0 ? Math.max(0, p.queryOffset + i + 1 - p.window) : 0;
+}
+
 // ------------------------------------------------------------------ shared WGSL
 
 /**
@@ -287,6 +306,7 @@ export const ATTENTION_PARAMS = {
   query_offset_index: "u32",
   query_row: "u32",
   causal: "u32",
+  window: "u32",
   scale: "f32",
 } as const satisfies Record<string, ParamType>;
 
@@ -303,6 +323,7 @@ export function attentionParams(p: AttentionProblem): Record<keyof typeof ATTENT
     ...u32SourceParams("query_offset", p.queryOffsetSource),
     query_row: p.queryRow,
     causal: p.causal ? 1 : 0,
+    window: p.window,
     scale: p.scale,
   };
 }
@@ -342,10 +363,16 @@ fn key_count() -> u32 {
   return min(kv_length_value(), params.kv_max);
 }
 
-// Query i sees keys [0, key_limit(i)).
+// Query i sees keys [key_start(i), key_limit(i)).
 fn key_limit(i: u32) -> u32 {
   if (params.causal != 0u) { return min(query_offset_value() + i + 1u, key_count()); }
   return key_count();
+}
+
+// 0, or the first key of query i's sliding window (window > 0 only with causal).
+fn key_start(i: u32) -> u32 {
+  let end = query_offset_value() + i + 1u;
+  return select(0u, end - params.window, params.window > 0u && end > params.window);
 }
 
 // Index of element 0 of key/value (kv head g, position j) in k or v, in either layout.

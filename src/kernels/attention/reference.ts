@@ -3,7 +3,8 @@
  *
  *   out[i, h, :] = Σ_j softmax_j(scale · q[i, h, :] · k[j, g, :]) · v[j, g, :]
  *
- * over the keys j that query i sees (all kvLength of them, or j <= queryOffset + i when causal),
+ * over the keys j that query i sees (all kvLength of them, or j <= queryOffset + i when causal, and
+ * of those only the last `window` with a sliding window),
  * with g = floor(h / (H / H_kv)) the kv head that query head h shares. The softmax subtracts the
  * row's maximum score before exponentiating, so no exp overflows. See problem.ts for the
  * shapes, layouts and options; every GPU version computes exactly this. With `rows`, query i
@@ -13,7 +14,7 @@ import type { DType } from "../../tensor/dtype.js";
 import { check } from "../../tensor/errors.js";
 import { elementCount } from "../../tensor/tensor.js";
 import { TOLERANCE, type Tolerance } from "../tolerance.js";
-import { attentionProblem, keyLimit, type AttentionOptions } from "./problem.js";
+import { attentionProblem, keyLimit, keyStart, type AttentionOptions } from "./problem.js";
 
 /** Values of a tensor on the CPU, with its shape. */
 export interface HostTensor {
@@ -31,13 +32,14 @@ export function attentionReference(q: HostTensor, k: HostTensor, v: HostTensor, 
   const out = new Float64Array(p.queries * p.heads * D);
   const scores = new Float64Array(p.kvLength);
   for (let i = 0; i < p.queries; i++) {
+    const first = keyStart(p, i);
     const seen = keyLimit(p, i);
     for (let h = 0; h < p.heads; h++) {
       const g = Math.floor(h / p.groupSize);
       const qRow = ((p.queryRow + i) * p.heads + h) * D;
       const outRow = (i * p.heads + h) * D;
       let max = -Infinity;
-      for (let j = 0; j < seen; j++) {
+      for (let j = first; j < seen; j++) {
         const kRow = g * p.kvHeadStride + j * p.kvPositionStride;
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q.values[qRow + d] * k.values[kRow + d];
@@ -45,11 +47,11 @@ export function attentionReference(q: HostTensor, k: HostTensor, v: HostTensor, 
         max = Math.max(max, scores[j]);
       }
       let sum = 0;
-      for (let j = 0; j < seen; j++) {
+      for (let j = first; j < seen; j++) {
         scores[j] = Math.exp(scores[j] - max);
         sum += scores[j];
       }
-      for (let j = 0; j < seen; j++) {
+      for (let j = first; j < seen; j++) {
         const vRow = g * p.kvHeadStride + j * p.kvPositionStride;
         const weight = scores[j] / sum;
         for (let d = 0; d < D; d++) out[outRow + d] += weight * v.values[vRow + d];

@@ -44,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let j = index % params.kv_max;
   let i = (index / params.kv_max) % params.queries;
   let h = index / (params.kv_max * params.queries);
-  if (j >= key_limit(i)) {
+  if (j >= key_limit(i) || j < key_start(i)) {
     scores[index] = MASKED;
     return;
   }
@@ -79,7 +79,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   // The keys past what query i sees have probability 0, and their values may be anything (NaN).
   let seen = key_limit(i);
   var sum = 0.0;
-  for (var j = 0u; j < seen; j++) {
+  for (var j = key_start(i); j < seen; j++) {
     sum += probs[probs_row + j] * f32(v[kv_index(g, j) + d]);
   }
   out[row_index(i, h) + d] = out_t(sum);

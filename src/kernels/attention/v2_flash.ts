@@ -94,6 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let lane = lid % LANES;
   let query = first_query + row;
   let seen = select(0u, key_limit(query), row < rows);
+  let start = key_start(query);
   // The workgroup's last query sees the most keys.
   let kv_end = key_limit(first_query + rows - 1u);
   // The score this thread helps with in step 2, and its share of the dims.
@@ -105,7 +106,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var l = 0.0;
   var acc: array<f32, ${DIMS_PER_THREAD}>;
 
-  for (var block = 0u; block < kv_end; block += BK) {
+  // The first query's window starts first (0 without one): blocks before it are skipped.
+  for (var block = key_start(first_query); block < kv_end; block += BK) {
     let n = min(BK, kv_end - block);
     workgroupBarrier(); // the previous block's tiles are no longer being read (and q_tile is complete)
     for (var index = lid; index < n * D; index += THREADS) {
@@ -133,8 +135,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
     // Online softmax update for this row over the keys of the block it sees.
     let visible = select(0u, min(n, seen - block), seen > block);
+    let skipped = select(0u, start - block, start > block); // before this row's window
     var block_max = MASKED;
-    for (var j = 0u; j < visible; j++) {
+    for (var j = skipped; j < visible; j++) {
       block_max = max(block_max, s_tile[row * BK + j]);
     }
     let m_new = max(m, block_max);
@@ -143,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     for (var c = 0u; c < ${DIMS_PER_THREAD}u; c++) {
       acc[c] *= rescale;
     }
-    for (var j = 0u; j < visible; j++) {
+    for (var j = skipped; j < visible; j++) {
       let weight = exp(s_tile[row * BK + j] - m_new);
       l += weight;
       for (var c = 0u; c < ${DIMS_PER_THREAD}u; c++) {

@@ -87,8 +87,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let i = row / params.heads;
   let head = row % params.heads;
   let kv_head = head / params.group_size;
-  let start = (slot % params.chunks) * params.chunk;
-  let end = min(start + params.chunk, key_limit(i));
+  // The chunk's keys, cut to the ones query i sees (its window's start, its limit).
+  let start = max((slot % params.chunks) * params.chunk, key_start(i));
+  let end = min((slot % params.chunks) * params.chunk + params.chunk, key_limit(i));
   if (start >= end) { return; } // the combine kernel does not read this slot
   let n = end - start;
   let D = params.head_dim;
@@ -148,21 +149,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let head = row % params.heads;
   // Only the chunks that hold keys query i sees were written (never more than the grid has,
   // even if a run-time length broke its max).
+  // With a sliding window, the chunks wholly before it were not written either.
   let used = min((key_limit(i) + params.chunk - 1u) / params.chunk, params.chunks);
+  let skipped = key_start(i) / params.chunk;
   let first = row * params.chunks;
 
   var m = MASKED;
-  for (var c = 0u; c < used; c++) {
+  for (var c = skipped; c < used; c++) {
     m = max(m, partial_stats[2u * (first + c)]);
   }
   var l = 0.0;
-  for (var c = 0u; c < used; c++) {
+  for (var c = skipped; c < used; c++) {
     l += exp(partial_stats[2u * (first + c)] - m) * partial_stats[2u * (first + c) + 1u];
   }
   let D = params.head_dim;
   for (var d = lid; d < D; d += ${COMBINE_THREADS}u) {
     var sum = 0.0;
-    for (var c = 0u; c < used; c++) {
+    for (var c = skipped; c < used; c++) {
       sum += exp(partial_stats[2u * (first + c)] - m) * partial_acc[(first + c) * D + d];
     }
     out[row_index(i, head) + d] = out_t(sum / l);

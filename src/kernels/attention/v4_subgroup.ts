@@ -82,7 +82,7 @@ function subgroupWgsl(spec: SubgroupSpec): string {
   const owned = Math.ceil(maxD / 4 / W); // output quads per lane and row
   const rowPosition = (i: number) => `min(first_row + ${i}u, rows - 1u) / params.group_size`;
   const dots = range(R).map((i) => `s${i} += dot(subgroupBroadcast(q, ${i}u), k);`);
-  const steps = range(R).map((i) => `let p${i} = softmax_step(${i}u, s${i} * params.scale, key < limit${i});`);
+  const steps = range(R).map((i) => `let p${i} = softmax_step(${i}u, s${i} * params.scale, key < limit${i} && key >= start${i});`);
   const rescales = range(R).map((i) => `{ let corr = exp(m_old[${i}] - m[${i}]); ${range(owned).map((t) => `acc[${i * owned + t}] *= corr;`).join(" ")} }`);
   const weighted = range(R).map((i) => `{ let w = subgroupShuffle(p${i}, j); ${range(owned).map((t) => `acc[${i * owned + t}] += w * v${t};`).join(" ")} }`);
   const stores = range(R).map((i) =>
@@ -130,11 +130,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation_id) lane
   // Keys [0, limit_i) are visible to row i; rows are in position order, so the last sees the most.
   ${range(R).map((i) => `let limit${i} = key_limit(${rowPosition(i)});`).join("\n  ")}
   let kv_end = limit${R - 1};
+  // With a sliding window, keys [start_i, limit_i): the first row's window starts first.
+  ${range(R).map((i) => `let start${i} = key_start(${rowPosition(i)});`).join("\n  ")}
   for (var i = 0u; i < ${R}u; i++) { m[i] = MASKED; }
   var acc: array<vec4f, ${R * owned}>; // acc[i * ${owned} + t]: row i, dims 4(lane + ${W}t) .. + 3
   let quads = (params.head_dim + 3u) / 4u;
   let kv_length = key_count();
-  for (var j0 = 0u; j0 < kv_end; j0 += ${W}u) {
+  for (var j0 = start0; j0 < kv_end; j0 += ${W}u) {
     // Scores of this lane's key against every row, a quad of dims at a time.
     let key = j0 + lane;
     let k_at = kv_index(g, min(key, kv_length - 1u));
