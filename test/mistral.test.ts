@@ -170,6 +170,20 @@ describe("Mistral: sliding-window attention", async () => {
     expectClose(steps, expected, { atol: 1e-4 * Math.max(...expected.map(Math.abs)), rtol: 0 }, "decode vs prefill");
   });
 
+  it("a prompt wider than one binding runs in chunks of rows and gives the same logits", async () => {
+    const whole = await prefillLogits(model, PROMPT);
+    Object.defineProperty(model.decoder, "maxRowsPerPass", { value: 5, configurable: true });
+    try {
+      const chunked = await prefillLogits(model, PROMPT);
+      expectClose(chunked, whole, { atol: 1e-5 * Math.max(...Array.from(whole, Math.abs)), rtol: 0 }, "12 positions in chunks of 5");
+      expect(model.cache.length).toBe(PROMPT.length);
+    } finally {
+      delete (model.decoder as { maxRowsPerPass?: number }).maxRowsPerPass;
+    }
+    // Mistral-7B's 14336-wide MLP: 2404 positions (an image of llava-v1.6 and a question) do not fit one 128 MiB binding.
+    expect(model.decoder.maxRowsPerPass).toBeGreaterThan(PROMPT.length);
+  });
+
   it("with a window longer than the prompt, it is the LLaMA model of the same weights", async () => {
     const llamaDir = await mkdtemp(join(tmpdir(), "wgsl-vlm-mistral-llama-"));
     const wideDir = await mkdtemp(join(tmpdir(), "wgsl-vlm-mistral-wide-"));

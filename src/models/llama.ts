@@ -32,6 +32,7 @@ import { rmsnorm } from "../kernels/rmsnorm.js";
 import { ropeTable } from "../kernels/rope.js";
 import { ropeKV } from "../kernels/rope_kv.js";
 import { isStepValue, maxOf, offsetBy, type U32Source } from "../kernels/step_value.js";
+import { copyRows, takeRows } from "../tensor/copy.js";
 import type { DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
@@ -146,9 +147,36 @@ export class LlamaDecoder {
    */
   forward(x: Tensor, cache: KVCache, trace?: Trace): Tensor {
     const start = cache.length;
-    const normed = this.forwardSequences(x, [{ cache, start, count: x.dim(0) }], trace);
-    cache.length = start + x.dim(0);
-    return normed;
+    const rows = x.dim(0);
+    const most = this.maxRowsPerPass;
+    if (rows <= most) {
+      const normed = this.forwardSequences(x, [{ cache, start, count: rows }], trace);
+      cache.length = start + rows;
+      return normed;
+    }
+    // A long prompt goes through in chunks of rows, each after the ones before it in the cache
+    // (causal attention makes that the same computation), so no activation outgrows a binding.
+    check(trace === undefined, () => `decoder: a prompt of ${rows} positions runs in chunks of ${most}, which cannot be traced`);
+    const out = this.gpu.empty([rows, this.config.hiddenSize], "f32", { name: "decoder output" });
+    for (let at = 0; at < rows; at += most) {
+      const count = Math.min(most, rows - at);
+      this.gpu.scope(() => {
+        const normed = this.forwardSequences(takeRows(x, at, count), [{ cache, start: start + at, count }]);
+        copyRows(normed, 0, out, at, count);
+      });
+      cache.length = start + at + count;
+    }
+    return out;
+  }
+
+  /**
+   * The most rows one pass takes: its widest activation (the q|k|v or gate|up products, f32)
+   * must fit one storage binding. 2404 positions of Mistral-7B's 14336-wide MLP do not (138 MB).
+   */
+  get maxRowsPerPass(): number {
+    const { hiddenSize, intermediateSize, numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.config;
+    const widest = Math.max(2 * intermediateSize, (H + 2 * Hkv) * D, hiddenSize) * 4;
+    return Math.max(1, Math.floor(this.gpu.limits.maxStorageBufferBindingSize / widest));
   }
 
   /**

@@ -256,12 +256,21 @@ export class LlavaModel {
       () => `a ${size.width}x${size.height} image is ${layout.tiles} tiles of [3, ${side}, ${side}] (the base tile, then a ${layout.grid.rows}x${layout.grid.cols} grid), not ${pixels.describe()}`,
     );
     return this.gpu.scope(() => {
-      const hidden = tower.forward(pixels, trace, firstTile);
-      // Each tile's patch features, its class token dropped (anyres takes the default strategy only).
+      // Each tile's patch features, its class token dropped (anyres takes the default strategy
+      // only), the tiles through the tower as many at a time as its activations' bindings allow.
       const tokens = tower.tokens;
       const patches = tokens - 1;
-      const selected = this.gpu.empty([layout.tiles * patches, hidden.dim(1)], hidden.dtype, { name: "tile features" });
-      for (let i = 0; i < layout.tiles; i++) copyRows(hidden, i * tokens + 1, selected, i * patches, patches);
+      const { hiddenSize, intermediateSize } = tower.config;
+      const perPass = Math.max(1, Math.floor(this.gpu.limits.maxStorageBufferBindingSize / (tokens * Math.max(intermediateSize, 3 * hiddenSize) * 4)));
+      const selected = this.gpu.empty([layout.tiles * patches, hiddenSize], "f32", { name: "tile features" });
+      for (let first = 0; first < layout.tiles; first += perPass) {
+        const count = Math.min(perPass, layout.tiles - first);
+        this.gpu.scope(() => {
+          const group = count === layout.tiles ? pixels : takeRows(pixels, first, count);
+          const hidden = tower.forward(group, trace, firstTile + first);
+          for (let i = 0; i < count; i++) copyRows(hidden, i * tokens + 1, selected, (first + i) * patches, patches);
+        });
+      }
       const features = vision.projector.forward(selected);
       for (let i = 0; trace && i < layout.tiles; i++) {
         this.gpu.scope(() => trace("vision_selected_features", [firstTile + i], takeRows(selected, i * patches, patches)));
