@@ -1,11 +1,10 @@
-import { mkdtemp } from "node:fs/promises";
+import { cp, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import generateCommand from "../src/cli/generate.js";
 import { argmax } from "../src/kernels/argmax.js";
-import { chatPrompt } from "../src/generate/chat_template.js";
 import { loadModel, type VisionLanguageModel } from "../src/generate/model.js";
 import type { GenerateChunk } from "../src/generate/request.js";
 import { RANDOM_LLAVA, randomLlavaFolder, writeRandomCheckpoint } from "./random_checkpoint.js";
@@ -103,16 +102,6 @@ describe("generation", async () => {
     expect((await argmax(check).read())[0]).toBe(tokens[0]);
   });
 
-  it("renders llava-1.5's chat template", () => {
-    const { text, images } = chatPrompt([
-      { role: "system", content: "Be brief." },
-      { role: "user", content: "What are these?", images: ["a.png"] },
-      { role: "assistant", content: "Cats." },
-      { role: "user", content: "And these?", images: ["b.png", "c.png"] },
-    ]);
-    expect(text).toBe("Be brief. USER: <image>\nWhat are these? ASSISTANT: Cats. USER: <image>\n<image>\nAnd these? ASSISTANT:");
-    expect(images).toEqual(["a.png", "b.png", "c.png"]);
-  });
 
   it("streams text that decodes the tokens, from chat messages with an image file", async () => {
     const chunks = await collect(model.generate({ messages: [{ role: "user", content: "What is this?", images: [photo] }], maxNewTokens: 12 }));
@@ -123,6 +112,24 @@ describe("generation", async () => {
     expect(result.usage.promptTokens).toBe(model.llava.mergedLength(model.tokenizer!.encode("USER: <image>\nWhat is this?  ASSISTANT:".replace("  ", " "))));
     // The rate counts the tokens after the first (which prefill produced) over the decoding time.
     expect(result.timings.decodeTokensPerSecond).toBeCloseTo(((result.tokens.length - 1) / result.timings.decodeMs) * 1000, 6);
+  });
+
+  it("renders messages with the checkpoint's own chat template when it has one, else its family's", async () => {
+    expect(model.chatTemplate.source).toBe("fallback: llava-1.5");
+    const folder = join(dir, "templated");
+    await cp(join(dir, "model"), folder, { recursive: true });
+    await writeFile(join(folder, "chat_template.jinja"), "{% for m in messages %}[{{ m.role }}] {% for c in m.content %}{% if c.type == 'image' %}<image>{% else %}{{ c.text }}{% endif %}{% endfor %}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}");
+    const templated = await loadModel(folder, { gpu, dtype: "f32" });
+    try {
+      expect(templated.chatTemplate.source).toBe(join(folder, "chat_template.jinja"));
+      const messages = [{ role: "user" as const, content: "What is this?", images: [photo] }];
+      const result = await templated.complete({ messages, maxNewTokens: 1 });
+      // (As transformers renders templates, with trim_blocks: the newline after a block tag goes.)
+      const ids = templated.tokenizer!.encode("[user] <image>What is this?[assistant]");
+      expect(result.usage.promptTokens).toBe(templated.llava.mergedLength(ids));
+    } finally {
+      templated.dispose();
+    }
   });
 
   it("stops at a stop string without ever showing it, and at a stop id", async () => {
