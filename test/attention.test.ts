@@ -17,6 +17,7 @@ import { ShapeError } from "../src/tensor/errors.js";
 import { Gpu } from "../src/tensor/gpu.js";
 import type { Tensor } from "../src/tensor/tensor.js";
 import { AWKWARD, expectClose, floatDtypes, randn, rng, testGpu, TOLERANCE, upload } from "./helpers.js";
+import { launchesOf } from "./launches.js";
 
 interface Case {
   queries: number;
@@ -154,6 +155,49 @@ describe("attention", async () => {
     expect(() => attentionReference(q, k, v, { layout: "tokens", causal: true, window: 0 })).toThrow(/window 0 must be a positive integer/);
   });
 
+  it("a window skips the keys before it: v1's score rows and v3's chunks are as wide as the window", async () => {
+    // Decoding one token at position 599 with a window of 3: 3 keys, whatever the cache holds
+    // before them (NaN here: a version that read one of them would fail).
+    const c: Case = { queries: 1, kvLength: 600, headDim: 8, heads: 4, kvHeads: 2, causal: true, layout: "cache", window: 3 };
+    const { q, k, v, options, expected } = inputs(c, { q: "f32", kv: "f32", out: "f32" });
+    const poisoned = (x: { values: Float64Array }) => {
+      const values = Float64Array.from(x.values);
+      for (let g = 0; g < c.kvHeads; g++) values.fill(NaN, g * (c.kvLength + SPARE) * c.headDim, (g * (c.kvLength + SPARE) + c.kvLength - 3) * c.headDim);
+      return gpu.tensor(values, [c.kvHeads, c.kvLength + SPARE, c.headDim], "f32");
+    };
+    const [kNaN, vNaN] = [poisoned(k), poisoned(v)];
+    for (const name of versions) {
+      const { result, kernels } = launchesOf(gpu, () => ATTENTION_VERSIONS[name](q.t, kNaN, vNaN, options));
+      expectClose(await result.read(), expected, TOLERANCE.f32, `${name}: window 3 at position 599, the keys before it NaN`);
+      expect(kernels.length).toBeGreaterThan(0);
+    }
+    const shapes: Record<string, number[]> = {};
+    const previous = gpu.launchObserver;
+    gpu.launchObserver = (launch) => {
+      for (const [binding, t] of Object.entries(launch.tensors)) shapes[`${launch.kernel.name}.${binding}`] = [...t.shape];
+    };
+    try {
+      ATTENTION_VERSIONS.v1_unfused(q.t, k.t, v.t, options);
+      splitKAttention(q.t, k.t, v.t, { ...options, chunkSize: 2 });
+    } finally {
+      gpu.launchObserver = previous;
+    }
+    expect(shapes["attention_v1_scores.scores"]).toEqual([4, 1, 3]); // [H, S, window], not [H, S, 600]
+    expect(shapes["attention_v3_partial.partial_acc"]).toEqual([4 * 2, 8]); // ceil(3 / 2) chunks per head
+  });
+
+  it("split-K with a window and any chunk size: chunks counted from each query's window, a partial last one", async () => {
+    // Prefill of 9 queries at positions 31..39: windows [27, 32) .. [35, 40).
+    for (const window of [1, 5, 40]) {
+      const c: Case = { queries: 9, kvLength: 40, headDim: 8, heads: 4, kvHeads: 1, causal: true, layout: "cache", window };
+      const { q, k, v, options, expected } = inputs(c, { q: "f32", kv: "f32", out: "f32" });
+      for (const chunkSize of [1, 2, 3, 7, 256]) {
+        const out = splitKAttention(q.t, k.t, v.t, { ...options, chunkSize });
+        expectClose(await out.read(), expected, TOLERANCE.f32, `split-K window ${window}, chunk ${chunkSize}`);
+      }
+    }
+  });
+
   it("head dims 200 and 256", async () => {
     const f32 = { q: "f32", kv: "f32", out: "f32" } as const;
     await checkVersions({ queries: 3, kvLength: 17, headDim: 200, heads: 2, kvHeads: 1, causal: true, layout: "cache" }, f32);
@@ -252,6 +296,11 @@ describe("attention", async () => {
       ["fractional offset", q, kv, kv, { ...tokens, causal: true, queryOffset: 0.5 }, /query offset 0.5/],
       ["bad scale", q, kv, kv, { ...tokens, scale: NaN }, /scale NaN/],
       ["integer output", q, kv, kv, { ...tokens, outDtype: "u32" }, /output dtype/],
+      // A window counts back from each query's position: without causal masking there is none.
+      ["window without causal", q, kv, kv, { ...tokens, window: 2 }, /a sliding window needs causal attention/],
+      ["window 0", q, kv, kv, { ...tokens, causal: true, window: 0 }, /window 0 must be a positive integer/],
+      ["fractional window", q, kv, kv, { ...tokens, causal: true, window: 2.5 }, /window 2.5 must be a positive integer/],
+      ["window past u32", q, kv, kv, { ...tokens, causal: true, window: 2 ** 32 }, /window 4294967296 must be a positive integer/],
     ];
     const wide = t([1, 1, 257]);
     const beyondV4 = t([1, 1, SUBGROUP_MAX_HEAD_DIM + 1]);

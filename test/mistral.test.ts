@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadLlava, type LlavaModel } from "../src/models/llava.js";
 import { takeRows } from "../src/tensor/copy.js";
-import { parseConfig, type LlamaConfig } from "../src/weights/config.js";
+import type { StepValue } from "../src/kernels/step_value.js";
+import { ConfigError, parseConfig, type LlamaConfig } from "../src/weights/config.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { expectClose, testGpu } from "./helpers.js";
 import { writeRandomCheckpoint } from "./random_checkpoint.js";
@@ -184,6 +185,43 @@ describe("Mistral: sliding-window attention", async () => {
     expect(model.decoder.maxRowsPerPass).toBeGreaterThan(PROMPT.length);
   });
 
+  it("decoding through one captured step replayed every token (StepValue positions, as batch.ts does) honours the window", async () => {
+    const whole = await prefillLogits(model, PROMPT);
+    const vocab = config.text.vocabSize;
+    const head = 3;
+    model.cache.length = 0;
+    const firstLogits = gpu.scope(() => {
+      const hidden = model.decoder.forward(model.embedPrompt(PROMPT.slice(0, head), []), model.cache);
+      return model.decoder.logits(takeRows(hidden, head - 1, 1));
+    });
+    const steps: number[] = Array.from(await firstLogits.read());
+    firstLogits.dispose();
+    // The step reads its token and position from these when it runs; its grids are sized for
+    // every position up to the end of the context.
+    const token = gpu.empty([1], "u32", { name: "token", persistent: true });
+    const position = gpu.empty([1], "u32", { name: "position", persistent: true });
+    const logits = gpu.empty([1, vocab], "f32", { name: "step logits", persistent: true });
+    const start: StepValue = { tensor: position, index: 0, plus: 0, max: model.cache.capacity - 1 };
+    const program = gpu.capture("mistral decode step", () => {
+      const hidden = model.decoder.forwardSequences(model.decoder.embed(token), [{ cache: model.cache, start, count: 1 }]);
+      model.decoder.lmHead.forward(hidden, "f32", null, { out: logits, column: 0 });
+    });
+    try {
+      for (const id of PROMPT.slice(head)) {
+        gpu.write(token, Uint32Array.of(id));
+        gpu.write(position, Uint32Array.of(model.cache.length));
+        gpu.replay(program);
+        model.cache.length++;
+        steps.push(...(await logits.read()));
+      }
+    } finally {
+      program.dispose();
+      for (const t of [token, position, logits]) t.dispose();
+    }
+    const expected = Array.from(whole).slice((head - 1) * vocab);
+    expectClose(steps, expected, { atol: 1e-4 * Math.max(...expected.map(Math.abs)), rtol: 0 }, "replayed decode vs prefill");
+  });
+
   it("with a window longer than the prompt, it is the LLaMA model of the same weights", async () => {
     const llamaDir = await mkdtemp(join(tmpdir(), "wgsl-vlm-mistral-llama-"));
     const wideDir = await mkdtemp(join(tmpdir(), "wgsl-vlm-mistral-wide-"));
@@ -198,6 +236,44 @@ describe("Mistral: sliding-window attention", async () => {
       wide.dispose();
       await rm(llamaDir, { recursive: true, force: true });
       await rm(wideDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("MistralConfig", () => {
+  const text = (raw: Record<string, unknown>) => {
+    const parsed = parseConfig(raw, "config.json");
+    if (parsed.kind === "llama") return parsed.text;
+    if (parsed.kind === "llava") return parsed.text;
+    throw new Error(`not a decoder: ${parsed.kind}`);
+  };
+
+  it("has transformers' MistralConfig defaults: 8 KV heads, intermediate 14336, a 4096-key window", () => {
+    expect(text({ model_type: "mistral" })).toMatchObject({
+      family: "mistral",
+      numKeyValueHeads: 8,
+      numAttentionHeads: 32,
+      intermediateSize: 14336,
+      hiddenSize: 4096,
+      slidingWindow: 4096,
+    });
+    // LLaMA has none of these (and no window even if the field is there).
+    expect(text({ model_type: "llama" })).toMatchObject({ family: "llama", numKeyValueHeads: 32, intermediateSize: 11008, slidingWindow: null });
+    expect(text({ model_type: "llama", sliding_window: 16 }).slidingWindow).toBeNull();
+  });
+
+  it("takes sliding_window: null (no window, as Mistral 7B v0.2 ships) and a window of its own, alone or as LLaVA's text_config", () => {
+    expect(text({ model_type: "mistral", sliding_window: null }).slidingWindow).toBeNull();
+    expect(text({ model_type: "mistral", sliding_window: 5 }).slidingWindow).toBe(5);
+    const llava = { model_type: "llava", image_token_index: 5, text_config: { model_type: "mistral", sliding_window: 7, num_key_value_heads: 2, num_attention_heads: 4, hidden_size: 32 } };
+    expect(text(llava)).toMatchObject({ family: "mistral", slidingWindow: 7, numKeyValueHeads: 2 });
+    expect(text({ ...llava, text_config: { ...llava.text_config, sliding_window: null } }).slidingWindow).toBeNull();
+  });
+
+  it("refuses a window that is not a positive integer", () => {
+    for (const bad of [0, -1, 2.5, "4096"]) {
+      expect(() => parseConfig({ model_type: "mistral", sliding_window: bad }, "config.json"), String(bad)).toThrow(ConfigError);
+      expect(() => parseConfig({ model_type: "mistral", sliding_window: bad }, "config.json"), String(bad)).toThrow(/sliding_window/);
     }
   });
 });

@@ -21,7 +21,9 @@
  * Mistral is the same decoder with a sliding window: each position attends to the last
  * `sliding_window` positions only (prefill and decode alike; the attention kernels skip the
  * keys before it). The KV-cache still holds every position of the context, not a ring of the
- * window's: memory is that of LLaMA at the same context.
+ * window's: memory is that of LLaMA at the same context. A ring buffer (position p in slot
+ * p mod W) would bound it at the window; that is left for later (attention would then need to
+ * read a wrapped range, and RoPE'd keys stay valid wherever they sit).
  */
 import { activation, activationFromConfig, siluMul, type ActivationKind } from "../kernels/activations.js";
 import { attention } from "../kernels/attention/index.js";

@@ -33,7 +33,9 @@
  * Sliding window (Mistral): with `window` W, causal query i sees only the last W keys up to
  * its own position, j in [key_start(i), key_limit(i)) with key_start = max(0, queryOffset + i
  * + 1 - W), as transformers' mask (j > position - W). The kernels start their loops there, so a
- * query far past the window reads W keys, not the whole cache.
+ * query far past the window reads W keys, not the whole cache. The window is a number fixed at
+ * record time; with StepValues it counts back from the position read at run time. A window
+ * without causal masking is refused: non-causal queries have no position to count back from.
  *
  * Decoding changes two numbers every token: the cache's length and the query offset. The
  * kernels take each as a U32Source (step_value.ts): a number, or a StepValue read from a state
@@ -281,7 +283,16 @@ export function keyLimit(p: AttentionProblem, i: number): number {
 
 /** The first key query `i` sees (the twin of WGSL key_start): 0, or the sliding window's start. */
 export function keyStart(p: AttentionProblem, i: number): number {
-  return p.window > 0 ? Math.max(0, p.queryOffset + i + 1 - p.window) : 0;
+  return p.window > 0 ? Math.min(Math.max(0, p.queryOffset + i + 1 - p.window), keyLimit(p, i)) : 0;
+}
+
+/**
+ * The most keys one query may see at run time: the last query's keyLimit, or the window when
+ * it is smaller (what sizes v1's score rows and v3's chunks, so both stay O(window)).
+ */
+export function maxKeysSeen(p: AttentionProblem): number {
+  const limit = keyLimit(p, p.queries - 1);
+  return p.window > 0 ? Math.min(p.window, limit) : limit;
 }
 
 // ------------------------------------------------------------------ shared WGSL
@@ -369,10 +380,12 @@ fn key_limit(i: u32) -> u32 {
   return key_count();
 }
 
-// 0, or the first key of query i's sliding window (window > 0 only with causal).
+// 0, or the first key of query i's sliding window (window > 0 only with causal); never past
+// key_limit(i) (which a run-time length that broke its max may pull below it), so
+// key_limit(i) - key_start(i) never wraps.
 fn key_start(i: u32) -> u32 {
   let end = query_offset_value() + i + 1u;
-  return select(0u, end - params.window, params.window > 0u && end > params.window);
+  return min(select(0u, end - params.window, params.window > 0u && end > params.window), key_limit(i));
 }
 
 // Index of element 0 of key/value (kv head g, position j) in k or v, in either layout.

@@ -23,6 +23,12 @@
  * is exp(MASKED - m') = 0 applied to zeros, and a block with no visible keys rescales by
  * exp(0) = 1. With causal masking the workgroup stops at the last key its last query sees.
  *
+ * A sliding window (Mistral) makes what a row sees a range, [key_start, key_limit): within a
+ * block the row reads the scores from its window's start (`skipped` of them before it are not
+ * read), and the workgroup starts its walk at the block holding its first query's window start
+ * (that query's window starts first), so the keys before every window are never loaded: a
+ * block of BQ queries reads at most W + BQ - 1 keys, and decoding far past the window O(W).
+ *
  * Tile sizes follow the head dim, bucketed to maxD = 64, 128 or 256, so that workgroup memory
  * (q, k and v tiles of 1024 floats each, plus 256 partial and BQ×BK scores) stays under
  * 16 KiB: BQ = BK = 1024 / maxD, LANES = maxD / 4, SPLIT = maxD² / 4096.

@@ -17,12 +17,18 @@
  *    out = Σ_c w_c · acc_c / Σ_c w_c · l_c. This is the online-softmax rescaling of v2, done
  *    across workgroups instead of across loop iterations.
  *
- * The grid is sized at record time, from the most keys the last query may see (with a run-time
- * length, its max). At run time a query sees keys [0, key_limit(i)): its chunks are exactly
- * c < ceil(key_limit(i) / chunk), each holding at least one key, and those are the ones both
- * kernels agree on: the partial kernel writes them and returns at once for the rest, the combine
- * reads them and nothing else, so empty chunks (and the NaN a poisoned slot holds) never enter
- * the sums, however far the run-time length is below its max.
+ * The chunks of query i are counted from the first key it sees, key_start(i) (0 without a
+ * sliding window): chunk c holds keys key_start(i) + [c·chunk, (c + 1)·chunk). With a window
+ * (Mistral) the keys before it are thus skipped, not masked: there are only ceil(W / chunk)
+ * chunks however far past the window the query is, so decoding costs O(W) a token.
+ *
+ * The grid is sized at record time, from the most keys one query may see (the last query's,
+ * with a run-time length its max; the window if smaller: maxKeysSeen). At run time query i
+ * sees n_i = key_limit(i) - key_start(i) keys: its chunks are exactly c < ceil(n_i / chunk),
+ * each holding at least one key, and those are the ones both kernels agree on: the partial
+ * kernel writes them and returns at once for the rest, the combine reads them and nothing else,
+ * so empty chunks (and the NaN a poisoned slot holds) never enter the sums, however far the
+ * run-time length is below its max.
  *
  * The chunk size is picked so the partial kernel launches about TARGET_WORKGROUPS workgroups
  * (bounded to [MIN_CHUNK, MAX_CHUNK] keys: a shorter chunk is mostly overhead, a longer one
@@ -41,7 +47,7 @@ import {
   attentionSpec,
   attentionTensors,
   attentionWgsl,
-  keyLimit,
+  maxKeysSeen,
   type AttentionOptions,
   type AttentionProblem,
   type AttentionSpec,
@@ -87,9 +93,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let i = row / params.heads;
   let head = row % params.heads;
   let kv_head = head / params.group_size;
-  // The chunk's keys, cut to the ones query i sees (its window's start, its limit).
-  let start = max((slot % params.chunks) * params.chunk, key_start(i));
-  let end = min((slot % params.chunks) * params.chunk + params.chunk, key_limit(i));
+  // The chunk's keys, counted from the first key query i sees (its window's start, or 0) and
+  // cut short at its limit.
+  let start = key_start(i) + (slot % params.chunks) * params.chunk;
+  let end = min(start + params.chunk, key_limit(i));
   if (start >= end) { return; } // the combine kernel does not read this slot
   let n = end - start;
   let D = params.head_dim;
@@ -147,25 +154,26 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (row >= params.queries * params.heads) { return; }
   let i = row / params.heads;
   let head = row % params.heads;
-  // Only the chunks that hold keys query i sees were written (never more than the grid has,
-  // even if a run-time length broke its max).
-  // With a sliding window, the chunks wholly before it were not written either.
-  let used = min((key_limit(i) + params.chunk - 1u) / params.chunk, params.chunks);
-  let skipped = key_start(i) / params.chunk;
+  // Only the chunks that hold keys query i sees were written, counted from its first key (never
+  // more than the grid has, even if a run-time length broke its max). None (an empty range,
+  // only past a broken max) leaves m = MASKED, l = 0: the 0/0 a row that sees nothing gives in
+  // every version.
+  let seen = key_limit(i) - key_start(i);
+  let used = min((seen + params.chunk - 1u) / params.chunk, params.chunks);
   let first = row * params.chunks;
 
   var m = MASKED;
-  for (var c = skipped; c < used; c++) {
+  for (var c = 0u; c < used; c++) {
     m = max(m, partial_stats[2u * (first + c)]);
   }
   var l = 0.0;
-  for (var c = skipped; c < used; c++) {
+  for (var c = 0u; c < used; c++) {
     l += exp(partial_stats[2u * (first + c)] - m) * partial_stats[2u * (first + c) + 1u];
   }
   let D = params.head_dim;
   for (var d = lid; d < D; d += ${COMBINE_THREADS}u) {
     var sum = 0.0;
-    for (var c = skipped; c < used; c++) {
+    for (var c = 0u; c < used; c++) {
       sum += exp(partial_stats[2u * (first + c)] - m) * partial_acc[(first + c) * D + d];
     }
     out[row_index(i, head) + d] = out_t(sum / l);
@@ -176,7 +184,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 /** Keys per chunk: about TARGET_WORKGROUPS workgroups in all, within [MIN_CHUNK, MAX_CHUNK]. */
 function splitKChunkSize(p: AttentionProblem): number {
   const chunksWanted = Math.ceil(TARGET_WORKGROUPS / (p.queries * p.heads));
-  const chunk = Math.ceil(keyLimit(p, p.queries - 1) / chunksWanted);
+  const chunk = Math.ceil(maxKeysSeen(p) / chunksWanted);
   return Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, chunk));
 }
 
@@ -190,9 +198,9 @@ export function splitKAttention(q: Tensor, k: Tensor, v: Tensor, options: SplitK
     Number.isInteger(chunk) && chunk >= 1 && chunk <= MAX_CHUNK,
     () => `${op}: chunkSize ${chunk} must be an integer in [1, ${MAX_CHUNK}]`,
   );
-  // The last query sees the most keys (at most this many at run time); slots past what a query
-  // sees stay unwritten.
-  const chunks = Math.ceil(keyLimit(p, p.queries - 1) / chunk);
+  // No query sees more keys than this at run time (the window bounds it); slots past what a
+  // query sees stay unwritten.
+  const chunks = Math.ceil(maxKeysSeen(p) / chunk);
   const rows = p.queries * p.heads;
   const gpu = q.gpu;
   const params = { ...attentionParams(p), chunk, chunks };

@@ -21,6 +21,11 @@
  * Each key and value element is read once per W rows; nothing goes through workgroup memory
  * and there are no barriers.
  *
+ * A sliding window (Mistral): row i sees keys [start_i, limit_i), both in position order, so
+ * the walk over key blocks starts at the first row's window start (start0) and the keys before
+ * it are skipped; within a block a key outside a row's range is a masked score (weight 0).
+ * Decoding far past the window reads W keys (plus up to a block), not the whole cache.
+ *
  * Why: on lavapipe a load whose address differs between lanes costs some 8 instructions per
  * 32-bit component, workgroup memory is read the same way, and each barrier suspends and
  * resumes every SIMD group (see matmul v5). v2 stages tiles in workgroup memory between 4
