@@ -174,7 +174,7 @@ describe("end-to-end measurement", async () => {
       const packed = matrices.reduce((n, t) => n + t.shape[0] * quantizedRowBytes("Q8_0", t.shape[1]), 0);
       const floats = tensors.filter((t) => !matrices.includes(t)).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * bytesPerElement(dtype), 0);
       expect(model.loadReport.weightBytes).toBe(packed + floats);
-      expect(weightBytes(config, dtype, "Q8_0")).toBe(packed + floats);
+      expect(weightBytes(config, dtype, { text: "Q8_0" })).toBe(packed + floats);
       expect(weights.all().reduce((n, t) => n + t.byteLength, 0)).toBe(packed + floats);
       // The LM head: random blocks of its own stream, the vision tower float.
       const head = weights.linear("lm_head").parts[0].weight as QuantizedMatrix;
@@ -194,31 +194,43 @@ describe("end-to-end measurement", async () => {
     }
     // Row parts within the binding limit as the loader splits them, each part's blocks padded
     // to whole words: Q8_0 rows of 32 are 34 bytes, 8 to a part of at most 272.
-    expect(tensorStorage("text.layers.0.mlp.down_proj.weight", [33, 32], "f16", "Q8_0", 272)).toEqual({
+    expect(tensorStorage("text.layers.0.mlp.down_proj.weight", [33, 32], "f16", { text: "Q8_0" }, 272)).toEqual({
       quantized: "Q8_0",
       parts: [0, 8, 16, 24, 32].map((start) => ({ rows: [start, Math.min(start + 8, 33)], bytes: start === 32 ? 36 : 272 })),
     });
     // The vision tower and vectors stay float; so does a matrix whose rows are not whole blocks.
-    expect(tensorStorage("vision.layers.0.mlp.fc1.weight", [64, 32], "f16", "Q8_0").quantized).toBeNull();
-    expect(tensorStorage("text.layers.0.mlp.down_proj.weight", [64, 48], "f16", "Q8_0")).toEqual({ quantized: null, parts: [{ rows: [0, 64], bytes: 64 * 48 * 2 }] });
+    expect(tensorStorage("vision.encoder.layers.0.mlp.fc1.weight", [64, 32], "f16", { text: "Q8_0" }).quantized).toBeNull();
+    expect(tensorStorage("text.layers.0.mlp.down_proj.weight", [64, 48], "f16", { text: "Q8_0" })).toEqual({ quantized: null, parts: [{ rows: [0, 64], bytes: 64 * 48 * 2 }] });
+    // A quantized mmproj: the tower's and projector's matrices, not its patch and position embeddings.
+    const vision = { vision: "Q8_0" } as const;
+    expect(tensorStorage("vision.encoder.layers.0.mlp.fc1.weight", [64, 32], "f16", vision).quantized).toBe("Q8_0");
+    expect(tensorStorage("projector.linear_1.weight", [64, 32], "f16", vision).quantized).toBe("Q8_0");
+    expect(tensorStorage("vision.embeddings.position_embedding.weight", [17, 32], "f16", vision).quantized).toBeNull();
+    expect(tensorStorage("text.layers.0.mlp.down_proj.weight", [64, 32], "f16", vision).quantized).toBeNull();
   });
 
   it("bench e2e on a quantized tiny shape: packed weight bytes, each read once per decoded token", async () => {
-    const result = await runE2E(gpu, { shape: "tiny" }, { quantize: "Q4_K", context: 40, decodeSteps: 3, textTokens: 4, repeats: 1, batches: [1, 2] });
+    const plan = { text: "Q4_K", vision: "Q8_0" } as const;
+    const result = await runE2E(gpu, { shape: "tiny" }, { quantize: "Q4_K", quantizeVision: "Q8_0", context: 40, decodeSteps: 3, textTokens: 4, repeats: 1, batches: [1, 2] });
     const config = shapeConfig("tiny");
     const limit = gpu.limits.maxStorageBufferBindingSize;
     expect(result.quantize).toBe("Q4_K");
+    expect(result.quantizeVision).toBe("Q8_0");
     const tensors = expectedTensors(config);
     // Every decoder matrix but down_proj, whose rows of 688 are not whole blocks of 256: it stays f16, as the loader would keep it.
-    const quantized = tensors.filter((t) => quantizedOnLoad(t.name, t.shape, "Q4_K")).length;
+    const quantized = tensors.filter((t) => quantizedOnLoad(t.name, t.shape, { text: "Q4_K" })).length;
     expect(quantized).toBe(2 + 4 * 6);
-    expect(result.weightTypes).toEqual({ Q4_K: quantized, [result.dtype]: tensors.length - quantized });
-    expect(result.weightTypes).toEqual({ [result.dtype]: tensors.length - quantized, Q4_K: quantized });
-    expect(result.weightBytes).toBe(weightBytes(config, result.dtype, "Q4_K", limit));
+    // The vision tower's 6 matrices in each layer it runs (3 of 4: the projector reads layer -2)
+    // and the projector's 2, in Q8_0 (a quantized mmproj), encoded the image.
+    const vision = tensors.filter((t) => quantizedOnLoad(t.name, t.shape, { vision: "Q8_0" })).length;
+    expect(vision).toBe(3 * 6 + 2);
+    expect(result.weightTypes).toEqual({ Q4_K: quantized, Q8_0: vision, [result.dtype]: tensors.length - quantized - vision });
+    expect(result.weightBytes).toBe(weightBytes(config, result.dtype, plan, limit));
+    expect(result.image!.ms).toBeGreaterThan(0);
     // What a token reads: every layer, the final norm and the LM head (not the gathered table), packed where quantized.
     const read = tensors.filter((t) => (t.name.startsWith("text.") || t.name === "lm_head.weight") && t.name !== "text.embed_tokens.weight");
     const held = (t: (typeof tensors)[number]) =>
-      quantizedOnLoad(t.name, t.shape, "Q4_K") ? t.shape[0] * quantizedRowBytes("Q4_K", t.shape[1]) : t.shape.reduce((a, b) => a * b, 1) * bytesPerElement(result.dtype);
+      quantizedOnLoad(t.name, t.shape, { text: "Q4_K" }) ? t.shape[0] * quantizedRowBytes("Q4_K", t.shape[1]) : t.shape.reduce((a, b) => a * b, 1) * bytesPerElement(result.dtype);
     expect(result.decoderWeightBytes).toBe(read.reduce((n, t) => n + held(t), 0));
     expect(result.decoderWeightBytes).toBe(decoderWeightBytes(config, result.dtype, "Q4_K", limit));
     expect(result.perToken.weightReadRatio).toBeCloseTo(1, 3);

@@ -44,7 +44,7 @@ const GOLDEN = join(import.meta.dirname, "fixtures", "golden");
  * `<image>` token: an image goes where the id one past the vocabulary stands
  * (weights/gguf_config.ts), and the prompt's image token is rewritten to it.
  */
-async function ggufGolden(name: string, dtype: ConvertDType): Promise<string> {
+async function ggufGolden(name: string, dtype: ConvertDType, visionDtype?: ConvertDType): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), `gguf-${name}-`));
   for (const file of ["golden.safetensors", "golden.json"]) await cp(join(GOLDEN, name, file), join(root, file));
   const config = JSON.parse(await readFile(join(GOLDEN, name, "model", "config.json"), "utf8"));
@@ -65,7 +65,8 @@ async function ggufGolden(name: string, dtype: ConvertDType): Promise<string> {
   await convertToGguf(join(GOLDEN, name, "model"), {
     dtype,
     out: join(root, "model", `model-${dtype}.gguf`),
-    mmprojOut: join(root, "model", "mmproj-f16.gguf"),
+    mmprojOut: join(root, "model", `mmproj-${visionDtype ?? "f16"}.gguf`),
+    visionDtype,
   });
   return root;
 }
@@ -406,6 +407,73 @@ describe("quantizing while loading", async () => {
       model.dispose();
     }
     await expect(loadLlava(folder, { gpu, quantize: "Q3_K" as never })).rejects.toThrow(/quantize must be one of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, not "Q3_K"/);
+    await expect(loadLlava(folder, { gpu, quantizeVision: "IQ4_NL" as never })).rejects.toThrow(/quantizeVision must be one of Q8_0, .*, not "IQ4_NL"/);
+  });
+
+  it("packs the vision tower's and projector's matrices too when asked (a quantized mmproj): image features within Q8_0's rounding", async () => {
+    const folder = join(GOLDEN, "tiny-llava-a");
+    const model = await loadLlava(join(folder, "model"), { gpu, dtype: "f32", quantizeVision: "Q8_0" });
+    const golden = await SafetensorsFile.open(join(folder, "golden.safetensors"));
+    const inputs = await SafetensorsFile.open(join(folder, "inputs.safetensors"));
+    try {
+      // The one layer the projector's layer -2 needs (of 2): 6 matrices, and the projector's 2; the
+      // patch and position embeddings, norms and the decoder stay f32.
+      expect(model.loadReport.weightTypes.Q8_0).toBe(6 + 2);
+      const pixels = await inputs.readFloat32("pixel_values");
+      const size = pixels.shape.slice(1).reduce((n, d) => n * d, 1);
+      const reference = (await golden.readFloat32("projector_output")).data;
+      const ours: number[] = [];
+      for (let i = 0; i < pixels.shape[0]; i++) {
+        const features = model.encodeImage(gpu.tensor(pixels.data.subarray(i * size, (i + 1) * size), pixels.shape.slice(1)));
+        ours.push(...(await features.read()));
+        features.dispose();
+      }
+      // Q8_0 rounds each weight to within half a step of its block's scale (max |w| / 127): for
+      // Gaussian weights in blocks of 32 an RMS error of about 0.6% of a weight's, so each product
+      // moves by about 0.6% of its size. After a layer and the projector's two products the
+      // features stay within 3% of their largest value (measured 1.6%), not within f32's 1e-4.
+      const largest = Math.max(...reference.map(Math.abs));
+      const worst = Math.max(...ours.map((v, i) => Math.abs(v - reference[i])));
+      expect(ours.length).toBe(reference.length);
+      expect(worst / largest).toBeLessThan(3e-2);
+      expect(worst / largest).toBeGreaterThan(1e-6); // the weights really were rounded
+    } finally {
+      model.dispose();
+      await golden.close();
+      await inputs.close();
+    }
+  });
+});
+
+describe("a quantized mmproj", async () => {
+  const gpu = await testGpu();
+
+  it("convert --vision-dtype q8_0 writes the tower's matrices in Q8_0 (not its embeddings), and they load as quantizing on load makes them", async () => {
+    const root = await ggufGolden("tiny-llava-a", "q8_0", "q8_0");
+    const mmproj = await GgufFile.open(join(root, "model", "mmproj-q8_0.gguf"));
+    try {
+      expect(mmproj.entry("v.blk.0.attn_q.weight").type.name).toBe("Q8_0");
+      expect(mmproj.entry("mm.0.weight").type.name).toBe("Q8_0");
+      expect(mmproj.entry("v.patch_embd.weight").type.name).toBe("F16");
+      expect(mmproj.entry("v.position_embd.weight").type.name).toBe("F16");
+      expect(mmproj.entry("v.blk.0.ln1.weight").type.name).toBe("F32");
+    } finally {
+      await mmproj.close();
+    }
+    // The vision tower's quantized kernels compute the f32 model of the dequantized weights.
+    const converted = await loadLlava(join(root, "model"), { dtype: "f32", gpu });
+    const reference = await loadLlava(await dequantizedFolder(join(root, "model"), join(GOLDEN, "tiny-llava-a", "model")), { dtype: "f32", gpu });
+    try {
+      // As quantizing while loading picks them: the decoder's 16 matrices and the tower's 8.
+      const onLoad = await loadLlava(join(GOLDEN, "tiny-llava-a", "model"), { dtype: "f32", gpu, quantize: "Q8_0", quantizeVision: "Q8_0" });
+      expect(converted.loadReport.weightTypes.Q8_0).toBe(onLoad.loadReport.weightTypes.Q8_0);
+      expect(converted.loadReport.weightTypes.Q8_0).toBe(16 + 8);
+      onLoad.dispose();
+      expectSameGreedy(await greedyLogits(reference, join(GOLDEN, "tiny-llava-a"), 4), await greedyLogits(converted, root, 4));
+    } finally {
+      converted.dispose();
+      reference.dispose();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { PREFILL_ROWS_PER_PASS } from "../src/models/llama.js";
 import { loadLlava, type LlavaModel } from "../src/models/llava.js";
 import { takeRows } from "../src/tensor/copy.js";
 import type { StepValue } from "../src/kernels/step_value.js";
@@ -178,11 +179,18 @@ describe("Mistral: sliding-window attention", async () => {
       const chunked = await prefillLogits(model, PROMPT);
       expectClose(chunked, whole, { atol: 1e-5 * Math.max(...Array.from(whole, Math.abs)), rtol: 0 }, "12 positions in chunks of 5");
       expect(model.cache.length).toBe(PROMPT.length);
+      // A traced pass (verification) is not cut: it takes as many rows as fit a binding.
+      model.cache.length = 0;
+      let traced = 0;
+      gpu.scope(() => void model.decoder.forward(model.embedPrompt(PROMPT, []), model.cache, () => traced++));
+      expect(traced).toBe(config.text.numHiddenLayers + 1);
     } finally {
       delete (model.decoder as { maxRowsPerPass?: number }).maxRowsPerPass;
     }
     // Mistral-7B's 14336-wide MLP: 2404 positions (an image of llava-v1.6 and a question) do not fit one 128 MiB binding.
     expect(model.decoder.maxRowsPerPass).toBeGreaterThan(PROMPT.length);
+    // Long prompts go through PREFILL_ROWS_PER_PASS positions at a time, as llama.cpp's micro-batches.
+    expect(model.decoder.maxRowsPerPass).toBe(PREFILL_ROWS_PER_PASS);
   });
 
   it("decoding through one captured step replayed every token (StepValue positions, as batch.ts does) honours the window", async () => {

@@ -37,14 +37,14 @@ import { performance } from "node:perf_hooks";
 import type { QuantizedType } from "../kernels/quant/blocks.js";
 import { randomFill } from "../kernels/random_fill.js";
 import { ClipVisionTower } from "../models/clip.js";
-import { LlamaDecoder, type KVCache } from "../models/llama.js";
+import { LlamaDecoder, PREFILL_ROWS_PER_PASS, type KVCache } from "../models/llama.js";
 import { DecodeBatch, type Sequence } from "../generate/batch.js";
 import { recordPrefill, TokenSampler } from "../generate/token_step.js";
 import { dawnDispatchFloor } from "./dispatch_floor.js";
 import { kvCacheBytes, loadLlava, type LlavaModel, type VisionPart } from "../models/llava.js";
 import { randomLlava, weightBytes } from "./random_model.js";
 import type { WeightStore } from "../models/weights.js";
-import { describeWeightTypes } from "../models/load.js";
+import { describeWeightTypes, type QuantizePlan } from "../models/load.js";
 import type { DType } from "../tensor/dtype.js";
 import type { Gpu, LaunchRecord } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
@@ -62,6 +62,8 @@ export interface E2EOptions {
   dtype?: DType;
   /** A random shape's decoder matrices (quantizedOnLoad's) as random blocks of this ggml type; the rest in `dtype`. */
   quantize?: QuantizedType;
+  /** A random shape's vision tower and projector matrices as random blocks of this ggml type (a quantized mmproj). */
+  quantizeVision?: QuantizedType;
   /** Fewer repeats and decode steps; beyond the tiny shape, layer sampling (see the top of this file). */
   quick?: boolean;
   /** Text tokens in the prompt besides the image's features (default 64; 640 for a text-only model). */
@@ -110,6 +112,8 @@ export interface E2EResult {
   dtype: DType;
   /** The ggml type the decoder's matrices are held in, or null when every weight is a float. */
   quantize: QuantizedType | null;
+  /** The ggml type the vision tower's and projector's matrices are held in, or null for floats. */
+  quantizeVision: QuantizedType | null;
   /** How many weight tensors are held in each type (the load report's). */
   weightTypes: Record<string, number>;
   /** Bytes of weights held on the GPU (packed blocks as they are). */
@@ -180,7 +184,7 @@ export function decoderWeightBytes(config: ModelConfig, dtype: DType, quantize?:
   if (config.kind === "clip_vision") return 0;
   const tied = config.text.tieWordEmbeddings;
   const read = (name: string) => (name.startsWith("text.") || name.startsWith("lm_head.")) && (tied || name !== "text.embed_tokens.weight");
-  return weightBytes(config, dtype, quantize, bindingLimit, read);
+  return weightBytes(config, dtype, { text: quantize }, bindingLimit, read);
 }
 
 /**
@@ -250,16 +254,16 @@ function isSoftwareAdapter(gpu: Gpu): boolean {
   return a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.description} ${a.architecture} ${a.device}`);
 }
 
-/** GPU memory a run needs, roughly: weights (packed where quantized), KV-caches, and a layer's activations twice over (pool). */
-function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DType, quantize: QuantizedType | undefined, contextLength: number, positions: number, caches: number): number {
+/** GPU memory a run needs, roughly: weights (packed where quantized), KV-caches, and a pass's layer activations twice over (pool). */
+function memoryEstimate(config: ModelConfig & { text: LlamaConfig }, dtype: DType, plan: QuantizePlan<QuantizedType>, contextLength: number, positions: number, caches: number): number {
   const t = config.text;
   const cache = caches * kvCacheBytes(t, contextLength, dtype);
-  let activations = positions * (8 * t.hiddenSize + 3 * t.intermediateSize) * 4;
+  let activations = Math.min(positions, PREFILL_ROWS_PER_PASS) * (8 * t.hiddenSize + 3 * t.intermediateSize) * 4;
   if (config.kind === "llava") {
     const v = config.vision;
     activations = Math.max(activations, (v.numPatches + 1) * (8 * v.hiddenSize + 2 * v.intermediateSize) * 4);
   }
-  return weightBytes(config, dtype, quantize) + cache + 2 * activations + 256 * 2 ** 20;
+  return weightBytes(config, dtype, plan) + cache + 2 * activations + 256 * 2 ** 20;
 }
 
 /** The weight types in words: "156 Q4_K, 311 f16 tensors". */
@@ -346,13 +350,15 @@ function settings(config: ModelConfig & { text: LlamaConfig }, isRandom: boolean
   }
   const dtype: DType | undefined = options.dtype ?? (isRandom ? (gpu.hasF16 ? "f16" : "f32") : undefined);
   if (dtype === "f16" && !gpu.hasF16) throw new Error("dtype f16 was requested, but this adapter has no shader-f16");
-  const quantize = options.quantize;
-  if (quantize !== undefined && !isRandom) throw new Error(`quantize ${quantize}: only a random-weight shape (--shape) is quantized here; load a quantized checkpoint instead`);
+  const { quantize, quantizeVision } = options;
+  for (const type of [quantize, quantizeVision]) {
+    if (type !== undefined && !isRandom) throw new Error(`quantize ${type}: only a random-weight shape (--shape) is quantized here; load a quantized checkpoint instead`);
+  }
   const batches = options.batches ?? (quick && large ? [1, 4] : [1, 2, 4, 8, 16]);
   for (const size of batches) {
     if (!Number.isInteger(size) || size < 1 || size > 256) throw new RangeError(`batch sizes must be integers in [1, 256], not ${size}`);
   }
-  return { sampleLayers, repeats, steps, context, features, tiles, textTokens, positions, contextLength, dtype, quantize, batches };
+  return { sampleLayers, repeats, steps, context, features, tiles, textTokens, positions, contextLength, dtype, quantize, quantizeVision, batches };
 }
 
 /** Image encoding of random pixels; returns its timing and the features of the last run (the caller's to free). */
@@ -638,24 +644,27 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
   const s = settings(config, isRandom, large, gpu, options);
 
   if (isRandom && isSoftwareAdapter(gpu)) {
-    const needed = memoryEstimate(config, s.dtype!, s.quantize, s.contextLength, s.positions, Math.max(...s.batches));
+    const plan = { text: s.quantize, vision: s.quantizeVision };
+    const needed = memoryEstimate(config, s.dtype!, plan, s.contextLength, s.positions, Math.max(...s.batches));
     const available = availableMemory();
     if (needed > 0.9 * available) {
       throw new Error(
-        `${name} in ${s.quantize ?? s.dtype} does not fit: it needs about ${gb(needed)} (weights ${gb(weightBytes(config, s.dtype!, s.quantize))}), and this ` +
+        `${name} in ${s.quantize ?? s.dtype} does not fit: it needs about ${gb(needed)} (weights ${gb(weightBytes(config, s.dtype!, plan))}), and this ` +
           `software adapter's memory is the machine's, of which ${gb(available)} is available` +
           (s.dtype === "f32" && gpu.hasF16 ? "; --dtype f16 halves the weights" : ""),
       );
     }
   }
 
-  const weightsText = s.quantize ? `${s.quantize} decoder matrices and ${s.dtype} others` : `${s.dtype} weights`;
+  const weightsText = s.quantize || s.quantizeVision
+    ? [s.quantize && `${s.quantize} decoder matrices`, s.quantizeVision && `${s.quantizeVision} vision matrices`, `${s.dtype} others`].filter(Boolean).join(", ")
+    : `${s.dtype} weights`;
   progress(`building ${name} (${describe(config)})${isRandom ? ` with random ${weightsText} on the GPU` : ""}`);
   gpu.pool.resetPeak();
   let model: LlavaModel;
   let weights: WeightStore | null = null;
   if (isRandom) {
-    ({ model, weights } = await randomLlava(gpu, config, { dtype: s.dtype!, quantize: s.quantize, contextLength: s.contextLength, name }));
+    ({ model, weights } = await randomLlava(gpu, config, { dtype: s.dtype!, quantize: s.quantize, quantizeVision: s.quantizeVision, contextLength: s.contextLength, name }));
   } else {
     model = await loadLlava(source.path, { gpu, dtype: s.dtype, contextLength: s.contextLength });
   }
@@ -712,6 +721,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
       description: describe(config),
       dtype: model.dtype,
       quantize: s.quantize ?? null,
+      quantizeVision: s.quantizeVision ?? null,
       weightTypes: model.loadReport.weightTypes,
       weightBytes: model.loadReport.weightBytes,
       decoderWeightBytes: decoderBytes,

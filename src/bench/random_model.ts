@@ -8,8 +8,8 @@
  * With `quantize`, the tensors the loader would quantize (load.ts's quantizedOnLoad: the
  * decoder's matrices, embedding table and LM head included) are held as ggml's packed blocks
  * of that type instead, as a quantized checkpoint would be, their bytes random and their
- * scales fixed (kernels/quant/random_blocks.ts); the vision tower, the projector and every
- * vector stay floats in `dtype`.
+ * scales fixed (kernels/quant/random_blocks.ts); with `quantizeVision` the vision tower's and
+ * projector's matrices too (a quantized mmproj). Every vector stays float in `dtype`.
  *
  * The values follow transformers' initialisation in scale (std 0.02; norm weights near 1), so
  * activations stay finite through the layers; what the model says is meaningless.
@@ -27,14 +27,16 @@ import { expectedTensors } from "../weights/names.js";
 import { LlamaDecoder } from "../models/llama.js";
 import { chooseContextLength, LlavaModel, visionPart } from "../models/llava.js";
 import { isQuantized, type Weight } from "../models/linear.js";
-import { partRows, quantizedOnLoad } from "../models/load.js";
+import { partRows, quantizedOnLoad, type QuantizePlan } from "../models/load.js";
 import { WeightStore } from "../models/weights.js";
 
 export interface RandomModelOptions {
   /** Storage dtype of the float weights and the KV-cache. */
   dtype: DType;
-  /** Hold the matrices the loader would quantize (quantizedOnLoad) as random blocks of this ggml type. */
+  /** Hold the decoder's matrices the loader would quantize (quantizedOnLoad) as random blocks of this ggml type. */
   quantize?: QuantizedType;
+  /** The same for the vision tower's and projector's matrices. */
+  quantizeVision?: QuantizedType;
   /** Positions the KV-cache and rotary table cover. */
   contextLength: number;
   /** Selects the random values (default 0). */
@@ -62,12 +64,12 @@ export interface TensorStorage {
 }
 
 /**
- * How a tensor of `shape` is held in a random model of `dtype` (quantizing as `quantize` says):
+ * How a tensor of `shape` is held in a random model of `dtype` (quantizing as `plan` says):
  * in row parts within `bindingLimit` bytes as the loader splits it (partRows), a part of
  * packed blocks padded to a whole number of u32 words.
  */
-export function tensorStorage(name: string, shape: readonly number[], dtype: DType, quantize?: QuantizedType, bindingLimit = Infinity): TensorStorage {
-  const quantized = quantize !== undefined && quantizedOnLoad(name, shape, quantize) ? quantize : null;
+export function tensorStorage(name: string, shape: readonly number[], dtype: DType, plan: QuantizePlan<QuantizedType> = {}, bindingLimit = Infinity): TensorStorage {
+  const quantized = quantizedOnLoad(name, shape, plan) ?? null;
   const rows = shape[0] ?? 1;
   const rowBytes = quantized ? quantizedRowBytes(quantized, shape[1]) : shape.slice(1).reduce((n, d) => n * d, 1) * bytesPerElement(dtype);
   const ranges = shape.length >= 2 ? partRows(rows, rowBytes, bindingLimit, name) : [[0, rows] as [number, number]];
@@ -81,19 +83,19 @@ export function tensorStorage(name: string, shape: readonly number[], dtype: DTy
 }
 
 /**
- * Bytes the weights of `config` take in `dtype`, with the matrices quantizedOnLoad picks as
- * packed `quantize` blocks when it is given (the tensors `include` keeps; default all).
+ * Bytes the weights of `config` take in `dtype`, with the matrices quantizedOnLoad picks under
+ * `plan` as packed blocks (the tensors `include` keeps; default all).
  */
 export function weightBytes(
   config: ModelConfig,
   dtype: DType,
-  quantize?: QuantizedType,
+  plan: QuantizePlan<QuantizedType> = {},
   bindingLimit = Infinity,
   include: (name: string) => boolean = () => true,
 ): number {
   return expectedTensors(config)
     .filter((t) => include(t.name))
-    .reduce((sum, t) => sum + tensorStorage(t.name, t.shape, dtype, quantize, bindingLimit).parts.reduce((n, p) => n + p.bytes, 0), 0);
+    .reduce((sum, t) => sum + tensorStorage(t.name, t.shape, dtype, plan, bindingLimit).parts.reduce((n, p) => n + p.bytes, 0), 0);
 }
 
 /** Every tensor the config needs, random, in row parts where the binding limit asks for it; the count of tensors held in each type. */
@@ -102,7 +104,7 @@ export function randomWeights(
   config: ModelConfig,
   options: Omit<RandomModelOptions, "contextLength">,
 ): { store: WeightStore; bytes: number; splitTensors: string[]; types: Record<string, number> } {
-  const { dtype, quantize, seed = 0, std = 0.02 } = options;
+  const { dtype, quantize, quantizeVision, seed = 0, std = 0.02 } = options;
   check(dtype === "f32" || dtype === "f16", () => `random model: dtype must be f32 or f16, not ${dtype}`);
   const limit = gpu.limits.maxStorageBufferBindingSize;
   const weights = new Map<string, { weight: Weight; rowStart: number }[]>();
@@ -111,7 +113,7 @@ export function randomWeights(
   let bytes = 0;
   try {
     for (const { name, shape } of expectedTensors(config)) {
-      const { quantized, parts: ranges } = tensorStorage(name, shape, dtype, quantize, limit);
+      const { quantized, parts: ranges } = tensorStorage(name, shape, dtype, { text: quantize, vision: quantizeVision }, limit);
       const rowElements = shape.slice(1).reduce((n, d) => n * d, 1);
       const isNormWeight = /norm[^.]*\.weight$/.test(name);
       const parts: { weight: Weight; rowStart: number }[] = [];

@@ -57,7 +57,7 @@ const E2E_QUANTIZED = QUANTIZED_TYPES.map((t) => t.toLowerCase());
 
 const USAGE = `usage: wgsl-vlm bench limits [--sizes real|tiny] [options]
        wgsl-vlm bench kernels [--only NAME[,NAME...]] [--dtype f16|f32] [--sizes real|tiny] [options]
-       wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} [--dtype f16|f32|${E2E_QUANTIZED.join("|")}] | --model DIR [--dtype f16|f32] [e2e options] [options]
+       wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} [--dtype f16|f32|${E2E_QUANTIZED.join("|")}] [--vision-dtype TYPE] | --model DIR [--dtype f16|f32] [e2e options] [options]
        wgsl-vlm bench serve --model DIR [--clients LIST] [--requests N] [--max-tokens N] [--json] [--out DIR]
        wgsl-vlm bench load --model DIR | --shape ${Object.keys(E2E_SHAPES).join("|")} [--checkpoint-dtype bf16|f16|f32] [--shard-mb N] [--dtype f16|f32] [--json] [--out DIR]
 
@@ -94,6 +94,8 @@ e2e options:
                    embedding table and LM head too) held as ggml's packed blocks of that type, random
                    bytes with fixed scales made on the GPU; the vision tower, projector, norms and
                    KV-cache in f16 (f32 without shader-f16)
+  --vision-dtype q8_0  with --shape: the vision tower's and projector's matrices in that type too
+                   (a quantized mmproj)
   --context N      context at which decoding is timed (default 1024)
   --decode-steps N decoded tokens timed (default 32; --quick: 8 on the tiny shape, 2 on the others)
   --batches LIST   batch sizes decoded together, comma-separated (default 1,2,4,8,16;
@@ -125,6 +127,15 @@ function e2eDtypeOption(value: string | undefined, gpu: Gpu, random: boolean): {
   }
   if (!random) throw new UsageError(`--dtype ${value}: random weights of a shape (--shape) only; a quantized checkpoint (GGUF) loads as it is stored`);
   return { quantize };
+}
+
+/** e2e's --vision-dtype: (for a random shape) a ggml type for the vision tower's and projector's matrices. */
+function e2eVisionDtypeOption(value: string | undefined, random: boolean): QuantizedType | undefined {
+  if (value === undefined) return undefined;
+  const type = QUANTIZED_TYPES.find((t) => t.toLowerCase() === value.toLowerCase());
+  if (type === undefined) throw new UsageError(`--vision-dtype must be one of ${E2E_QUANTIZED.join(", ")}, not '${value}'`);
+  if (!random) throw new UsageError(`--vision-dtype ${value}: random weights of a shape (--shape) only; a quantized mmproj loads as it is stored`);
+  return type;
 }
 
 function sizesOption(value: string | undefined): "real" | "tiny" {
@@ -259,6 +270,7 @@ async function e2eCommand(argv: string[]): Promise<number> {
       shape: { type: "string" },
       model: { type: "string" },
       dtype: { type: "string" },
+      "vision-dtype": { type: "string" },
       context: { type: "string" },
       "decode-steps": { type: "string" },
       batches: { type: "string" },
@@ -280,11 +292,13 @@ async function e2eCommand(argv: string[]): Promise<number> {
   const gpu = await Gpu.create(gpuOptions(values));
   try {
     const { dtype, quantize } = e2eDtypeOption(values.dtype, gpu, "shape" in source);
+    const quantizeVision = e2eVisionDtypeOption(values["vision-dtype"], "shape" in source);
     const env = environment(gpu);
     const limits = await limitsFor(gpu, quick, false, values.limits);
     const result = await runE2E(gpu, source, {
       dtype,
       quantize,
+      quantizeVision,
       quick,
       context: positive("context"),
       decodeSteps: positive("decode-steps"),
@@ -298,7 +312,8 @@ async function e2eCommand(argv: string[]): Promise<number> {
     const document = { kind: "e2e", environment: env, quick, limits, result };
     const markdown = `## End to end: ${result.model}\n\n${environmentMarkdown(env)}${quick ? "; --quick" : ""}\n\n${e2eMarkdown(result)}\n`;
     // A quantized run's files are named for its type, beside the float run's.
-    const stem = `e2e-${"shape" in source ? source.shape : basename(source.path)}${quantize ? `-${quantize.toLowerCase()}` : ""}`;
+    const suffix = [quantize, quantizeVision && `vision-${quantizeVision}`].filter(Boolean).map((t) => `-${t!.toLowerCase()}`).join("");
+    const stem = `e2e-${"shape" in source ? source.shape : basename(source.path)}${suffix}`;
     await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown }, values.limits);
     process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
     return 0;

@@ -12,6 +12,7 @@ export const MODEL_OPTIONS = {
   model: { type: "string" },
   mmproj: { type: "string" },
   dtype: { type: "string" },
+  "vision-dtype": { type: "string" },
   context: { type: "string" },
   ctx: { type: "string" },
   quiet: { type: "boolean" },
@@ -25,6 +26,9 @@ export const MODEL_USAGE = `  --model PATH     a Hugging Face LLaVA or LLaMA fol
                    has shader-f16), or q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k to quantize
                    the decoder's matrices while loading (ggml's quantizers, on the CPU: the K
                    types take minutes per billion weights; GGUF files keep their own types)
+  --vision-dtype TYPE  quantize the vision tower's and projector's matrices too, into one of
+                   those types (q8_0: half the f16 size; image features move by 1-2%); without
+                   it they stay in floats, as in llama.cpp's usual mmproj files
   --context N      positions the KV-cache holds (default: max_position_embeddings, at most 4096; --ctx N too)
   --quiet          no loading progress or statistics on stderr
 ${GPU_USAGE}`;
@@ -111,6 +115,11 @@ export async function loadModelFrom(values: Values, extra: Pick<ModelOptions, "m
     throw new UsageError(`--dtype must be f16, f32, ${QUANTIZABLE_TYPES.map((t) => t.toLowerCase()).join(", ")}, not '${dtypeText}'`);
   }
   const dtype = quantize ? undefined : (dtypeText as "f16" | "f32" | undefined);
+  const visionText = text(values, "vision-dtype");
+  const quantizeVision = QUANTIZABLE_TYPES.find((t) => t.toLowerCase() === visionText);
+  if (visionText !== undefined && !quantizeVision) {
+    throw new UsageError(`--vision-dtype must be one of ${QUANTIZABLE_TYPES.map((t) => t.toLowerCase()).join(", ")}, not '${visionText}'`);
+  }
   if (values.context !== undefined && values.ctx !== undefined) throw new UsageError("give --context or --ctx, not both");
   const contextText = text(values, "context") ?? text(values, "ctx");
   const contextLength = contextText === undefined ? undefined : numberOption(contextText, "context", 0, (n) => Number.isInteger(n) && n >= 1);
@@ -122,6 +131,7 @@ export async function loadModelFrom(values: Values, extra: Pick<ModelOptions, "m
       ...extra,
       dtype,
       quantize,
+      quantizeVision,
       mmproj: text(values, "mmproj"),
       contextLength,
       adapter: text(values, "adapter"),

@@ -50,6 +50,14 @@ import type { WeightStore } from "./weights.js";
  */
 export type Trace = (name: string, index: readonly number[], t: Tensor) => void;
 
+/**
+ * A long prompt goes through the decoder this many positions at a time (llama.cpp's default
+ * micro-batch, n_ubatch, is the same): each pass's activations are then a few hundred MB at
+ * most for a 7B, not over a GB for a LLaVA-NeXT prompt, while 512 rows still keep every matrix
+ * product compute-bound (each weight is read once per 512 positions).
+ */
+export const PREFILL_ROWS_PER_PASS = 512;
+
 interface DecoderLayer {
   inputNorm: Tensor;
   q: Linear;
@@ -150,14 +158,14 @@ export class LlamaDecoder {
   forward(x: Tensor, cache: KVCache, trace?: Trace): Tensor {
     const start = cache.length;
     const rows = x.dim(0);
-    const most = this.maxRowsPerPass;
+    const most = trace === undefined ? this.maxRowsPerPass : this.rowsPerBinding;
     if (rows <= most) {
       const normed = this.forwardSequences(x, [{ cache, start, count: rows }], trace);
       cache.length = start + rows;
       return normed;
     }
     // A long prompt goes through in chunks of rows, each after the ones before it in the cache
-    // (causal attention makes that the same computation), so no activation outgrows a binding.
+    // (causal attention makes that the same computation), so activations stay a few passes' worth.
     check(trace === undefined, () => `decoder: a prompt of ${rows} positions runs in chunks of ${most}, which cannot be traced`);
     const out = this.gpu.empty([rows, this.config.hiddenSize], "f32", { name: "decoder output" });
     for (let at = 0; at < rows; at += most) {
@@ -172,10 +180,19 @@ export class LlamaDecoder {
   }
 
   /**
-   * The most rows one pass takes: its widest activation (the q|k|v or gate|up products, f32)
-   * must fit one storage binding. 2404 positions of Mistral-7B's 14336-wide MLP do not (138 MB).
+   * The most rows one pass takes: PREFILL_ROWS_PER_PASS, or fewer where its widest activation
+   * would not fit one storage binding.
    */
   get maxRowsPerPass(): number {
+    return Math.min(PREFILL_ROWS_PER_PASS, this.rowsPerBinding);
+  }
+
+  /**
+   * The most rows whose widest activation (the q|k|v or gate|up products, f32) fits one storage
+   * binding: 2404 positions of Mistral-7B's 14336-wide MLP do not (138 MB). A traced pass (which
+   * verification compares whole) takes this many, since a trace cannot be cut into passes.
+   */
+  private get rowsPerBinding(): number {
     const { hiddenSize, intermediateSize, numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.config;
     const widest = Math.max(2 * intermediateSize, (H + 2 * Hkv) * D, hiddenSize) * 4;
     return Math.max(1, Math.floor(this.gpu.limits.maxStorageBufferBindingSize / widest));

@@ -45,6 +45,11 @@ export interface LoadModelOptions extends GpuOptions {
    * holds quantized stay as they are.
    */
   quantize?: QuantizableType;
+  /**
+   * Quantize the vision tower's and projector's float matrices into this ggml type while
+   * loading (as a quantized mmproj file holds them); they stay in floats without it.
+   */
+  quantizeVision?: QuantizableType;
   /** Storage dtype of the weights (and KV-cache). Default: f16 for 16-bit checkpoints on adapters with shader-f16, else f32. */
   dtype?: DType;
   /**
@@ -454,15 +459,21 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
     // Refused before a device is made; whether it fits a storage binding is known once the dtype is.
     if (options.contextLength !== undefined) checkContextLength(text, options.contextLength);
     checkBatchOptions(options);
-    if (options.quantize !== undefined && !QUANTIZABLE_TYPES.includes(options.quantize)) {
-      throw new RangeError(`quantize must be one of ${QUANTIZABLE_TYPES.join(", ")}, not ${JSON.stringify(options.quantize)}`);
+    for (const key of ["quantize", "quantizeVision"] as const) {
+      const type = options[key];
+      if (type !== undefined && !QUANTIZABLE_TYPES.includes(type)) {
+        throw new RangeError(`${key} must be one of ${QUANTIZABLE_TYPES.join(", ")}, not ${JSON.stringify(type)}`);
+      }
     }
     const resolved = resolveWeights(config, checkpoint);
     gpu = options.gpu ?? (await Gpu.acquire(options));
     const dtype = chooseDtype(gpu, checkpoint, resolved, options.dtype);
     const contextLength = chooseContextLength(text, dtype, gpu.limits.maxStorageBufferBindingSize, options.contextLength);
     gpu.pool.resetPeak();
-    const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress, options.partBytes, options.quantize);
+    const loaded = await loadWeights(gpu, checkpoint, resolved, dtype, options.onProgress, options.partBytes, {
+      text: options.quantize,
+      vision: options.quantizeVision,
+    });
     store = loaded.store;
     const decoder = new LlamaDecoder(gpu, text, store, contextLength);
     const vision = visionPart(gpu, config, store, resolved.projector ?? "mlp");

@@ -101,12 +101,29 @@ export function chooseDtype(gpu: Gpu, checkpoint: WeightFiles, resolved: Resolve
 }
 
 /**
- * Whether a float tensor is quantized into `type` when loading: the decoder's matrices (its
- * embedding table and LM head included) whose rows are whole blocks, as llama.cpp quantizes
- * a text model; the vision tower and projector stay in floats, as in its mmproj files.
+ * Which float matrices loading quantizes, and into what ggml type: the decoder's (`text`: its
+ * embedding table and LM head included, as llama.cpp quantizes a text model) and the vision
+ * tower's and projector's (`vision`: what a quantized mmproj file holds; llama.cpp's mmproj
+ * files are F16 unless quantized on purpose).
  */
-export function quantizedOnLoad(name: string, shape: readonly number[], type: QuantizableType): boolean {
-  return (name.startsWith("text.") || name.startsWith("lm_head.")) && shape.length === 2 && shape[1] % BLOCK_LAYOUT[type].elements === 0;
+export interface QuantizePlan<T extends QuantizedType = QuantizableType> {
+  text?: T;
+  vision?: T;
+}
+
+/**
+ * The type a float tensor is quantized into when loading under `plan`, or undefined to keep
+ * it in floats: a matrix whose rows are whole blocks, in a part the plan quantizes. The vision
+ * tower's patch and position embeddings are not matrices it multiplies by, so they stay floats.
+ */
+export function quantizedOnLoad<T extends QuantizedType>(name: string, shape: readonly number[], plan: QuantizePlan<T>): T | undefined {
+  const type =
+    name.startsWith("text.") || name.startsWith("lm_head.")
+      ? plan.text
+      : (name.startsWith("vision.") && !name.startsWith("vision.embeddings.")) || name.startsWith("projector.")
+        ? plan.vision
+        : undefined;
+  return type !== undefined && shape.length === 2 && shape[1] % BLOCK_LAYOUT[type].elements === 0 ? type : undefined;
 }
 
 export async function loadWeights(
@@ -117,8 +134,8 @@ export async function loadWeights(
   onProgress?: (progress: LoadProgress) => void,
   /** Matrices larger than this are stored in row parts (default: the largest storage binding). */
   partBytes = gpu.limits.maxStorageBufferBindingSize,
-  /** Quantize the decoder's float matrices into this type as they load (quantizedOnLoad). */
-  quantize?: QuantizableType,
+  /** Quantize float matrices as they load (quantizedOnLoad). */
+  quantize: QuantizePlan = {},
 ): Promise<LoadedWeights> {
   const storage = dtype === "f16" ? "f16" : "f32";
   const uploader = new WeightUploader(gpu, DEFAULT_CHUNK_BYTES, { toF16, bf16ToF16InPlace });
@@ -139,8 +156,8 @@ export async function loadWeights(
   try {
     for (const t of entries) {
       const stored = checkpoint.entry(t.checkpointName).dtype;
-      const onLoad = quantize !== undefined && FLOAT_DTYPES.includes(stored) && quantizedOnLoad(t.name, t.shape, quantize);
-      const type = onLoad ? quantize : stored;
+      const onLoad = FLOAT_DTYPES.includes(stored) ? quantizedOnLoad(t.name, t.shape, quantize) : undefined;
+      const type = onLoad ?? stored;
       const rows = t.shape[0] ?? 1;
       const quantized = isQuantizedType(type);
       const rowBytes = quantized ? quantizedRowBytes(type, t.shape[1]) : t.shape.slice(1).reduce((n, d) => n * d, 1) * (storage === "f16" ? 2 : 4);
@@ -152,7 +169,7 @@ export async function loadWeights(
         if (quantized) {
           const label = split ? `${t.checkpointName}[${range[0]}:${range[1]}]` : t.checkpointName;
           const data = onLoad
-            ? await quantizeRows(gpu, checkpoint, t.checkpointName, quantize, range, label)
+            ? await quantizeRows(gpu, checkpoint, t.checkpointName, onLoad, range, label)
             : await uploader.uploadPacked(checkpoint, t.checkpointName, [range[0] * rowBytes, range[1] * rowBytes], label);
           parts.push({ weight: { type, rows: range[1] - range[0], cols: t.shape[1], data }, rowStart: range[0] });
         } else {

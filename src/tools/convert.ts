@@ -13,8 +13,9 @@
  *   back the same way);
  * - the mmproj holds the tower's layers up to the one the projector reads, and says which
  *   in clip.vision.feature_layer, so llama.cpp runs exactly those (without that key it runs
- *   one layer fewer than the file holds); its matrices are F16 (F32 when converting to f32),
- *   its vectors F32;
+ *   one layer fewer than the file holds); its matrices are F16 (F32 when converting to f32)
+ *   unless `visionDtype` quantizes them (the matrices the loader would: load.ts's
+ *   quantizedOnLoad, so not the patch and position embeddings), its vectors F32;
  * - the tokenizer (tokenizer.model and tokenizer_config.json) goes into the text model's
  *   tokenizer.ggml.* keys; without a tokenizer.model the file has none, and llama.cpp will
  *   not load it (this runtime will, for verification).
@@ -39,6 +40,7 @@ import { ggufTensorName } from "../weights/gguf_names.js";
 import type { GgufValue } from "../weights/gguf_types.js";
 import { writeGguf, type GgufTensorToWrite } from "../weights/gguf_writer.js";
 import { resolveWeights, visionLayersUsed } from "../weights/names.js";
+import { quantizedOnLoad } from "../models/load.js";
 
 export type ConvertDType = "f32" | "f16" | Lowercase<QuantizableType>;
 export const CONVERT_DTYPES: readonly ConvertDType[] = ["f32", "f16", ...QUANTIZABLE_TYPES.map((t) => t.toLowerCase() as Lowercase<QuantizableType>)];
@@ -49,6 +51,8 @@ export interface ConvertOptions {
   out: string;
   /** The mmproj GGUF (LLaVA only; required for it). */
   mmprojOut?: string;
+  /** The mmproj's matrices (default f16, or f32 when dtype is f32). */
+  visionDtype?: ConvertDType;
   /** Replace existing output files. */
   force?: boolean;
   /** After each tensor written. */
@@ -149,7 +153,7 @@ async function tokenizerMetadata(folder: string, text: LlamaConfig, notes: strin
   }) as Record<string, GgufValue>;
 }
 
-async function visionMetadata(folder: string, config: Extract<ModelConfig, { kind: "llava" }>, dtype: ConvertDType): Promise<Record<string, GgufValue>> {
+async function visionMetadata(folder: string, config: Extract<ModelConfig, { kind: "llava" }>, visionDtype: ConvertDType): Promise<Record<string, GgufValue>> {
   const v = config.vision;
   const fail = (field: string, problem: string): never => {
     throw new ConvertError(`${folder}: ${field} ${problem}, which an mmproj GGUF cannot express`);
@@ -163,7 +167,7 @@ async function visionMetadata(folder: string, config: Extract<ModelConfig, { kin
     "general.architecture": str("clip"),
     "general.name": str(basename(folder)),
     "general.description": str("image encoder for LLaVA"),
-    "general.file_type": u32(dtype === "f32" ? 0 : 1),
+    "general.file_type": u32(FILE_TYPES[visionDtype]),
     "clip.has_text_encoder": bool(false),
     "clip.has_vision_encoder": bool(true),
     "clip.has_llava_projector": bool(true),
@@ -183,33 +187,40 @@ async function visionMetadata(folder: string, config: Extract<ModelConfig, { kin
   };
 }
 
-/** The GGUF type a tensor is written in. */
-function typeFor(shape: readonly number[], dtype: ConvertDType, vision: boolean, notes: string[], name: string): string {
+/** The GGUF type a tensor (canonical name `canonical`) is written in, as `dtype` asks for its part of the model. */
+function typeFor(canonical: string, shape: readonly number[], dtype: ConvertDType, notes: string[], name: string): string {
   if (shape.length < 2) return "F32";
   if (dtype === "f32") return "F32";
-  if (dtype === "f16" || vision) return "F16";
+  if (dtype === "f16") return "F16";
   const type = dtype.toUpperCase() as QuantizableType;
   const { elements } = BLOCK_LAYOUT[type];
-  if (shape.length !== 2 || shape[1] % elements !== 0) {
+  if (quantizedOnLoad(canonical, shape, { text: type, vision: type }) !== undefined) return type;
+  // A matrix whose rows are not whole blocks falls back to F16, as in llama.cpp; the vision
+  // tower's patch and position embeddings are F16 by design.
+  if (shape.length === 2 && shape[1] % elements !== 0) {
     notes.push(`${name}: rows of ${shape.slice(1).join("×")} are not whole ${type} blocks of ${elements}; written as F16`);
-    return "F16";
   }
-  return type;
+  return "F16";
 }
 
 /** Converts `folder` into the GGUF file(s) of `options`. */
 export async function convertToGguf(folder: string, options: ConvertOptions): Promise<ConvertReport> {
   const { dtype } = options;
-  if (!(CONVERT_DTYPES as readonly string[]).includes(dtype)) {
-    throw new ConvertError(`dtype ${JSON.stringify(dtype)} cannot be written: one of ${CONVERT_DTYPES.join(", ")}`);
+  const visionDtype = options.visionDtype ?? (dtype === "f32" ? "f32" : "f16");
+  for (const [key, value] of [["dtype", dtype], ["visionDtype", visionDtype]]) {
+    if (!(CONVERT_DTYPES as readonly string[]).includes(value)) {
+      throw new ConvertError(`${key} ${JSON.stringify(value)} cannot be written: one of ${CONVERT_DTYPES.join(", ")}`);
+    }
   }
   await checkModelFolder(folder);
   const config = await loadConfig(folder);
   if (config.kind === "clip_vision") throw new ConvertError(`${folder}: a CLIP vision model alone has no GGUF form here (convert a LLaVA or LLaMA folder)`);
   if (config.kind === "llava" && options.mmprojOut === undefined) throw new ConvertError(`${folder} is a LLaVA model: give the mmproj file's path too (--mmproj-out)`);
-  if (config.kind === "llama" && options.mmprojOut !== undefined) throw new ConvertError(`${folder} is a text-only LLaMA model: it has no vision tower for an mmproj file`);
+  if (config.kind === "llama" && (options.mmprojOut !== undefined || options.visionDtype !== undefined)) {
+    throw new ConvertError(`${folder} is a text-only LLaMA model: it has no vision tower for an mmproj file`);
+  }
   const notes: string[] = [];
-  const visionMeta = config.kind === "llava" ? await visionMetadata(folder, config, dtype) : undefined;
+  const visionMeta = config.kind === "llava" ? await visionMetadata(folder, config, visionDtype) : undefined;
   const textMeta = { ...textMetadata(config.text, basename(folder), dtype), ...(await tokenizerMetadata(folder, config.text, notes)) };
   const checkpoint = await Checkpoint.open(folder);
   try {
@@ -221,7 +232,7 @@ export async function convertToGguf(folder: string, options: ConvertOptions): Pr
       const vision = !t.name.startsWith("text.") && !t.name.startsWith("lm_head.");
       const rope = /^text\.layers\.\d+\.self_attn\.([qk])_proj\./.exec(t.name);
       const ropeHeads = rope ? (rope[1] === "q" ? config.text.numAttentionHeads : config.text.numKeyValueHeads) : undefined;
-      plan.push({ canonical: name, checkpointName: t.checkpointName, shape: t.shape, type: typeFor(t.shape, dtype, vision, notes, name), ropeHeads });
+      plan.push({ canonical: name, checkpointName: t.checkpointName, shape: t.shape, type: typeFor(t.name, t.shape, vision ? visionDtype : dtype, notes, name), ropeHeads });
     }
     const total = plan.length;
     let done = 0;
