@@ -175,9 +175,14 @@ describe("Mistral: sliding-window attention", async () => {
   it("a prompt wider than one binding runs in chunks of rows and gives the same logits", async () => {
     const whole = await prefillLogits(model, PROMPT);
     Object.defineProperty(model.decoder, "maxRowsPerPass", { value: 5, configurable: true });
+    const passes: number[] = [];
+    const forwardSequences = model.decoder.forwardSequences.bind(model.decoder);
+    model.decoder.forwardSequences = (x, sequences, trace) => (passes.push(x.dim(0)), forwardSequences(x, sequences, trace));
     try {
       const chunked = await prefillLogits(model, PROMPT);
-      expectClose(chunked, whole, { atol: 1e-5 * Math.max(...Array.from(whole, Math.abs)), rtol: 0 }, "12 positions in chunks of 5");
+      expectClose(chunked, whole, { atol: 1e-5 * Math.max(...Array.from(whole, Math.abs)), rtol: 0 }, "12 positions in passes of at most 5");
+      // As equal as can be, so every pass reuses the first one's buffers: 4 + 4 + 4, not 5 + 5 + 2.
+      expect(passes).toEqual([4, 4, 4]);
       expect(model.cache.length).toBe(PROMPT.length);
       // A traced pass (verification) is not cut: it takes as many rows as fit a binding.
       model.cache.length = 0;
@@ -185,6 +190,7 @@ describe("Mistral: sliding-window attention", async () => {
       gpu.scope(() => void model.decoder.forward(model.embedPrompt(PROMPT, []), model.cache, () => traced++));
       expect(traced).toBe(config.text.numHiddenLayers + 1);
     } finally {
+      model.decoder.forwardSequences = forwardSequences;
       delete (model.decoder as { maxRowsPerPass?: number }).maxRowsPerPass;
     }
     // Mistral-7B's 14336-wide MLP: 2404 positions (an image of llava-v1.6 and a question) do not fit one 128 MiB binding.

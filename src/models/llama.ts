@@ -164,12 +164,15 @@ export class LlamaDecoder {
       cache.length = start + rows;
       return normed;
     }
-    // A long prompt goes through in chunks of rows, each after the ones before it in the cache
-    // (causal attention makes that the same computation), so activations stay a few passes' worth.
-    check(trace === undefined, () => `decoder: a prompt of ${rows} positions runs in chunks of ${most}, which cannot be traced`);
+    // A long prompt goes through in passes of rows, each after the ones before it in the cache
+    // (causal attention makes that the same computation), so activations stay one pass's worth.
+    // The passes are as equal as can be (640 rows: two of 320, not 512 and 128), so the later
+    // ones reuse the first's pooled buffers instead of adding buffers of their own sizes.
+    check(trace === undefined, () => `decoder: a prompt of ${rows} positions runs in passes of at most ${most}, which cannot be traced`);
+    const per = Math.ceil(rows / Math.ceil(rows / most));
     const out = this.gpu.empty([rows, this.config.hiddenSize], "f32", { name: "decoder output" });
-    for (let at = 0; at < rows; at += most) {
-      const count = Math.min(most, rows - at);
+    for (let at = 0; at < rows; at += per) {
+      const count = Math.min(per, rows - at);
       this.gpu.scope(() => {
         const normed = this.forwardSequences(takeRows(x, at, count), [{ cache, start: start + at, count }]);
         copyRows(normed, 0, out, at, count);
