@@ -1,6 +1,7 @@
 /**
  * The folders of src/ are layers, and nothing imports upward: files → tensor → kernels → models →
- * generation → tools and serving → the benchmarks (which drive a server too). A folder may
+ * generation and embedding (CLIP) →
+ * tools and serving → the benchmarks (which drive a server too). A folder may
  * import its own files and folders of lower rank only, so there can be no cycle between folders. Inside kernels/, the numbered-version
  * folders (matmul/, attention/, sample/) share code only through kernels/ itself and
  * kernels/wgsl/, never through each other.
@@ -21,6 +22,7 @@ const RANK: Record<string, number> = {
   weights: 2,
   models: 3,
   generate: 4,
+  embed: 4,
   tools: 5,
   shapes: 5,
   serve: 5,

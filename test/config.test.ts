@@ -79,10 +79,19 @@ describe("config.json", () => {
     const llama = parseConfig({ model_type: "llama", hidden_size: 64, num_attention_heads: 4, num_key_value_heads: null, eos_token_id: [2, 7], bos_token_id: null }, "llama");
     expect(llama).toEqual({ kind: "llama", text: { ...LLAMA_DEFAULTS, hiddenSize: 64, numAttentionHeads: 4, numKeyValueHeads: 4, headDim: 16, eosTokenIds: [2, 7], bosTokenId: null } });
     expect(parseConfig({ model_type: "clip_vision_model" }, "clip")).toEqual({ kind: "clip_vision", vision: CLIP_DEFAULTS });
+    // CLIPModel: both towers, with CLIPTextConfig's defaults (openai/clip-vit-base-patch32's text tower).
+    const CLIP_TEXT_DEFAULTS = {
+      vocabSize: 49408, hiddenSize: 512, intermediateSize: 2048, numHiddenLayers: 12, numAttentionHeads: 8, headDim: 64,
+      maxPositionEmbeddings: 77, hiddenAct: "quick_gelu", layerNormEps: 1e-5, eosTokenId: 49407,
+    };
     expect(parseConfig({ model_type: "clip", vision_config: { patch_size: 14, image_size: 224 } }, "clip")).toEqual({
-      kind: "clip_vision", vision: { ...CLIP_DEFAULTS, patchSize: 14, numPatches: 256 },
+      kind: "clip", vision: { ...CLIP_DEFAULTS, patchSize: 14, numPatches: 256 }, text: CLIP_TEXT_DEFAULTS, projectionDim: 512,
     });
-    expect(parseConfig({ model_type: "clip", text_config: {} }, "clip")).toEqual({ kind: "clip_vision", vision: CLIP_DEFAULTS });
+    expect(parseConfig({ model_type: "clip", projection_dim: 768, text_config: { eos_token_id: 2, hidden_size: 768, num_attention_heads: 12 } }, "clip")).toEqual({
+      kind: "clip", vision: CLIP_DEFAULTS, text: { ...CLIP_TEXT_DEFAULTS, eosTokenId: 2, hiddenSize: 768, numAttentionHeads: 12 }, projectionDim: 768,
+    });
+    expect(() => parseConfig({ model_type: "clip", text_config: { model_type: "bert" } }, "c.json")).toThrow(/c.json: text_config.model_type "bert" is not supported \(clip_text_model\)/);
+    expect(() => parseConfig({ model_type: "clip", text_config: { vocab_size: 10, eos_token_id: 12 } }, "c.json")).toThrow(/text_config.eos_token_id 12 is outside the vocabulary of 10/);
     // Fields that do not change the computation are accepted whatever they say.
     const tolerant = parseConfig({ model_type: "llama", pretraining_tp: 4, attention_dropout: 0.1, use_cache: false, mlp_bias: false, head_dim: 128, rope_scaling: null }, "llama");
     expect(tolerant.kind === "llama" && tolerant.text).toEqual(LLAMA_DEFAULTS);

@@ -48,7 +48,7 @@ import { describeWeightTypes, type QuantizePlan } from "../models/load.js";
 import type { DType } from "../tensor/dtype.js";
 import type { Gpu, LaunchRecord } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
+import { hasDecoder, loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
 import { visionLayersUsed } from "../weights/names.js";
 import type { DeviceLimits } from "./limits.js";
 import { shapeConfig, type E2EShape } from "./shapes.js";
@@ -181,7 +181,7 @@ export interface E2EResult {
  * blocks (row parts within `bindingLimit`, each padded to whole words, as they are stored).
  */
 export function decoderWeightBytes(config: ModelConfig, dtype: DType, quantize?: QuantizedType, bindingLimit = Infinity): number {
-  if (config.kind === "clip_vision") return 0;
+  if (!hasDecoder(config)) return 0;
   const tied = config.text.tieWordEmbeddings;
   const read = (name: string) => (name.startsWith("text.") || name.startsWith("lm_head.")) && (tied || name !== "text.embed_tokens.weight");
   return weightBytes(config, dtype, { text: quantize }, bindingLimit, read);
@@ -230,7 +230,7 @@ export function prefillFlops(text: LlamaConfig, positions: number): number {
 }
 
 function describe(config: ModelConfig): string {
-  if (config.kind === "clip_vision") return "a CLIP vision tower";
+  if (!hasDecoder(config)) return config.kind === "clip" ? "a CLIP dual encoder" : "a CLIP vision tower";
   const t = config.text;
   const decoder = `decoder ${t.numHiddenLayers}×${t.hiddenSize} (MLP ${t.intermediateSize}, ${t.numAttentionHeads} heads, ${t.numKeyValueHeads} KV, vocab ${t.vocabSize})`;
   if (config.kind === "llama") return decoder;
@@ -639,7 +639,7 @@ export async function runE2E(gpu: Gpu, source: ModelSource, options: E2EOptions 
   const isRandom = "shape" in source;
   const name = isRandom ? source.shape : source.path;
   const config = isRandom ? shapeConfig(source.shape) : await loadConfig(source.path);
-  if (config.kind === "clip_vision") throw new Error(`${name}: a CLIP vision checkpoint has no decoder to benchmark`);
+  if (!hasDecoder(config)) throw new Error(`${name}: a CLIP checkpoint has no decoder to benchmark`);
   const large = !isRandom || source.shape !== "tiny";
   const s = settings(config, isRandom, large, gpu, options);
 

@@ -22,7 +22,7 @@ import { randomFill } from "../kernels/random_fill.js";
 import { bytesPerElement, type DType } from "../tensor/dtype.js";
 import { check } from "../tensor/errors.js";
 import type { Gpu } from "../tensor/gpu.js";
-import type { ModelConfig } from "../weights/config.js";
+import { hasDecoder, type ModelConfig } from "../weights/config.js";
 import { expectedTensors } from "../weights/names.js";
 import { LlamaDecoder } from "../models/llama.js";
 import { chooseContextLength, LlavaModel, visionPart } from "../models/llava.js";
@@ -156,7 +156,7 @@ export interface RandomModel {
  * vision tower and projector classes loadLlava builds, over weights made on the GPU.
  */
 export async function randomLlava(gpu: Gpu, config: ModelConfig, options: RandomModelOptions): Promise<RandomModel> {
-  check(config.kind !== "clip_vision", () => "random model: a CLIP vision config has no decoder to generate with");
+  check(hasDecoder(config), () => "random model: a CLIP config has no decoder to generate with");
   const { dtype, name = "random weights" } = options;
   const text = config.text;
   const contextLength = chooseContextLength(text, dtype, gpu.limits.maxStorageBufferBindingSize, options.contextLength);

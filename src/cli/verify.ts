@@ -31,7 +31,8 @@ function format(report: VerifyReport): string {
 const command: Command = {
   summary: "check the kernels against transformers' reference tensors (a shared/golden-style folder)",
   usage: `usage: wgsl-vlm verify DIR... [--dtype f32|f16] [--json]
-  DIR holds model/ (a Hugging Face checkpoint), inputs.safetensors (input_ids, pixel_values)
+  DIR holds model/ (a Hugging Face LLaVA, LLaMA or CLIP checkpoint, or a GGUF pair),
+  inputs.safetensors (input_ids, pixel_values; attention_mask for CLIP texts)
   and golden.safetensors (reference tensors from transformers)
   --dtype f32|f16  weight storage dtype (default f32)
   --json           print the reports as JSON

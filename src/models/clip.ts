@@ -13,9 +13,8 @@
  * of 1 + patches tokens, their rows stacked, so every linear layer is one matrix product over
  * all of them; only attention runs image by image (it must not mix them).
  */
-import { activation, activationFromConfig } from "../kernels/activations.js";
+import { activationFromConfig } from "../kernels/activations.js";
 import { attention } from "../kernels/attention/index.js";
-import { add } from "../kernels/elementwise.js";
 import { layernorm } from "../kernels/layernorm.js";
 import { patchEmbed, type PatchEmbedWeights } from "../kernels/patch_embed.js";
 import { check } from "../tensor/errors.js";
@@ -23,25 +22,9 @@ import { takeRows } from "../tensor/copy.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { ClipVisionConfig } from "../weights/config.js";
-import type { Linear } from "./linear.js";
+import { encoderLayer, loadEncoderLayer, loadNorm, type EncoderLayer, type Norm } from "./clip_encoder.js";
 import type { Trace } from "./llama.js";
 import type { WeightStore } from "./weights.js";
-
-interface Norm {
-  weight: Tensor;
-  bias: Tensor;
-}
-
-interface EncoderLayer {
-  norm1: Norm;
-  q: Linear;
-  k: Linear;
-  v: Linear;
-  out: Linear;
-  norm2: Norm;
-  fc1: Linear;
-  fc2: Linear;
-}
 
 export class ClipVisionTower {
   private readonly embeddings: PatchEmbedWeights;
@@ -60,27 +43,14 @@ export class ClipVisionTower {
       Number.isInteger(layerCount) && layerCount >= 0 && layerCount <= config.numHiddenLayers,
       () => `vision tower: cannot run ${layerCount} of its ${config.numHiddenLayers} layers`,
     );
-    const norm = (name: string): Norm => ({ weight: weights.tensor(`${name}.weight`), bias: weights.tensor(`${name}.bias`) });
     this.embeddings = {
       patchWeight: weights.tensor("vision.embeddings.patch_embedding.weight"),
       classEmbedding: weights.tensor("vision.embeddings.class_embedding"),
       positionEmbedding: weights.tensor("vision.embeddings.position_embedding.weight"),
     };
-    this.preNorm = norm("vision.pre_layrnorm");
+    this.preNorm = loadNorm(weights, "vision.pre_layrnorm");
     this.mlpActivation = activationFromConfig(config.hiddenAct);
-    this.layers = Array.from({ length: layerCount }, (_, i) => {
-      const p = `vision.encoder.layers.${i}`;
-      return {
-        norm1: norm(`${p}.layer_norm1`),
-        q: weights.linear(`${p}.self_attn.q_proj`),
-        k: weights.linear(`${p}.self_attn.k_proj`),
-        v: weights.linear(`${p}.self_attn.v_proj`),
-        out: weights.linear(`${p}.self_attn.out_proj`),
-        norm2: norm(`${p}.layer_norm2`),
-        fc1: weights.linear(`${p}.mlp.fc1`),
-        fc2: weights.linear(`${p}.mlp.fc2`),
-      };
-    });
+    this.layers = Array.from({ length: layerCount }, (_, i) => loadEncoderLayer(weights, `vision.encoder.layers.${i}`));
   }
 
   /** Tokens per image: the class token and one per patch. */
@@ -125,17 +95,9 @@ export class ClipVisionTower {
   }
 
   private layer(layer: EncoderLayer, x: Tensor, images: number): Tensor {
-    const { numAttentionHeads: H, headDim: D, hiddenSize, layerNormEps: eps } = this.config;
-    const T = x.dim(0);
-    const h = layernorm(x, layer.norm1.weight, layer.norm1.bias, eps);
-    const q = layer.q.forward(h).reshape([T, H, D]);
-    const k = layer.k.forward(h).reshape([T, H, D]);
-    const v = layer.v.forward(h).reshape([T, H, D]);
-    const attended = images === 1 ? attention(q, k, v, { layout: "tokens" }) : this.attendEach(q, k, v, images);
-    const afterAttention = add(x, layer.out.forward(attended.reshape([T, hiddenSize])));
-    const h2 = layernorm(afterAttention, layer.norm2.weight, layer.norm2.bias, eps);
-    const mlp = layer.fc2.forward(activation(layer.fc1.forward(h2), this.mlpActivation));
-    return add(afterAttention, mlp);
+    return encoderLayer(layer, x, this.config, this.mlpActivation, (q, k, v) =>
+      images === 1 ? attention(q, k, v, { layout: "tokens" }) : this.attendEach(q, k, v, images),
+    );
   }
 
   /**

@@ -26,7 +26,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { GgufCheckpoint } from "../weights/gguf_checkpoint.js";
 import { GgufFields } from "../weights/gguf_config.js";
 import { resolveModelFiles } from "../weights/model_files.js";
-import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
+import { hasDecoder, loadConfig, type DecoderModelConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
 import { resolveWeights, visionLayersUsed } from "../weights/names.js";
 import type { AnyresConfig } from "../weights/config.js";
 import { anyresLayout, packAnyresFeatures, type ImageSize } from "./anyres.js";
@@ -207,7 +207,7 @@ export class LlavaModel {
 
   constructor(
     readonly gpu: Gpu,
-    readonly config: ModelConfig,
+    readonly config: DecoderModelConfig,
     readonly path: string,
     readonly dtype: DType,
     readonly decoder: LlamaDecoder,
@@ -452,8 +452,9 @@ export async function loadLlava(path: string, options: LoadModelOptions = {}): P
   let gpu: Gpu | undefined;
   let store: WeightStore | undefined;
   try {
-    if (config.kind === "clip_vision") {
-      throw new Error(`${path}: a CLIPVisionModel checkpoint has no language model to generate with`);
+    if (!hasDecoder(config)) {
+      const what = config.kind === "clip" ? "a CLIPModel checkpoint (load it with loadClip)" : "a CLIPVisionModel checkpoint";
+      throw new Error(`${path}: ${what} has no language model to generate with`);
     }
     const text = config.text;
     // Refused before a device is made; whether it fits a storage binding is known once the dtype is.

@@ -35,7 +35,7 @@ import { pathExists, readFileWithin, readTextFileWithin } from "../files/read.js
 import { JSON_CONFIG_FILE, TOKENIZER_MODEL_FILE } from "../files/limits.js";
 import { CONFIG_FILE_NAME, loadPreprocessorConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from "../image/config.js";
 import { Checkpoint, checkModelFolder } from "../weights/checkpoint.js";
-import { loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
+import { hasDecoder, loadConfig, type LlamaConfig, type ModelConfig } from "../weights/config.js";
 import { ggufTensorName } from "../weights/gguf_names.js";
 import type { GgufValue } from "../weights/gguf_types.js";
 import { writeGguf, type GgufTensorToWrite } from "../weights/gguf_writer.js";
@@ -214,7 +214,7 @@ export async function convertToGguf(folder: string, options: ConvertOptions): Pr
   }
   await checkModelFolder(folder);
   const config = await loadConfig(folder);
-  if (config.kind === "clip_vision") throw new ConvertError(`${folder}: a CLIP vision model alone has no GGUF form here (convert a LLaVA or LLaMA folder)`);
+  if (!hasDecoder(config)) throw new ConvertError(`${folder}: a CLIP model has no GGUF form here (convert a LLaVA or LLaMA folder)`);
   if (config.kind === "llava" && options.mmprojOut === undefined) throw new ConvertError(`${folder} is a LLaVA model: give the mmproj file's path too (--mmproj-out)`);
   if (config.kind === "llama" && (options.mmprojOut !== undefined || options.visionDtype !== undefined)) {
     throw new ConvertError(`${folder} is a text-only LLaMA model: it has no vision tower for an mmproj file`);

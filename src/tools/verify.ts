@@ -9,87 +9,28 @@
  *   generate_step_logits                                (teacher-forced on the reference tokens)
  *   generated_ids                                       (our own greedy decoding, KV-cache)
  *
- * Each comparison is max |ours - reference| relative to the reference's largest |value|.
- * Tolerances, per storage dtype:
- * - f32: 1e-4 for every tensor. The reference is float32 too; what differs is the order of
- *   summation (tiling, reductions, online softmax), worth ~1e-6 relative per layer.
- * - f16: weights rounded to 11 significant bits perturb every product by up to 2^-11 relative,
- *   and the perturbations compound over layers: 1e-2 (the shared goldens measure 4e-4 to 8e-3).
- *   Greedy ids are reported but not required to match: near-ties in the reference (a gap of
- *   0.002 between the top two logits) may flip at this precision.
+ * Each comparison is max |ours - reference| relative to the reference's largest |value|, within
+ * the tolerance of the storage dtype (compare.ts: 1e-4 in f32, 1e-2 in f16). In f16, greedy ids
+ * are reported but not required to match: near-ties in the reference (a gap of 0.002 between
+ * the top two logits) may flip at this precision.
+ *
+ * A CLIP dual encoder's folder (clip-a) is verified by verify_clip.ts.
  */
 import { join } from "node:path";
 import { argmax } from "../kernels/argmax.js";
 import { takeRows } from "../tensor/copy.js";
-import type { DType } from "../tensor/dtype.js";
 import type { Gpu } from "../tensor/gpu.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import { loadLlava, type LlavaModel } from "../models/llava.js";
 import type { Trace } from "../models/llama.js";
 import { anyresLayout } from "../models/anyres.js";
+import { compare, concat, TOLERANCES, TraceStore, type Comparison, type VerifyReport } from "./compare.js";
+import { verifyClipFolder } from "./verify_clip.js";
+import { pathExists } from "../files/read.js";
+import { loadConfig, MODEL_CONFIG_FILE } from "../weights/config.js";
 
-export interface Comparison {
-  name: string;
-  shape: number[];
-  maxAbsDiff: number;
-  maxAbsReference: number;
-  relative: number;
-  tolerance: number;
-  ok: boolean;
-  /** Why a reference tensor was not compared, or what was. */
-  note?: string;
-}
-
-export interface VerifyReport {
-  folder: string;
-  dtype: DType;
-  comparisons: Comparison[];
-  tokens: { expected: number[]; got: number[]; agreeing: number; required: boolean };
-  ok: boolean;
-}
-
-const TOLERANCES: Record<"f32" | "f16", number> = { f32: 1e-4, f16: 1e-2 };
-
-/** The traced tensors, copied as they pass: name → "i,j" (reference index) → tensor. */
-class TraceStore {
-  readonly tensors = new Map<string, Map<string, Tensor>>();
-
-  readonly trace: Trace = (name, index, t) => {
-    let byIndex = this.tensors.get(name);
-    if (!byIndex) this.tensors.set(name, (byIndex = new Map()));
-    byIndex.set(index.join(","), t.gpu.keep(takeRows(t, 0, t.dim(0))));
-  };
-
-  dispose(): void {
-    for (const byIndex of this.tensors.values()) for (const t of byIndex.values()) t.dispose();
-  }
-}
-
-function compare(name: string, ours: ArrayLike<number>, reference: Float32Array, shape: number[], tolerance: number, note?: string): Comparison {
-  let maxAbsDiff = 0;
-  let maxAbsReference = 0;
-  let nonFinite = ours.length !== reference.length;
-  for (let i = 0; i < reference.length && !nonFinite; i++) {
-    if (!Number.isFinite(ours[i])) nonFinite = true;
-    maxAbsDiff = Math.max(maxAbsDiff, Math.abs(ours[i] - reference[i]));
-    maxAbsReference = Math.max(maxAbsReference, Math.abs(reference[i]));
-  }
-  if (nonFinite) maxAbsDiff = NaN;
-  const relative = maxAbsDiff / Math.max(maxAbsReference, Number.MIN_VALUE);
-  return { name, shape, maxAbsDiff, maxAbsReference, relative, tolerance, ok: relative <= tolerance, note };
-}
-
-/** Concatenates host arrays. */
-function concat(parts: ArrayLike<number>[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p as ArrayLike<number>, offset);
-    offset += p.length;
-  }
-  return out;
-}
+export type { Comparison, VerifyReport } from "./compare.js";
 
 export interface VerifyOptions {
   dtype?: "f32" | "f16";
@@ -98,6 +39,7 @@ export interface VerifyOptions {
 }
 
 export async function verifyFolder(folder: string, options: VerifyOptions = {}): Promise<VerifyReport> {
+  if (await isClipFolder(join(folder, "model"))) return verifyClipFolder(folder, options);
   const inputs = await SafetensorsFile.open(join(folder, "inputs.safetensors"));
   let golden: SafetensorsFile | null = null;
   let model: LlavaModel | null = null;
@@ -110,6 +52,12 @@ export async function verifyFolder(folder: string, options: VerifyOptions = {}):
     await golden?.close();
     await inputs.close();
   }
+}
+
+/** Whether a golden folder's model is a CLIP dual encoder (a GGUF model/ has no config.json, and is not). */
+async function isClipFolder(model: string): Promise<boolean> {
+  if (!(await pathExists(join(model, MODEL_CONFIG_FILE)))) return false;
+  return (await loadConfig(model)).kind === "clip";
 }
 
 /** verifyFolder once its files are open and its model loaded (the caller closes them). */

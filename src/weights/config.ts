@@ -11,8 +11,9 @@
  *   defaults) and `vision_config` (a CLIPVisionConfig; absent = LlavaConfig's own default, the
  *   ViT-L/14 at 336 px of llava-1.5);
  * - `llama` (LlamaForCausalLM) alone;
- * - `clip_vision_model` (CLIPVisionModel) alone, or `clip` (CLIPModel), whose `vision_config`
- *   is used.
+ * - `clip_vision_model` (CLIPVisionModel) alone;
+ * - `clip` (CLIPModel): the dual encoder, `text_config` (CLIPTextConfig) and `vision_config`
+ *   with `projection_dim`, the size of the space both are projected into.
  *
  * Fields that do not change the computation (dropout, initializer ranges, `use_cache`, ...) are
  * ignored. A field that would change it in a way this runtime does not implement (rope scaling,
@@ -107,10 +108,47 @@ export interface AnyresConfig {
   imageSeqLength: number;
 }
 
+/** CLIP's text encoder (transformers' CLIPTextConfig). */
+export interface ClipTextConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  /** hiddenSize / numAttentionHeads. */
+  headDim: number;
+  /** The context: the most tokens a text may have (77 in OpenAI's CLIP). */
+  maxPositionEmbeddings: number;
+  hiddenAct: Activation;
+  layerNormEps: number;
+  /**
+   * Where the text is pooled: with eos_token_id 2 (what openai/clip-vit-* configs carry, not
+   * the tokenizer's end id) transformers takes argmax(input_ids), the first end token since it
+   * has the largest id; otherwise the first position holding eos_token_id.
+   */
+  eosTokenId: number;
+}
+
+/** A CLIP dual encoder (transformers' CLIPConfig). */
+export interface ClipConfig {
+  text: ClipTextConfig;
+  vision: ClipVisionConfig;
+  /** Both towers' pooled outputs are projected to this many dimensions. */
+  projectionDim: number;
+}
+
 export type ModelConfig =
   | ({ kind: "llava" } & LlavaConfig)
   | { kind: "llama"; text: LlamaConfig }
-  | { kind: "clip_vision"; vision: ClipVisionConfig };
+  | { kind: "clip_vision"; vision: ClipVisionConfig }
+  | ({ kind: "clip" } & ClipConfig);
+
+/** A LLaVA or a LLaMA: a config with a decoder to generate with. */
+export type DecoderModelConfig = Extract<ModelConfig, { kind: "llava" | "llama" }>;
+
+export function hasDecoder(config: ModelConfig): config is DecoderModelConfig {
+  return config.kind === "llava" || config.kind === "llama";
+}
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -171,7 +209,7 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     case "clip_vision_model":
       return { kind: "clip_vision", vision: clipVisionConfig(root) };
     case "clip":
-      return { kind: "clip_vision", vision: clipVisionConfig(root.object("vision_config") ?? root.empty("vision_config")) };
+      return { kind: "clip", ...clipConfig(root) };
     case null:
       return root.fail("model_type", `is missing; expected ${MODEL_TYPES}`);
     default:
@@ -298,6 +336,41 @@ function llamaConfig(f: Fields, modelType: "llama" | "mistral" = "llama"): Llama
 }
 
 type ClipDefaults = Partial<Record<"hidden_size" | "intermediate_size" | "patch_size" | "image_size" | "num_hidden_layers" | "num_attention_heads", number>>;
+
+function clipConfig(root: Fields): ClipConfig {
+  const textFields = root.object("text_config") ?? root.empty("text_config");
+  const visionFields = root.object("vision_config") ?? root.empty("vision_config");
+  for (const [fields, type] of [[textFields, "clip_text_model"], [visionFields, "clip_vision_model"]] as const) {
+    const t = fields.string("model_type", type);
+    if (t !== type) fields.fail("model_type", `${JSON.stringify(t)} is not supported (${type})`);
+  }
+  return { text: clipTextConfig(textFields), vision: clipVisionConfig(visionFields), projectionDim: root.size("projection_dim", 512, CONFIG_LIMITS.hiddenSize) };
+}
+
+/** CLIPTextConfig's fields, with its defaults (those of openai/clip-vit-base-patch32's text tower). */
+function clipTextConfig(f: Fields): ClipTextConfig {
+  const hiddenSize = f.size("hidden_size", 512, CONFIG_LIMITS.hiddenSize);
+  const numAttentionHeads = f.size("num_attention_heads", 8, CONFIG_LIMITS.heads);
+  if (hiddenSize % numAttentionHeads !== 0) f.fail("hidden_size", `${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
+  const vocabSize = f.size("vocab_size", 49408, CONFIG_LIMITS.vocabSize);
+  const eosTokenId = f.int("eos_token_id", 49407, 0);
+  if (eosTokenId >= vocabSize) f.fail("eos_token_id", `${eosTokenId} is outside the vocabulary of ${vocabSize} tokens`);
+  return {
+    vocabSize,
+    hiddenSize,
+    intermediateSize: f.size("intermediate_size", 2048, CONFIG_LIMITS.intermediateSize),
+    numHiddenLayers: f.size("num_hidden_layers", 12, CONFIG_LIMITS.layers),
+    numAttentionHeads,
+    headDim: hiddenSize / numAttentionHeads,
+    maxPositionEmbeddings: f.size("max_position_embeddings", 77, CLIP_MAX_CONTEXT),
+    hiddenAct: f.activation("hidden_act", "quick_gelu"),
+    layerNormEps: f.positive("layer_norm_eps", 1e-5),
+    eosTokenId,
+  };
+}
+
+/** The longest CLIP text accepted: every query attends to all earlier tokens, so texts are short (77 in OpenAI's CLIP). */
+export const CLIP_MAX_CONTEXT = 4096;
 
 function clipVisionConfig(f: Fields, defaults: ClipDefaults = {}): ClipVisionConfig {
   const hiddenSize = f.size("hidden_size", defaults.hidden_size ?? 768, CONFIG_LIMITS.hiddenSize);

@@ -22,7 +22,7 @@ import { basename } from "node:path";
 import { GgufError, GgufFile, type GgufTensorInfo } from "./gguf.js";
 import { configFromGguf } from "./gguf_config.js";
 import { isVisionTensor } from "./gguf_names.js";
-import type { ModelConfig } from "./config.js";
+import { hasDecoder, type ModelConfig } from "./config.js";
 
 export interface GgufCheckpointTensor {
   name: string;
@@ -92,7 +92,7 @@ export class GgufCheckpoint {
         hasAttentionBias: tensors.has("blk.0.attn_q.bias"),
         hasProjectorBias: tensors.has("mm.0.bias"),
       });
-      if (config.kind !== "clip_vision") markRopeRows(tensors, config.text.numAttentionHeads, config.text.numKeyValueHeads);
+      if (hasDecoder(config)) markRopeRows(tensors, config.text.numAttentionHeads, config.text.numKeyValueHeads);
       if (config.kind === "llava") swapLegacyMlpNames(tensors, config.vision.hiddenSize, mmproj!, notes);
       const path = mmproj ? `${textPath} (with ${basename(mmproj.path)})` : textPath;
       return new GgufCheckpoint(path, files, tensors, config, notes);

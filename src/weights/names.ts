@@ -31,7 +31,7 @@
  * tensors that are not part of the model, are warnings (transformers' "Some weights of the
  * model checkpoint were not used"). The layers LLaVA legitimately leaves unused are not.
  */
-import type { ClipVisionConfig, LlamaConfig, ModelConfig } from "./config.js";
+import { hasDecoder, type ClipVisionConfig, type LlamaConfig, type ModelConfig } from "./config.js";
 import { GGUF_LAYER_PREFIXES, ggufTensorName } from "./gguf_names.js";
 
 export interface ExpectedTensor {
@@ -69,14 +69,14 @@ export class WeightNameError extends Error {
   override name = "WeightNameError";
 }
 
-type Component = "text" | "lm_head" | "vision" | "projector" | "image_newline";
+type Component = "text" | "lm_head" | "vision" | "projector" | "image_newline" | "clip_text" | "visual_projection" | "text_projection" | "logit_scale";
 
 interface Scheme {
   name: string;
   /** A canonical name's name in this scheme; undefined when the scheme has no such tensor. */
   rename: (canonical: string) => string | undefined;
-  /** Where the numbered layers of the decoder (`text`) and of the vision tower start, for counting them. */
-  layers: { text?: string; vision?: string };
+  /** Where the numbered layers of the decoder (`text`), the vision tower and CLIP's text tower start, for counting them. */
+  layers: { text?: string; vision?: string; clipText?: string };
 }
 
 /**
@@ -95,6 +95,7 @@ function prefixScheme(name: string, prefixes: Partial<Record<Component, string>>
     layers: {
       text: prefixes.text && `${prefixes.text}layers.`,
       vision: prefixes.vision && `${prefixes.vision}encoder.layers.`,
+      clipText: prefixes.clip_text && `${prefixes.clip_text}encoder.layers.`,
     },
   };
 }
@@ -122,6 +123,15 @@ const SCHEMES: Record<ModelConfig["kind"], Scheme[]> = {
   ],
   llama: [prefixScheme("LlamaForCausalLM (model.*, lm_head.*)", { text: "model.", lm_head: "lm_head." }), GGUF_SCHEME],
   clip_vision: [prefixScheme("CLIPVisionModel (vision_model.*)", { vision: "vision_model." }), GGUF_SCHEME],
+  clip: [
+    prefixScheme("CLIPModel (text_model.*, vision_model.*, text_projection, visual_projection, logit_scale)", {
+      clip_text: "text_model.",
+      vision: "vision_model.",
+      text_projection: "text_projection.",
+      visual_projection: "visual_projection.",
+      logit_scale: "logit_scale",
+    }),
+  ],
 };
 
 /** A tensor of the architecture; `unusedBecause` marks one the model never reads. */
@@ -179,24 +189,47 @@ function clipTensors(c: ClipVisionConfig, usedLayers: number, unusedLayerReason:
     { name: "vision.pre_layrnorm.bias", shape: [h] },
   ];
   for (let i = 0; i < c.numHiddenLayers; i++) {
-    const p = `vision.encoder.layers.${i}.`;
     const unusedBecause = i >= usedLayers ? unusedLayerReason.replace("{i}", String(i)) : undefined;
-    const layer: ExpectedTensor[] = [];
-    for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) {
-      layer.push({ name: `${p}self_attn.${proj}.weight`, shape: [h, h] }, { name: `${p}self_attn.${proj}.bias`, shape: [h] });
-    }
-    for (const norm of ["layer_norm1", "layer_norm2"]) layer.push({ name: `${p}${norm}.weight`, shape: [h] }, { name: `${p}${norm}.bias`, shape: [h] });
-    layer.push(
-      { name: `${p}mlp.fc1.weight`, shape: [c.intermediateSize, h] },
-      { name: `${p}mlp.fc1.bias`, shape: [c.intermediateSize] },
-      { name: `${p}mlp.fc2.weight`, shape: [h, c.intermediateSize] },
-      { name: `${p}mlp.fc2.bias`, shape: [h] },
-    );
-    out.push(...layer.map((t) => ({ ...t, unusedBecause })));
+    out.push(...encoderLayerTensors(`vision.encoder.layers.${i}.`, h, c.intermediateSize).map((t) => ({ ...t, unusedBecause })));
   }
   out.push(
     { name: "vision.post_layernorm.weight", shape: [h], unusedBecause: postLayernormUnused },
     { name: "vision.post_layernorm.bias", shape: [h], unusedBecause: postLayernormUnused },
+  );
+  return out;
+}
+
+/** One CLIP encoder layer (either tower's): attention and MLP with biases, two layer norms. */
+function encoderLayerTensors(p: string, h: number, intermediate: number): ExpectedTensor[] {
+  const layer: ExpectedTensor[] = [];
+  for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) {
+    layer.push({ name: `${p}self_attn.${proj}.weight`, shape: [h, h] }, { name: `${p}self_attn.${proj}.bias`, shape: [h] });
+  }
+  for (const norm of ["layer_norm1", "layer_norm2"]) layer.push({ name: `${p}${norm}.weight`, shape: [h] }, { name: `${p}${norm}.bias`, shape: [h] });
+  layer.push(
+    { name: `${p}mlp.fc1.weight`, shape: [intermediate, h] },
+    { name: `${p}mlp.fc1.bias`, shape: [intermediate] },
+    { name: `${p}mlp.fc2.weight`, shape: [h, intermediate] },
+    { name: `${p}mlp.fc2.bias`, shape: [h] },
+  );
+  return layer;
+}
+
+/** CLIP's text tower, both projections and the logit scale (a scalar). */
+function clipTextTensors(config: Extract<ModelConfig, { kind: "clip" }>): ArchitectureTensor[] {
+  const c = config.text;
+  const h = c.hiddenSize;
+  const out: ArchitectureTensor[] = [
+    { name: "clip_text.embeddings.token_embedding.weight", shape: [c.vocabSize, h] },
+    { name: "clip_text.embeddings.position_embedding.weight", shape: [c.maxPositionEmbeddings, h] },
+  ];
+  for (let i = 0; i < c.numHiddenLayers; i++) out.push(...encoderLayerTensors(`clip_text.encoder.layers.${i}.`, h, c.intermediateSize));
+  out.push(
+    { name: "clip_text.final_layer_norm.weight", shape: [h] },
+    { name: "clip_text.final_layer_norm.bias", shape: [h] },
+    { name: "text_projection.weight", shape: [config.projectionDim, h] },
+    { name: "visual_projection.weight", shape: [config.projectionDim, config.vision.hiddenSize] },
+    { name: "logit_scale", shape: [] },
   );
   return out;
 }
@@ -222,6 +255,8 @@ function architectureTensors(config: ModelConfig, projector: "mlp" | "linear"): 
       return llamaTensors(config.text);
     case "clip_vision":
       return clipTensors(config.vision, config.vision.numHiddenLayers, "");
+    case "clip":
+      return [...clipTensors(config.vision, config.vision.numHiddenLayers, ""), ...clipTextTensors(config)];
     case "llava": {
       const used = visionLayersUsed(config);
       const after = `vision layer {i} comes after vision_feature_layer ${config.visionFeatureLayer}`;
@@ -322,7 +357,7 @@ export function resolveWeights(config: ModelConfig, checkpoint: TensorIndex): Re
 
 /** A component's layers: how many the checkpoint stores (highest index + 1) and how many the config runs. */
 interface LayerCount {
-  what: "decoder" | "vision";
+  what: "decoder" | "vision" | "text";
   /** The config field that sets the count. */
   field: string;
   stored: number;
@@ -346,8 +381,10 @@ function layerCounts(config: ModelConfig, scheme: Scheme, checkpoint: TensorInde
     counts.push({ what, field, stored, configured });
   };
   const nested = config.kind === "llava";
-  if (config.kind !== "clip_vision") count(scheme.layers.text, "decoder", nested ? "text_config.num_hidden_layers" : "num_hidden_layers", config.text.numHiddenLayers);
-  if (config.kind !== "llama") count(scheme.layers.vision, "vision", nested ? "vision_config.num_hidden_layers" : "num_hidden_layers", config.vision.numHiddenLayers);
+  const nestedVision = config.kind === "llava" || config.kind === "clip";
+  if (hasDecoder(config)) count(scheme.layers.text, "decoder", nested ? "text_config.num_hidden_layers" : "num_hidden_layers", config.text.numHiddenLayers);
+  if (config.kind === "clip") count(scheme.layers.clipText, "text", "text_config.num_hidden_layers", config.text.numHiddenLayers);
+  if (config.kind !== "llama") count(scheme.layers.vision, "vision", nestedVision ? "vision_config.num_hidden_layers" : "num_hidden_layers", config.vision.numHiddenLayers);
   return counts;
 }
 
@@ -355,7 +392,7 @@ function layerCounts(config: ModelConfig, scheme: Scheme, checkpoint: TensorInde
 function disagreements(config: ModelConfig, scheme: Scheme, checkpoint: TensorIndex, unused: ResolvedWeights["unused"]): string[] {
   const warnings: string[] = [];
   const lmHead = checkpointName("lm_head.weight", scheme);
-  if (config.kind !== "clip_vision" && config.text.tieWordEmbeddings && lmHead !== undefined && checkpoint.tensors.has(lmHead)) {
+  if (hasDecoder(config) && config.text.tieWordEmbeddings && lmHead !== undefined && checkpoint.tensors.has(lmHead)) {
     warnings.push(
       `${checkpoint.path}: the config says tie_word_embeddings: true, but the checkpoint stores a separate ${lmHead}; ` +
         "it is ignored and embed_tokens serves as the LM head (if the two differ, the config should say tie_word_embeddings: false)",
