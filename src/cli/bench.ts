@@ -26,6 +26,7 @@ import { Gpu } from "../tensor/gpu.js";
 import { measureServeLoad, serveLoadMarkdown } from "../bench/serve_load.js";
 import { DEFAULT_SHARD_BYTES, loadMarkdown, measureLoad, temporaryShapeCheckpoint } from "../bench/load.js";
 import { MAX_BATCH } from "../models/llava.js";
+import { CLIP_SHAPES, clipBenchMarkdown, isClipShape, runClipBench } from "../bench/clip.js";
 import { QUANTIZED_TYPES, type QuantizedType } from "../kernels/quant/blocks.js";
 import { UsageError, type Command } from "./command.js";
 import { loadModelFrom, MODEL_OPTIONS } from "./model_options.js";
@@ -59,6 +60,7 @@ const USAGE = `usage: wgsl-vlm bench limits [--sizes real|tiny] [options]
        wgsl-vlm bench kernels [--only NAME[,NAME...]] [--dtype f16|f32] [--sizes real|tiny] [options]
        wgsl-vlm bench e2e --shape ${Object.keys(E2E_SHAPES).join("|")} [--dtype f16|f32|${E2E_QUANTIZED.join("|")}] [--vision-dtype TYPE] | --model DIR [--dtype f16|f32] [e2e options] [options]
        wgsl-vlm bench serve --model DIR [--clients LIST] [--requests N] [--max-tokens N] [--json] [--out DIR]
+       wgsl-vlm bench clip --shape ${Object.keys(CLIP_SHAPES).join("|")} [--dtype f16|f32] [--quick] [--json] [--out DIR]
        wgsl-vlm bench load --model DIR | --shape ${Object.keys(E2E_SHAPES).join("|")} [--checkpoint-dtype bf16|f16|f32] [--shard-mb N] [--dtype f16|f32] [--json] [--out DIR]
 
 limits    the device's memory bandwidth (a buffer copy; a read-only kernel) and arithmetic rate
@@ -79,6 +81,9 @@ serve     the OpenAI server under load: for each number of concurrent clients (-
           level, default 16; --max-tokens, default 32): requests/s, time to first token p50/p99,
           aggregate tokens/s; the model is loaded with --max-batch the most clients and takes
           generate's --dtype and --context
+clip      CLIP on its own, random weights of OpenAI's shapes built on the GPU: images and texts
+          embedded per second at a few batch sizes (GFLOP/s beside), and the latency of an exact
+          search over 100k and 1M vectors (--quick: smaller batches, one timed run each)
 load      loading a checkpoint against reading its files: with the page cache dropped first (needs
           root: it drops the whole machine's clean cache) and again warm, a plain read of the
           files and loadModel() (seconds, GB/s, their ratio) and the first token after; --shape
@@ -376,11 +381,31 @@ async function loadCommand(argv: string[]): Promise<number> {
   }
 }
 
+async function clipCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, shape: { type: "string" }, dtype: { type: "string" } } });
+  if (values.shape === undefined || !isClipShape(values.shape)) throw new UsageError(`--shape must be one of ${Object.keys(CLIP_SHAPES).join(", ")}, not '${values.shape ?? ""}'`);
+  const gpu = await Gpu.create(gpuOptions(values));
+  try {
+    const dtype = values.dtype === undefined ? undefined : dtypeOption(values.dtype, gpu);
+    const env = environment(gpu);
+    const result = await runClipBench(gpu, values.shape, { dtype, quick: values.quick, onProgress: (line) => progress(`  ${line}`) });
+    const document = { kind: "clip", environment: env, quick: values.quick ?? false, result };
+    const markdown = `## CLIP: ${values.shape}\n\n${environmentMarkdown(env)}${values.quick ? "; --quick" : ""}\n\n${clipBenchMarkdown(result)}\n`;
+    const stem = `clip-${values.shape}`;
+    await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown });
+    process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
+    return 0;
+  } finally {
+    gpu.destroy();
+  }
+}
+
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   limits: limitsCommand,
   kernels: kernelsCommand,
   e2e: e2eCommand,
   serve: serveCommand,
+  clip: clipCommand,
   load: loadCommand,
 };
 
@@ -390,7 +415,7 @@ const command: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     const run = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-    if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels, e2e, serve or load" : `unknown benchmark '${sub}' (limits, kernels, e2e, serve or load)`);
+    if (!run) throw new UsageError(sub === undefined ? "which benchmark? limits, kernels, e2e, serve, clip or load" : `unknown benchmark '${sub}' (limits, kernels, e2e, serve, clip or load)`);
     return run(rest);
   },
 };

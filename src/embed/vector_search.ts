@@ -29,6 +29,11 @@ export class GpuVectors {
   private readonly matrix: Linear;
   private readonly parts: Tensor[];
 
+  /** Vectors already on the GPU: `parts` [rows, dimensions] f32 each, starting at `rowStarts` (made by upload, or a benchmark). */
+  static fromParts(gpu: Gpu, rows: number, dimensions: number, parts: Tensor[], rowStarts: number[]): GpuVectors {
+    return new GpuVectors(gpu, rows, dimensions, parts, rowStarts);
+  }
+
   private constructor(
     readonly gpu: Gpu,
     readonly rows: number,
