@@ -1,19 +1,25 @@
-/** `wgsl-vlm serve`: the OpenAI-compatible HTTP server (src/serve/server.ts) over one model. */
+/** `wgsl-vlm serve`: the OpenAI-compatible HTTP server (src/serve/server.ts) over one model, and/or a CLIP model for embeddings. */
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { loadClip, type Clip } from "../embed/clip.js";
+import type { VisionLanguageModel } from "../generate/model.js";
 import { DEFAULT_REMOTE_MAX_BYTES, DEFAULT_REMOTE_TIMEOUT_MS } from "../serve/images.js";
 import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_QUEUE, DEFAULT_SHUTDOWN_TIMEOUT_MS, startServer } from "../serve/server.js";
 import { MAX_BATCH } from "../models/llava.js";
 import { UsageError, type Command } from "./command.js";
 import { loadModelFrom, MODEL_OPTIONS, MODEL_USAGE } from "./model_options.js";
-import { numberOption } from "./options.js";
+import { gpuOptions, numberOption } from "./options.js";
 
 const DEFAULT_MAX_BATCH = 4;
 const MIB = 2 ** 20;
 
 const command: Command = {
-  summary: "serve the model over OpenAI's chat API (with a chat page at /)",
-  usage: `usage: wgsl-vlm serve --model DIR [options]
+  summary: "serve the model over OpenAI's chat API (with a chat page at /), and a CLIP model over its embeddings API",
+  usage: `usage: wgsl-vlm serve --model DIR [--clip DIR] [options]
+       wgsl-vlm serve --clip DIR [options]          (embeddings only)
+  --clip DIR             a CLIP checkpoint folder (CLIPModel) to serve POST /v1/embeddings:
+                         text and image embeddings in one space
+  --clip-name NAME       the CLIP model's name in the API (default: the folder's name)
   --host ADDRESS         listen on this address (default 127.0.0.1: this machine only)
   --port N               (default 8080; 0 picks a free one)
   --api-key KEY          require "Authorization: Bearer KEY" on /v1/* and /metrics
@@ -30,8 +36,9 @@ const command: Command = {
   --no-log               no JSON log line per request on stdout
 ${MODEL_USAGE}
 
-Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
-GET /metrics (Prometheus), GET / (a chat page).`,
+Endpoints: POST /v1/chat/completions, POST /v1/completions (with --model),
+POST /v1/embeddings (with --clip), GET /v1/models, GET /health, GET /metrics (Prometheus),
+GET / (a chat page).`,
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
@@ -41,6 +48,8 @@ GET /metrics (Prometheus), GET / (a chat page).`,
         port: { type: "string" },
         "api-key": { type: "string" },
         "model-name": { type: "string" },
+        clip: { type: "string" },
+        "clip-name": { type: "string" },
         "max-batch": { type: "string" },
         "kv-cache-mb": { type: "string" },
         "max-queue": { type: "string" },
@@ -50,7 +59,7 @@ GET /metrics (Prometheus), GET / (a chat page).`,
         "no-log": { type: "boolean" },
       },
     });
-    if (!values.model) throw new UsageError("--model DIR is required");
+    if (!values.model && !values.clip) throw new UsageError("--model DIR is required"); // (or --clip DIR alone: a server of embeddings only)
     const port = numberOption(values.port, "port", 8080, (n) => Number.isInteger(n) && n >= 0 && n <= 65535);
     const maxBatch = numberOption(values["max-batch"], "max-batch", DEFAULT_MAX_BATCH, (n) => Number.isInteger(n) && n >= 1 && n <= MAX_BATCH);
     const kvCacheMb = values["kv-cache-mb"] === undefined ? undefined : numberOption(values["kv-cache-mb"], "kv-cache-mb", 0, (n) => n > 0);
@@ -59,17 +68,33 @@ GET /metrics (Prometheus), GET / (a chat page).`,
     const shutdownS = numberOption(values["shutdown-timeout"], "shutdown-timeout", DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000, (n) => n >= 0);
     const apiKey = values["api-key"] ?? process.env.WGSL_VLM_API_KEY;
     if (apiKey !== undefined && apiKey.length === 0) throw new UsageError("--api-key must not be empty");
-    const modelName = values["model-name"] ?? basename(resolve(values.model));
+    const modelName = values.model ? (values["model-name"] ?? basename(resolve(values.model))) : undefined;
+    if (!values.model && values["model-name"] !== undefined) throw new UsageError("--model-name goes with --model");
+    if (!values.clip && values["clip-name"] !== undefined) throw new UsageError("--clip-name goes with --clip");
+    const clipName = values.clip ? (values["clip-name"] ?? basename(resolve(values.clip))) : undefined;
+    if (modelName !== undefined && modelName === clipName) throw new UsageError(`the model and the CLIP model are both named '${modelName}': give --model-name or --clip-name`);
+    const names = [modelName, clipName].filter((n) => n !== undefined).join(" and ");
 
     // The server listens first (a port in use fails at once) and answers 503 on /health until
     // the model is loaded.
     let startLoading!: () => void;
-    const loading = new Promise<void>((start) => (startLoading = start)).then(() =>
-      loadModelFrom(values, { maxBatch, kvCacheBytes: kvCacheMb === undefined ? undefined : Math.floor(kvCacheMb * MIB) }),
-    );
+    const start = new Promise<void>((go) => (startLoading = go));
+    const loading: Promise<VisionLanguageModel> | undefined = values.model
+      ? start.then(() => loadModelFrom(values, { maxBatch, kvCacheBytes: kvCacheMb === undefined ? undefined : Math.floor(kvCacheMb * MIB) }))
+      : undefined;
+    // After the chat model (one loading at a time; its progress bar has stderr to itself).
+    const clipDir = values.clip;
+    const clipLoading: Promise<Clip> | undefined = clipDir
+      ? (loading ?? start).then(
+          () => loadClip(clipDir, gpuOptions(values)),
+          () => new Promise<never>(() => {}), // the chat model failed: the server stops anyway
+        )
+      : undefined;
     const server = await startServer({
       model: loading,
       modelName,
+      clip: clipLoading,
+      clipName,
       host: values.host,
       port,
       apiKey,
@@ -80,14 +105,17 @@ GET /metrics (Prometheus), GET / (a chat page).`,
       shutdownTimeoutMs: shutdownS * 1000,
     });
     startLoading();
-    if (!values.quiet) process.stderr.write(`listening on ${server.url} (model ${modelName} loading)\n`);
+    if (!values.quiet) process.stderr.write(`listening on ${server.url} (${names} loading)\n`);
     const stopped = new Promise<string>((done) => {
       process.once("SIGTERM", () => done("SIGTERM"));
       process.once("SIGINT", () => done("SIGINT"));
     });
-    const failed = server.ready.then(
-      (model) => {
-        if (!values.quiet) process.stderr.write(`ready: ${modelName} on ${server.url} (up to ${model.maxBatch} generations at once)\n`);
+    const failed = Promise.all([server.ready, server.clipReady]).then(
+      ([model, clip]) => {
+        if (!values.quiet) {
+          const parts = [model ? `${modelName} (up to ${model.maxBatch} generations at once)` : null, clip ? `${clipName} (embeddings, ${clip.dimensions} dimensions)` : null];
+          process.stderr.write(`ready: ${parts.filter((p) => p !== null).join(" and ")} on ${server.url}\n`);
+        }
         return new Promise<never>(() => {});
       },
       (error: Error) => error,
@@ -99,7 +127,8 @@ GET /metrics (Prometheus), GET / (a chat page).`,
     }
     if (!values.quiet) process.stderr.write(`${outcome}: finishing the requests in flight (at most ${shutdownS} s), then exiting\n`);
     await server.close();
-    (await loading).dispose();
+    (await clipLoading)?.dispose();
+    (await loading)?.dispose();
     return 0;
   },
 };

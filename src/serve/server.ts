@@ -1,5 +1,6 @@
 /**
- * `wgsl-vlm serve`: OpenAI's chat and completions API over one loaded model.
+ * `wgsl-vlm serve`: OpenAI's chat and completions API over one loaded model, and its embeddings
+ * API over a CLIP dual encoder (embeddings.ts), either or both.
  *
  * The HTTP layer is Fastify: it parses JSON with a body limit (413 past it), answers malformed
  * JSON with a 400, closes gracefully, and logs through pino, one JSON line per request. Every
@@ -13,6 +14,9 @@
  * Streaming answers are Server-Sent Events, `data: {chunk}` lines ending in `data: [DONE]`,
  * written at the client's pace: a client that disconnects aborts its generation (its KV-cache
  * goes back to the batch between two tokens) and the server goes on serving the others.
+ *
+ * Embedding requests run one at a time on the CLIP model (a queue: their batches never
+ * interleave), up to `maxQueue` waiting; their images are decoded before they take their turn.
  */
 import { timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -20,19 +24,28 @@ import type { ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Writable } from "node:stream";
+import type { Clip } from "../embed/clip.js";
 import type { VisionLanguageModel } from "../generate/model.js";
 import type { GenerateChunk, GenerateResult } from "../generate/request.js";
-import { ApiError, toApiError } from "./api_error.js";
+import { ApiError, badRequest, toApiError } from "./api_error.js";
+import { embeddingModelInfo, embeddingsBody, embedInputs, parseEmbeddingRequest, preparePixels } from "./embeddings.js";
 import type { RemoteImageOptions } from "./images.js";
 import { ServerMetrics } from "./metrics.js";
 import { parseChatRequest, parseCompletionRequest, type ServedRequest } from "./openai_request.js";
 import { chunkBody, completionBody, responseHeader, usageChunkBody, type Endpoint } from "./openai_response.js";
 
 export interface ServeOptions {
-  /** The model, or its loading: until it resolves /health answers 503 and so do the API's endpoints. */
-  model: VisionLanguageModel | Promise<VisionLanguageModel>;
-  /** The name /v1/models lists and responses carry; a request naming another model gets 404. */
-  modelName: string;
+  /**
+   * The chat model, or its loading: until it resolves /health answers 503 and so do the chat
+   * endpoints. Without one (a server of embeddings only) they answer 404.
+   */
+  model?: VisionLanguageModel | Promise<VisionLanguageModel>;
+  /** The name /v1/models lists and responses carry; a request naming another model gets 404. Required with `model`. */
+  modelName?: string;
+  /** A CLIP dual encoder (or its loading) for POST /v1/embeddings; without one that answers 404. */
+  clip?: Clip | Promise<Clip>;
+  /** The CLIP model's name in the API. Required with `clip`. */
+  clipName?: string;
   /** Default 127.0.0.1 (this machine only). */
   host?: string;
   /** Default 8080; 0 picks a free port (the URL says which). */
@@ -41,7 +54,7 @@ export interface ServeOptions {
   apiKey?: string;
   /** Request bodies past this many bytes get 413 (default DEFAULT_BODY_LIMIT: base64 photos are large). */
   bodyLimitBytes?: number;
-  /** Requests that may wait for a KV-cache beyond those being decoded (default DEFAULT_MAX_QUEUE); more get 429. */
+  /** Requests that may wait for a KV-cache beyond those being decoded, and embedding requests waiting their turn (default DEFAULT_MAX_QUEUE); more get 429. */
   maxQueue?: number;
   remoteImages?: RemoteImageOptions;
   /** Where the JSON log lines go (default stdout), or false for none. */
@@ -54,8 +67,10 @@ export interface RunningServer {
   /** http://host:port */
   url: string;
   app: FastifyInstance;
-  /** Resolves when the model is loaded (rejects if loading failed; the server then answers 503). */
-  ready: Promise<VisionLanguageModel>;
+  /** Resolves when the chat model is loaded, at once to null without one (rejects if loading failed; the server then answers 503). */
+  ready: Promise<VisionLanguageModel | null>;
+  /** The same for the CLIP model. */
+  clipReady: Promise<Clip | null>;
   /** Stops accepting, lets running generations finish within shutdownTimeoutMs, cancels the rest, closes. */
   close(): Promise<void>;
 }
@@ -84,7 +99,15 @@ interface Active {
 }
 
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
-  const { modelName, apiKey } = options;
+  const { apiKey } = options;
+  const hasModel = options.model !== undefined;
+  const hasClip = options.clip !== undefined;
+  if (!hasModel && !hasClip) throw new Error("startServer: give a chat model (model), a CLIP model (clip), or both");
+  if (hasModel && !options.modelName) throw new Error("startServer: a model needs its modelName");
+  if (hasClip && !options.clipName) throw new Error("startServer: a CLIP model needs its clipName");
+  if (hasModel && hasClip && options.modelName === options.clipName) throw new Error(`startServer: the chat model and the CLIP model are both named '${options.clipName}'`);
+  const modelName = options.modelName ?? "";
+  const clipName = options.clipName ?? "";
   const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
   const remote = options.remoteImages ?? { allow: false };
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
@@ -93,7 +116,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   let closing = false;
   const active = new Set<Active>();
   const metrics = new ServerMetrics(() => model);
-  const ready = Promise.resolve(options.model).then(
+  const ready = Promise.resolve(options.model ?? null).then(
     (m) => (model = m),
     (error: Error) => {
       loadError = error;
@@ -101,6 +124,25 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     },
   );
   ready.catch(() => {}); // reported by /health and by whoever awaits `ready`
+  let clip: Clip | null = null;
+  let clipError: Error | null = null;
+  let clipLoaded = false;
+  const clipReady = Promise.resolve(options.clip ?? null).then(
+    (c) => {
+      clipLoaded = true;
+      return (clip = c);
+    },
+    (error: Error) => {
+      clipError = error;
+      throw error;
+    },
+  );
+  clipReady.catch(() => {});
+  let modelLoaded = false;
+  void ready.then(() => (modelLoaded = true), () => {});
+  // Embedding requests, one at a time: the tail of the queue, and how many are in it.
+  let embedTail: Promise<void> = Promise.resolve();
+  let embedding = 0;
 
   const app = Fastify({
     bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT,
@@ -138,19 +180,30 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   });
 
   app.get("/health", async (_request, reply) => {
-    if (loadError) return reply.code(503).send({ status: "error", message: `loading the model failed: ${loadError.message}` });
-    if (!model) return reply.code(503).header("retry-after", RETRY_AFTER_S).send({ status: "loading" });
-    return { status: closing ? "closing" : "ok" };
+    // Ready when all that was given is loaded; with a CLIP model, each model's state by name too.
+    const failed = loadError ?? clipError;
+    const models = hasClip
+      ? {
+          models: {
+            ...(hasModel ? { [modelName]: loadError ? "error" : modelLoaded ? "ok" : "loading" } : {}),
+            [clipName]: clipError ? "error" : clipLoaded ? "ok" : "loading",
+          },
+        }
+      : {};
+    if (failed) return reply.code(503).send({ status: "error", message: `loading the ${loadError ? "model" : "CLIP model"} failed: ${failed.message}`, ...models });
+    if ((hasModel && !modelLoaded) || (hasClip && !clipLoaded)) return reply.code(503).header("retry-after", RETRY_AFTER_S).send({ status: "loading", ...models });
+    return { status: closing ? "closing" : "ok", ...models };
   });
 
   app.get("/metrics", async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
   const startedAt = Date.now();
-  const modelEntry = () => ({ id: modelName, object: "model", created: Math.floor(startedAt / 1000), owned_by: "wgsl-vlm" });
-  app.get("/v1/models", async () => ({ object: "list", data: [modelEntry()] }));
+  const names = [...(hasModel ? [modelName] : []), ...(hasClip ? [clipName] : [])];
+  const modelEntry = (id: string) => ({ id, object: "model", created: Math.floor(startedAt / 1000), owned_by: "wgsl-vlm" });
+  app.get("/v1/models", async () => ({ object: "list", data: names.map(modelEntry) }));
   app.get<{ Params: { id: string } }>("/v1/models/:id", async (request) => {
-    if (request.params.id !== modelName) throw modelNotFound(request.params.id, modelName);
-    return modelEntry();
+    if (!names.includes(request.params.id)) throw modelNotFound(request.params.id, names.join("' and '"));
+    return modelEntry(request.params.id);
   });
 
   for (const [path, file] of Object.entries(PAGE_FILES)) {
@@ -164,6 +217,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   const generation = (endpoint: Endpoint) => async (request: FastifyRequest, reply: FastifyReply) => {
     const started = performance.now();
+    if (!hasModel) throw new ApiError(404, `this server has no chat model, only the embedding model '${clipName}' (POST /v1/embeddings): start it with --model DIR to chat`, null, "model_not_found");
     const current = usableModel(model, loadError, closing);
     const body = request.body as Record<string, unknown> | null;
     if (body && typeof body === "object" && body.model !== undefined && body.model !== null && body.model !== modelName) throw modelNotFound(body.model, modelName);
@@ -177,6 +231,55 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   };
   app.post("/v1/chat/completions", generation("chat"));
   app.post("/v1/completions", generation("completions"));
+
+  app.post("/v1/embeddings", async (request, reply) => {
+    const started = performance.now();
+    let status = 200;
+    let inputs: number | undefined;
+    let promptTokens: number | undefined;
+    let failure: ApiError | null = null;
+    try {
+      if (!hasClip) {
+        throw new ApiError(404, "this server has no embedding model: start it with --clip DIR (a CLIP checkpoint folder) to serve POST /v1/embeddings", null, "model_not_found");
+      }
+      if (closing) throw new ApiError(503, "the server is shutting down", null, "server_closing", "server_error", RETRY_AFTER_S);
+      if (clipError) throw new ApiError(503, `the CLIP model failed to load: ${(clipError as Error).message}`, null, "model_not_loaded", "server_error");
+      if (!clip) throw new ApiError(503, "the CLIP model is still loading; try again shortly", null, "model_loading", "server_error", RETRY_AFTER_S);
+      const current: Clip = clip;
+      const body = request.body as Record<string, unknown> | null;
+      if (body && typeof body === "object" && !Array.isArray(body)) {
+        if (body.model === undefined || body.model === null) throw badRequest("model", `is required: this server's embedding model is '${clipName}'`);
+        if (body.model !== clipName) throw modelNotFound(body.model, clipName);
+      }
+      // Refused before its images are decoded or fetched.
+      if (embedding >= maxQueue + 1) {
+        throw new ApiError(429, `the server is busy: ${embedding} embedding requests running or waiting; try again shortly`, null, "rate_limit_exceeded", "rate_limit_error", RETRY_AFTER_S);
+      }
+      embedding++;
+      try {
+        const parsed = await parseEmbeddingRequest(body, embeddingModelInfo(current), remote);
+        inputs = parsed.inputs.length;
+        const pixels = await preparePixels(current, parsed);
+        const turn = embedTail.then(() => embedInputs(current, parsed, pixels));
+        embedTail = turn.then(
+          () => {},
+          () => {},
+        );
+        const embedded = await turn;
+        promptTokens = embedded.promptTokens;
+        await reply.send(embeddingsBody(embedded, parsed.encoding, clipName));
+      } finally {
+        embedding--;
+      }
+    } catch (error) {
+      failure = toApiError(error);
+      status = failure.status;
+      sendError(reply, failure);
+    } finally {
+      metrics.answered("embeddings", status);
+      request.log.info({ endpoint: "embeddings", status, inputs, promptTokens, totalMs: round(performance.now() - started), error: failure?.message }, "request");
+    }
+  });
 
   /** Runs one generation and answers it, whole or streamed; logs one line and counts it. */
   async function answer(endpoint: Endpoint, current: VisionLanguageModel, served: ServedRequest, request: FastifyRequest, reply: FastifyReply, started: number): Promise<void> {
@@ -289,8 +392,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       app.server.closeIdleConnections(); // those the finished generations left open (keep-alive)
       await listening;
       await model?.idle();
+      await embedTail;
     })());
-  return { url, app, ready, close };
+  return { url, app, ready, clipReady, close };
 }
 
 function usableModel(model: VisionLanguageModel | null, loadError: Error | null, closing: boolean): VisionLanguageModel {
