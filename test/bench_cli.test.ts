@@ -25,7 +25,7 @@ describe("wgsl-vlm bench", () => {
 
   it("names an unknown benchmark, even one that is a property every object has", async () => {
     for (const name of ["nope", "toString", "constructor", "__proto__"]) {
-      await expect(benchCommand.run([name])).rejects.toThrow(new UsageError(`unknown benchmark '${name}' (limits, kernels, e2e, serve or load)`));
+      await expect(benchCommand.run([name])).rejects.toThrow(new UsageError(`unknown benchmark '${name}' (limits, kernels, e2e, serve, clip or load)`));
     }
   });
 

@@ -391,7 +391,7 @@ async function clipCommand(argv: string[]): Promise<number> {
     const result = await runClipBench(gpu, values.shape, { dtype, quick: values.quick, onProgress: (line) => progress(`  ${line}`) });
     const document = { kind: "clip", environment: env, quick: values.quick ?? false, result };
     const markdown = `## CLIP: ${values.shape}\n\n${environmentMarkdown(env)}${values.quick ? "; --quick" : ""}\n\n${clipBenchMarkdown(result)}\n`;
-    const stem = `clip-${values.shape}`;
+    const stem = values.shape.startsWith("clip-") ? values.shape : `clip-${values.shape}`;
     await writeOutputs(values.out ?? DEFAULT_OUT, { [`${stem}.json`]: `${JSON.stringify(document, null, 2)}\n`, [`${stem}.md`]: markdown });
     process.stdout.write(values.json ? `${JSON.stringify(document, null, 2)}\n` : markdown);
     return 0;
