@@ -1,5 +1,7 @@
 /** wgsl-vlm's library API. */
 export { loadModel, VisionLanguageModel, type ModelOptions } from "./generate/model.js";
+export { loadClip, Clip, DEFAULT_LABEL_TEMPLATE, type LoadClipOptions, type LabelScore } from "./embed/clip.js";
+export { buildIndex, LoadedIndex, readManifest, type IndexManifest, type BuildReport } from "./embed/image_index.js";
 export { RequestError, AbandonedStreamError } from "./generate/errors.js";
 export { DEFAULT_ABANDON_AFTER_MS } from "./generate/stream.js";
 export { DEFAULT_MAX_NEW_TOKENS } from "./generate/request.js";

@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   index: () => import("./index_images.js"),
   search: () => import("./search.js"),
   eval: () => import("./eval.js"),
+  "eval-clip": () => import("./eval_clip.js"),
   bench: () => import("./bench.js"),
   serve: () => import("./serve.js"),
 };
