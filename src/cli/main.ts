@@ -28,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   "eval-clip": () => import("./eval_clip.js"),
   bench: () => import("./bench.js"),
   serve: () => import("./serve.js"),
+  caption: () => import("./caption.js"),
 };
 
 /** The command called `name`, if there is one (an own key: not `toString` or `constructor`). */
