@@ -23,8 +23,9 @@ import { describeValue } from "../generate/errors.js";
 import type { Clip } from "../embed/clip.js";
 import { unitRows } from "../models/clip_model.js";
 import type { PixelValues } from "../image/preprocess.js";
-import { ApiError, badRequest } from "./api_error.js";
+import { badRequest } from "./api_error.js";
 import { imageFromUrl, type RemoteImageOptions } from "./images.js";
+import { object } from "./openai_request.js";
 
 /** OpenAI's limit on the inputs of one request. */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -137,20 +138,6 @@ function tokens(value: unknown[], at: string, info: EmbeddingModelInfo): Pending
     throw badRequest(at, `holds no end token (id ${info.endId}), where CLIP pools a text: give the ids as the tokenizer encodes them, start and end tokens included`);
   }
   return { kind: "tokens", ids: value as number[] };
-}
-
-/** `value` as an object with only `allowed` keys (an unknown one is refused by name, as OpenAI does). */
-function object(value: unknown, allowed: Set<string>, at: string | null): Record<string, unknown> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw at === null ? new ApiError(400, "the request body must be a JSON object") : badRequest(at, `must be an object, not ${describeValue(value)}`);
-  }
-  for (const key of Object.keys(value)) {
-    if (!allowed.has(key)) {
-      const param = at === null ? key : `${at}.${key}`;
-      throw new ApiError(400, `Unrecognized request argument supplied: ${param}`, param, "unknown_parameter");
-    }
-  }
-  return value as Record<string, unknown>;
 }
 
 /** The images decoded and preprocessed (on the CPU), each failure a 400 naming its input. */

@@ -157,8 +157,8 @@ function stops(value: unknown): string[] {
   return list;
 }
 
-/** `value` as an object with only `allowed` keys (an unknown one is refused by name). */
-function object(value: unknown, allowed: Set<string>, at: string | null = null): Body {
+/** `value` as an object with only `allowed` keys (an unknown one is refused by name, as OpenAI does). */
+export function object(value: unknown, allowed: Set<string>, at: string | null = null): Body {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw at === null ? new ApiError(400, "the request body must be a JSON object") : badRequest(at, `must be an object, not ${describeValue(value)}`);
   }
